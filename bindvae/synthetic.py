@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bindvae.analysis.meme import Motif, format_meme, write_text_atomic
 from bindvae.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -54,21 +55,6 @@ DEFAULT_MOTIFS = (
 )
 # The Oct-Sox composite element: SOX2 then POU5F1 with no gap, on the same strand.
 DEFAULT_PAIR = (("SOX2", "MA0143.5"), ("POU5F1", "MA1115.2"))
-
-
-@dataclasses.dataclass(frozen=True)
-class Motif:
-    """A named position probability matrix.
-
-    Attributes:
-        name: TF name, e.g. ``CTCF``.
-        matrix_id: database id, e.g. ``MA0139.2``.
-        pwm: ``[width, 4]`` float64 probabilities over A, C, G, T; rows sum to 1.
-    """
-
-    name: str
-    matrix_id: str
-    pwm: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +105,8 @@ class SyntheticSet:
         names: ``n_peaks`` peak names.
         sequences: ``n_peaks`` strings over ACGT.
         truth: the truth table (module docstring).
-        motifs: planted motifs by name (the ten and the pair members).
+        motifs: planted motifs by TF name (the ten and the pair members); each
+            :class:`~bindvae.analysis.meme.Motif` has the JASPAR id as ``name`` and the TF as ``alt_name``.
     """
 
     names: list
@@ -137,7 +124,8 @@ def load_jaspar_motifs(entries, release: str = "JASPAR2024", pseudocount: float 
         pseudocount: added to every count before normalising.
 
     Returns:
-        One :class:`Motif` per entry, PWMs ``[width, 4]``.
+        One :class:`~bindvae.analysis.meme.Motif` per entry: ``name`` the matrix id, ``alt_name`` the
+        TF name as given, PWM ``[width, 4]``.
 
     Raises:
         ConfigError: unknown release, name or id.
@@ -158,7 +146,7 @@ def load_jaspar_motifs(entries, release: str = "JASPAR2024", pseudocount: float 
         if record is None:
             raise ConfigError("motifs", f"{name} {matrix_id} not found in {release}")
         counts = np.array([record.counts[b] for b in BASES], dtype=np.float64).T + pseudocount
-        motifs.append(Motif(name, record.matrix_id, counts / counts.sum(axis=1, keepdims=True)))
+        motifs.append(Motif(record.matrix_id, counts / counts.sum(axis=1, keepdims=True), alt_name=name))
     return motifs
 
 
@@ -289,7 +277,7 @@ def _plant_motif(rng, planter: _Planter, motif: Motif, fraction: float, kind: st
     width = motif.pwm.shape[0]
     for peak, start in zip(kept_peaks, starts):
         i = lookup[int(peak)]
-        planter.record(peak, motif.name, kind, motif.matrix_id, start, start + width, "-" if minus[i] else "+", sites[i])
+        planter.record(peak, motif.alt_name, kind, motif.name, start, start + width, "-" if minus[i] else "+", sites[i])
 
 
 def _plant_pair(rng, planter: _Planter, first: Motif, second: Motif, fraction: float, spacing: int) -> None:
@@ -310,7 +298,7 @@ def _plant_pair(rng, planter: _Planter, first: Motif, second: Motif, fraction: f
         else:
             spans = ((first, start, start + wa), (second, start + total - wb, start + total))
         for motif, s, e in spans:
-            planter.record(peak, motif.name, "pair", motif.matrix_id, s, e, "-" if minus[i] else "+",
+            planter.record(peak, motif.alt_name, "pair", motif.name, s, e, "-" if minus[i] else "+",
                            planter.bases[peak, s:e])
 
 
@@ -332,7 +320,7 @@ def generate(rng: np.random.Generator, config: SyntheticConfig, motifs: dict | N
     Args:
         rng: NumPy generator; the only source of randomness.
         config: what to generate.
-        motifs: optional ``{name: Motif}`` to use instead of reading JASPAR (e.g. in tests).
+        motifs: optional ``{tf_name: Motif}`` to use instead of reading JASPAR (e.g. in tests).
 
     Returns:
         The sequences and their truth table.
@@ -343,7 +331,7 @@ def generate(rng: np.random.Generator, config: SyntheticConfig, motifs: dict | N
     _check(config)
     if motifs is None:
         entries = [(n, i) for n, i, _ in config.motifs] + [tuple(m) for m in config.pair]
-        motifs = {m.name: m for m in load_jaspar_motifs(entries, config.jaspar_release, config.pseudocount)}
+        motifs = {m.alt_name: m for m in load_jaspar_motifs(entries, config.jaspar_release, config.pseudocount)}
     width = max(len(str(config.n_peaks)), 5)
     names = [f"peak_{i:0{width}d}" for i in range(config.n_peaks)]
     bases = sample_background(rng, config.n_peaks, config.length, config.gc,
@@ -375,29 +363,13 @@ def truth_path_for(fasta_path: str | os.PathLike) -> Path:
     return path.with_name(path.name.rsplit(".", 1)[0] + ".truth.tsv")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def format_meme(motifs) -> str:
-    """MEME minimal motif format text for ``Motif`` objects (rows A C G T)."""
-    lines = ["MEME version 4", "", "ALPHABET= ACGT", "", "strands: + -", "",
-             "Background letter frequencies", "A 0.25 C 0.25 G 0.25 T 0.25", ""]
-    for motif in motifs:
-        lines += [f"MOTIF {motif.matrix_id} {motif.name}",
-                  f"letter-probability matrix: alength= 4 w= {motif.pwm.shape[0]} nsites= 20 E= 0"]
-        lines += [" ".join(f"{p:.6f}" for p in row) for row in motif.pwm]
-        lines.append("")
-    return "\n".join(lines)
-
-
 def write_set(dataset: SyntheticSet, fasta_path: str | os.PathLike, config: SyntheticConfig | None = None,
               seed: int | None = None) -> dict:
     """Writes the FASTA, the truth TSV, the planted motifs (MEME) and a JSON manifest next to it.
 
     Each file is written to a temporary name and moved into place, so no half-written file is left.
+    The FASTA is named e.g. ``bench.fa``; the others are ``bench.truth.tsv``, ``bench.motifs.meme``
+    (the planted PWMs) and ``bench.json`` (seed, config, JASPAR ids).
 
     Args:
         dataset: from :func:`generate`.
@@ -413,13 +385,13 @@ def write_set(dataset: SyntheticSet, fasta_path: str | os.PathLike, config: Synt
     stem = fasta.name.rsplit(".", 1)[0]
     paths = {"fasta": fasta, "truth": truth_path_for(fasta),
              "motifs": fasta.with_name(stem + ".motifs.meme"), "manifest": fasta.with_name(stem + ".json")}
-    _atomic_write(paths["fasta"], "".join(f">{n}\n{s}\n" for n, s in zip(dataset.names, dataset.sequences)))
-    _atomic_write(paths["truth"], dataset.truth.to_csv(sep="\t", index=False))
-    _atomic_write(paths["motifs"], format_meme(dataset.motifs.values()))
+    write_text_atomic(paths["fasta"], "".join(f">{n}\n{s}\n" for n, s in zip(dataset.names, dataset.sequences)))
+    write_text_atomic(paths["truth"], dataset.truth.to_csv(sep="\t", index=False))
+    write_text_atomic(paths["motifs"], format_meme(list(dataset.motifs.values()), "planted motifs"))
     manifest = {"seed": seed, "n_peaks": len(dataset.names),
-                "motifs": {m.name: m.matrix_id for m in dataset.motifs.values()},
+                "motifs": {tf: m.name for tf, m in dataset.motifs.items()},
                 "config": dataclasses.asdict(config) if config is not None else None}
-    _atomic_write(paths["manifest"], json.dumps(manifest, indent=1, default=list) + "\n")
+    write_text_atomic(paths["manifest"], json.dumps(manifest, indent=1, default=list) + "\n")
     return {k: str(v) for k, v in paths.items()}
 
 

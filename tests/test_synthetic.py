@@ -24,7 +24,7 @@ def _log_odds(site: str, pwm: np.ndarray) -> float:
 
 def test_load_jaspar_motifs_reads_bundled_release():
     (ctcf,) = synthetic.load_jaspar_motifs([("CTCF", "MA0139.2")], "JASPAR2024")
-    assert ctcf.name == "CTCF" and ctcf.pwm.shape == (15, 4)
+    assert (ctcf.name, ctcf.alt_name, ctcf.pwm.shape) == ("MA0139.2", "CTCF", (15, 4))
     np.testing.assert_allclose(ctcf.pwm.sum(axis=1), 1.0)
     # The JASPAR 2024 consensus of MA0139.2, the core CTCF site.
     consensus = "".join("ACGT"[i] for i in ctcf.pwm.argmax(axis=1))
