@@ -1,0 +1,180 @@
+"""Save and restore training checkpoints (orbax) with a JSON metadata sidecar.
+
+Layout: ``<run_dir>/checkpoints/<step>/{state,metadata}``. ``state`` holds params, opt_state, step,
+the training RNG key data and the non-finite step counters; ``metadata`` holds the resolved run
+config, the vocabulary fingerprint, n_kmers, num_topics, package/jax/flax versions and the git
+commit (when known). orbax writes each checkpoint to a temporary folder and renames it on finalize,
+so a checkpoint being written (or cut short) is never listed as valid. Only this module touches
+checkpoint files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from bindvae.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A restored checkpoint.
+
+    Attributes:
+        params: parameter tree (numpy arrays; see ``bindvae.model`` for the paths).
+        opt_state: optimiser state (the target's structure when one was given, else nested containers).
+        step: global step at which it was saved.
+        rng: uint32 key data of the training key.
+        config: the resolved run config as a nested dict.
+        metadata: vocab_fingerprint, n_kmers, num_topics, versions, git_commit, step.
+        extra: other saved state entries (bad_steps, skipped_steps).
+    """
+
+    params: Any
+    opt_state: Any
+    step: int
+    rng: np.ndarray
+    config: dict
+    metadata: dict
+    extra: dict
+
+
+def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
+    """``<run_dir>/checkpoints`` as an absolute path."""
+    return Path(run_dir).absolute() / CHECKPOINT_DIR
+
+
+def _manager(run_dir, keep: int | None = None, create: bool = False) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, enable_async_checkpointing=False)
+    return ocp.CheckpointManager(checkpoint_dir(run_dir), options=options, item_names=("state", "metadata"))
+
+
+def list_steps(run_dir: str | os.PathLike) -> list[int]:
+    """Steps of the finished checkpoints in ``run_dir`` (ascending; empty when there are none)."""
+    if not checkpoint_dir(run_dir).is_dir():
+        return []
+    with _manager(run_dir) as manager:
+        return sorted(int(s) for s in manager.all_steps())
+
+
+def git_commit() -> str | None:
+    """The source tree's git commit, or None when it is not a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def version_metadata() -> dict:
+    """Package, jax, flax and optax versions plus the git commit."""
+    import flax
+    import optax
+
+    import bindvae
+
+    return {
+        "bindvae_version": bindvae.__version__,
+        "jax_version": jax.__version__,
+        "flax_version": flax.__version__,
+        "optax_version": optax.__version__,
+        "git_commit": git_commit(),
+    }
+
+
+def save_checkpoint(workdir: str | os.PathLike, state: dict, metadata: dict, keep: int = 3) -> Path:
+    """Write a checkpoint of ``state`` at ``int(state["step"])`` and keep the latest ``keep``.
+
+    Args:
+        workdir: the run directory (checkpoints go in ``<workdir>/checkpoints``).
+        state: ``{"params", "opt_state", "step", "rng", ...}`` of arrays (device or host).
+        metadata: JSON-serialisable dict; must hold ``config`` and ``vocab_fingerprint``.
+        keep: how many most recent checkpoints to keep.
+
+    Returns:
+        The step's checkpoint folder.
+    """
+    host_state = jax.device_get(state)
+    step = int(host_state["step"])
+    meta = {**version_metadata(), **metadata, "step": step}
+    with _manager(workdir, keep=keep, create=True) as manager:
+        manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(host_state), metadata=ocp.args.JsonSave(meta)),
+            force=True,
+        )
+        manager.wait_until_finished()
+    logger.info("checkpoint: step %d -> %s", step, checkpoint_dir(workdir) / str(step))
+    return checkpoint_dir(workdir) / str(step)
+
+
+def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None, target: dict | None = None) -> Checkpoint:
+    """Restore a checkpoint (the latest by default).
+
+    Args:
+        run_dir: the run directory holding ``checkpoints/``.
+        step: a specific step, or None for the latest.
+        target: optional state tree of the same structure (arrays or ShapeDtypeStructs) to restore
+            into, which keeps optax's container types.
+
+    Returns:
+        The :class:`Checkpoint`.
+
+    Raises:
+        InputError: no run directory, no finished checkpoint, an unknown step or unreadable files.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(run_dir, "run directory not found")
+    steps = list_steps(run_dir)
+    if not steps:
+        raise InputError(checkpoint_dir(run_dir), "no finished checkpoint in this run directory")
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise InputError(checkpoint_dir(run_dir), f"no checkpoint at step {step} (have {steps})")
+    if target is not None:
+        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.device_get(target))
+    try:
+        with _manager(run_dir) as manager:
+            restored = manager.restore(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()),
+            )
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(checkpoint_dir(run_dir) / str(step), f"unreadable checkpoint ({err})") from err
+    state = dict(restored["state"])
+    metadata = dict(restored["metadata"])
+    extra = {k: v for k, v in state.items() if k not in ("params", "opt_state", "step", "rng")}
+    return Checkpoint(
+        params=state["params"],
+        opt_state=state.get("opt_state"),
+        step=int(state["step"]),
+        rng=np.asarray(state.get("rng")),
+        config=metadata.get("config", {}),
+        metadata=metadata,
+        extra=extra,
+    )
+
+
+def check_vocab(checkpoint: Checkpoint, vocab_fingerprint: str, where: str | os.PathLike) -> None:
+    """Raise InputError if the checkpoint was trained on another vocabulary."""
+    saved = checkpoint.metadata.get("vocab_fingerprint")
+    if saved != vocab_fingerprint:
+        raise InputError(
+            where, f"vocabulary fingerprint {str(vocab_fingerprint)[:12]} differs from the checkpoint's {str(saved)[:12]}"
+        )

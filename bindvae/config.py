@@ -1,0 +1,261 @@
+"""The configuration schema: frozen dataclasses, validated on construction.
+
+These dataclasses are the single source of truth for every option. ``experiments/`` registers them
+with Hydra's ConfigStore so YAML files cannot add keys they lack; library functions only ever see
+these objects (never a DictConfig). Defaults are the paper's settings (Kshirsagar et al. 2022):
+M = 100 topics, alpha = 10, batch 128, Adam lr 3e-4, 300,000 steps with a 150,000-step prior burn-in.
+
+Every invalid value raises :class:`bindvae.errors.ConfigError` naming the dotted key, before any
+computation starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from bindvae.errors import ConfigError
+
+ACTIVATIONS = ("relu", "gelu", "softplus", "tanh", "elu", "silu")
+COMPUTE_PATHS = ("auto", "sparse", "dense")
+DATA_SOURCES = ("synthetic", "npz", "fasta", "reference")
+LOGGER_KINDS = ("wandb", "none")
+
+
+def _require(ok: bool, key: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(key, problem)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The Dirichlet VAE (SPEC section 3).
+
+    Attributes:
+        num_topics: M, the number of latent topics (Dirichlet dimensions).
+        alpha: initial prior concentration (the swept hyper-parameter); the prior is
+            Dirichlet(alpha * 1_M) until the burn-in ends, then learned per topic.
+        hidden_sizes: encoder MLP widths, first layer reads the k-mer count vector.
+        activation: encoder nonlinearity, one of ``ACTIVATIONS``.
+        min_concentration: lower clip of posterior and prior concentrations.
+        max_concentration: upper clip of posterior and prior concentrations.
+    """
+
+    num_topics: int = 100
+    alpha: float = 10.0
+    hidden_sizes: tuple = (300, 300, 300)
+    activation: str = "relu"
+    min_concentration: float = 0.1
+    max_concentration: float = 1000.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        _require(int(self.num_topics) >= 1, "model.num_topics", f"must be >= 1, got {self.num_topics}")
+        _require(float(self.alpha) > 0, "model.alpha", f"must be > 0, got {self.alpha}")
+        _require(len(self.hidden_sizes) >= 1, "model.hidden_sizes", "needs at least one layer")
+        _require(all(h >= 1 for h in self.hidden_sizes), "model.hidden_sizes", f"widths must be >= 1, got {self.hidden_sizes}")
+        _require(self.activation in ACTIVATIONS, "model.activation", f"unknown {self.activation!r}; one of {ACTIVATIONS}")
+        _require(
+            0 < self.min_concentration < self.max_concentration,
+            "model.min_concentration",
+            f"need 0 < min ({self.min_concentration}) < max ({self.max_concentration})",
+        )
+        _require(
+            self.min_concentration <= self.alpha <= self.max_concentration,
+            "model.alpha",
+            f"{self.alpha} is outside the clip range [{self.min_concentration}, {self.max_concentration}]",
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, schedule, evaluation and checkpointing.
+
+    Attributes:
+        steps: total optimiser steps (the run stops at this global step).
+        batch_size: sequences per step.
+        learning_rate: Adam learning rate.
+        prior_burn_in_steps: the prior concentration is frozen while ``step < prior_burn_in_steps``.
+        seed: root seed; the run's keys and its batch order are functions of it alone.
+        log_every: steps between metric lines (metrics.jsonl, logger, progress bar).
+        eval_every: steps between held-out ELBO / perplexity evaluations (0 = only at the end).
+        checkpoint_every: steps between checkpoints (the last step is always saved).
+        keep_checkpoints: how many most recent checkpoints to keep.
+        val_fraction: fraction of sequences held out for validation.
+        resume: continue from the run directory's latest checkpoint.
+        overwrite: delete an existing run's checkpoints and start over.
+        compute_path: ``sparse`` (gathers at nonzero k-mers), ``dense`` (count matrix), or
+            ``auto`` (the faster one measured for the backend: see ``bindvae.train.resolve_compute_path``).
+        steps_per_call: optimiser steps per device dispatch (``lax.scan``); 0 = auto
+            (1 on CPU, 100 on accelerators).
+        n_length_buckets: at most this many padded nnz lengths, to bound recompiles.
+        max_bad_steps: this many consecutive non-finite steps (skipped, not applied) stop the run.
+        topic_table_every: steps between tables of each topic's top k-mers in the logger (0 = never).
+        topic_table_k: k-mers per topic in that table.
+        optimizer_state_dtype: ``float32`` (default) or ``bfloat16`` Adam moments (changes numerics).
+        progress: show a progress bar.
+        eval_batches: cap on validation batches per evaluation (0 = whole validation set).
+    """
+
+    steps: int = 300_000
+    batch_size: int = 128
+    learning_rate: float = 3e-4
+    prior_burn_in_steps: int = 150_000
+    seed: int = 0
+    log_every: int = 100
+    eval_every: int = 5_000
+    checkpoint_every: int = 10_000
+    keep_checkpoints: int = 3
+    val_fraction: float = 0.05
+    resume: bool = False
+    overwrite: bool = False
+    compute_path: str = "auto"
+    steps_per_call: int = 0
+    n_length_buckets: int = 4
+    max_bad_steps: int = 20
+    topic_table_every: int = 5_000
+    topic_table_k: int = 10
+    optimizer_state_dtype: str = "float32"
+    progress: bool = True
+    eval_batches: int = 0
+
+    def __post_init__(self):
+        _require(self.steps >= 1, "train.steps", f"must be >= 1, got {self.steps}")
+        _require(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
+        _require(self.learning_rate > 0, "train.learning_rate", f"must be > 0, got {self.learning_rate}")
+        _require(self.prior_burn_in_steps >= 0, "train.prior_burn_in_steps", f"must be >= 0, got {self.prior_burn_in_steps}")
+        _require(
+            self.prior_burn_in_steps <= self.steps,
+            "train.prior_burn_in_steps",
+            f"burn-in ({self.prior_burn_in_steps}) is longer than train.steps ({self.steps}); the prior would never be learned",
+        )
+        for key in ("log_every", "checkpoint_every", "keep_checkpoints", "max_bad_steps", "n_length_buckets"):
+            _require(getattr(self, key) >= 1, f"train.{key}", f"must be >= 1, got {getattr(self, key)}")
+        for key in ("eval_every", "topic_table_every", "steps_per_call", "eval_batches"):
+            _require(getattr(self, key) >= 0, f"train.{key}", f"must be >= 0, got {getattr(self, key)}")
+        _require(self.topic_table_k >= 1, "train.topic_table_k", f"must be >= 1, got {self.topic_table_k}")
+        _require(0.0 <= self.val_fraction < 1.0, "train.val_fraction", f"must be in [0, 1), got {self.val_fraction}")
+        _require(self.compute_path in COMPUTE_PATHS, "train.compute_path", f"unknown {self.compute_path!r}; one of {COMPUTE_PATHS}")
+        _require(
+            self.optimizer_state_dtype in ("float32", "bfloat16"),
+            "train.optimizer_state_dtype",
+            f"unknown {self.optimizer_state_dtype!r}; float32 or bfloat16",
+        )
+        _require(not (self.resume and self.overwrite), "train.resume", "resume and overwrite cannot both be true")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training sequences come from (one group file per ``source``).
+
+    Attributes:
+        source: ``synthetic`` (generated peaks), ``npz`` (features saved by ``experiments.featurize``),
+            ``fasta`` (peak sequences, featurized on the fly) or ``reference`` (a reference-format
+            feature file plus the reference vocabulary).
+        path: the ``.npz`` or FASTA file (sources ``npz``, ``fasta``).
+        features: reference-format feature file (source ``reference``).
+        vocabulary: reference vocabulary ``.npy`` (source ``reference``).
+        n_sequences: number of synthetic sequences.
+        sequence_length: length of synthetic sequences in bp.
+        max_sequences: keep at most this many sequences (0 = all).
+    """
+
+    source: str = "synthetic"
+    path: Optional[str] = None
+    features: Optional[str] = None
+    vocabulary: Optional[str] = None
+    n_sequences: int = 2_000
+    sequence_length: int = 200
+    max_sequences: int = 0
+
+    def __post_init__(self):
+        _require(self.source in DATA_SOURCES, "data.source", f"unknown {self.source!r}; one of {DATA_SOURCES}")
+        if self.source in ("npz", "fasta"):
+            _require(bool(self.path), "data.path", f"is required for data={self.source}")
+        if self.source == "reference":
+            _require(bool(self.features), "data.features", "is required for data=reference")
+            _require(bool(self.vocabulary), "data.vocabulary", "is required for data=reference")
+        _require(self.n_sequences >= 1, "data.n_sequences", f"must be >= 1, got {self.n_sequences}")
+        _require(self.sequence_length >= 8, "data.sequence_length", f"must be >= 8, got {self.sequence_length}")
+        _require(self.max_sequences >= 0, "data.max_sequences", f"must be >= 0, got {self.max_sequences}")
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    """Experiment tracking; ``metrics.jsonl`` in the run directory is always written.
+
+    Attributes:
+        kind: ``wandb`` or ``none`` (metrics.jsonl only).
+        mode: wandb mode: ``offline`` (default, no network), ``online`` or ``disabled``.
+        project: wandb project.
+        entity: wandb entity (team or user), None for the default.
+        group: wandb group; sweeps set it to the sweep name.
+        name: run name; None gives ``M{num_topics}_a{alpha}_s{seed}``.
+        tags: wandb tags.
+    """
+
+    kind: str = "wandb"
+    mode: str = "offline"
+    project: str = "bindvae"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    name: Optional[str] = None
+    tags: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "tags", tuple(self.tags))
+        _require(self.kind in LOGGER_KINDS, "logger.kind", f"unknown {self.kind!r}; one of {LOGGER_KINDS}")
+        _require(self.mode in ("offline", "online", "disabled"), "logger.mode", f"unknown {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: the root of the Hydra config."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+def run_name(config: RunConfig) -> str:
+    """The run's display name: ``logger.name`` or ``M{num_topics}_a{alpha}_s{seed}``."""
+    if config.logger.name:
+        return config.logger.name
+    alpha = config.model.alpha
+    alpha_text = f"{alpha:g}"
+    return f"M{config.model.num_topics}_a{alpha_text}_s{config.train.seed}"
+
+
+def to_dict(config: Any) -> dict:
+    """A JSON-ready nested dict of a config dataclass (tuples become lists)."""
+
+    def convert(value):
+        if isinstance(value, tuple):
+            return [convert(v) for v in value]
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+
+    return convert(dataclasses.asdict(config))
+
+
+def from_dict(values: dict) -> RunConfig:
+    """Rebuild a :class:`RunConfig` from :func:`to_dict` output (e.g. a checkpoint's config).
+
+    Raises:
+        ConfigError: for an unknown key or an invalid value.
+    """
+    parts = {}
+    for name, cls in (("model", ModelConfig), ("train", TrainConfig), ("data", DataConfig), ("logger", LoggerConfig)):
+        section = dict(values.get(name, {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"{name}.{unknown[0]}", "unknown key")
+        for key in ("hidden_sizes", "tags"):
+            if key in section and isinstance(section[key], list):
+                section[key] = tuple(section[key])
+        parts[name] = cls(**section)
+    return RunConfig(**parts)

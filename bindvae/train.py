@@ -1,0 +1,566 @@
+"""Training: state, optimiser with the prior's burn-in, jitted steps, evaluation.
+
+A step is one pure function of (state, batch, key), jitted once with the state donated. The key is
+the run's training key; each step folds in its own step number, so the noise of step s is the same
+whether the run was resumed or not. The prior's freeze is part of the optimiser (a transformation
+whose updates and moments stay at zero until it has seen ``prior_burn_in_steps`` updates), so
+there is no Python branch and no recompile when it thaws.
+
+Steps whose loss or gradient is not finite are skipped (parameters and optimiser state are kept),
+counted, and reported; ``fit`` stops after ``max_bad_steps`` in a row. The loop over many steps per
+dispatch (``make_train_loop``) keeps the padded data on the device and scans over row ids;
+``fit`` runs a whole schedule (logging, evaluation, checkpoints, resume) from plain arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.sparse as sp
+from flax.training import train_state
+
+from bindvae import checkpoint as ckpt
+from bindvae import data as data_lib
+from bindvae import objectives
+from bindvae.config import RunConfig, TrainConfig, run_name, to_dict
+from bindvae.errors import BindVAEError, ConfigError, InputError
+from bindvae.model import BindVAE, build_model, init_params
+from bindvae.tracking import MetricLogger, MetricsFile, NullLogger
+
+logger = logging.getLogger(__name__)
+
+METRIC_KEYS = ("loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean", "l2_grads")
+
+
+class TrainState(train_state.TrainState):
+    """Flax TrainState plus non-finite step counters (int32 scalars)."""
+
+    bad_steps: jax.Array
+    skipped_steps: jax.Array
+
+
+class FreezeState(NamedTuple):
+    count: jax.Array
+    inner: Any
+
+
+def freeze_for(inner: optax.GradientTransformation, n_frozen: int) -> optax.GradientTransformation:
+    """Wrap ``inner`` so that its first ``n_frozen`` updates are zero and leave its state untouched.
+
+    This is the reference's prior burn-in: while frozen the prior neither moves nor accumulates
+    Adam moments; afterwards ``inner`` runs as if it had just started.
+    """
+
+    def init_fn(params):
+        return FreezeState(jnp.zeros([], jnp.int32), inner.init(params))
+
+    def update_fn(updates, state, params=None):
+        new_updates, new_inner = inner.update(updates, state.inner, params)
+        active = state.count >= n_frozen
+        new_updates = jax.tree.map(lambda u: jnp.where(active, u, jnp.zeros_like(u)), new_updates)
+        new_inner = jax.tree.map(lambda n, o: jnp.where(active, n, o), new_inner, state.inner)
+        return new_updates, FreezeState(state.count + 1, new_inner)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _param_labels(params):
+    return {name: jax.tree.map(lambda _: "prior" if name == "prior" else "net", sub) for name, sub in params.items()}
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Adam on every parameter; the prior's part is frozen for ``prior_burn_in_steps`` updates."""
+    mu_dtype = jnp.bfloat16 if config.optimizer_state_dtype == "bfloat16" else None
+
+    def adam():
+        return optax.adam(config.learning_rate, mu_dtype=mu_dtype)
+
+    return optax.multi_transform(
+        {"net": adam(), "prior": freeze_for(adam(), config.prior_burn_in_steps)}, _param_labels
+    )
+
+
+def create_train_state(model: BindVAE, config: TrainConfig, key: jax.Array) -> TrainState:
+    """Fresh parameters (from ``key``) and optimiser state, at step 0."""
+    params = init_params(model, key)
+    return TrainState.create(
+        apply_fn=model.apply,
+        params=params,
+        tx=make_optimizer(config),
+        bad_steps=jnp.zeros([], jnp.int32),
+        skipped_steps=jnp.zeros([], jnp.int32),
+    )
+
+
+def resolve_compute_path(path: str, backend: str | None = None) -> str:
+    """``sparse`` or ``dense`` for a configured path; ``auto`` picks the faster one measured per backend.
+
+    Measured with ``python -m experiments.benchmark only=train`` (BENCHMARKS.md): on the CPU the
+    sparse path wins for both 200 bp peaks and 20 bp probes; on GPUs the dense path's matmuls win.
+    """
+    if path != "auto":
+        return path
+    backend = backend or jax.default_backend()
+    return "sparse" if backend == "cpu" else "dense"
+
+
+def resolve_steps_per_call(steps_per_call: int, backend: str | None = None) -> int:
+    """Steps per dispatch: the configured value, or (0 = auto) 1 on CPU and 100 on accelerators."""
+    if steps_per_call > 0:
+        return steps_per_call
+    backend = backend or jax.default_backend()
+    return 1 if backend == "cpu" else 100
+
+
+def row_terms(model: BindVAE, params, indices, counts, key, path: str):
+    """Per-sequence ELBO pieces of a padded batch.
+
+    Args:
+        model: the BindVAE.
+        params: its parameters.
+        indices: int32 [B, K] k-mer ids (padding: any id, count 0).
+        counts: float32 [B, K].
+        key: PRNG key for z.
+        path: ``sparse`` or ``dense`` (same values up to float rounding).
+
+    Returns:
+        (log_likelihood [B], kl [B], prior_alpha [M]).
+    """
+    if path == "sparse":
+        conc, theta, prior = model.apply({"params": params}, indices, counts, method=BindVAE.sparse)
+        z = objectives.sample_topics(key, conc)
+        ll = objectives.log_likelihood_sparse(z, theta, indices, counts)
+    else:
+        x = objectives.densify(indices, counts, model.n_kmers)
+        conc, theta, prior = model.apply({"params": params}, x)
+        z = objectives.sample_topics(key, conc)
+        ll = objectives.log_likelihood_dense(z, theta, x)
+    return ll, objectives.dirichlet_kl(conc, prior), prior
+
+
+def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str):
+    """Loss = -mean ELBO of a batch and its metrics (scalars).
+
+    Returns:
+        (loss, {"loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean"}).
+        ``reconstruction`` is the mean log-likelihood (<= 0).
+    """
+    ll, kl, prior = row_terms(model, params, indices, counts, key, path)
+    elbo = ll - kl
+    loss = -jnp.mean(elbo)
+    metrics = {
+        "loss": loss,
+        "elbo": jnp.mean(elbo),
+        "reconstruction": jnp.mean(ll),
+        "kl": jnp.mean(kl),
+        "perplexity": objectives.perplexity(elbo, jnp.sum(counts, axis=-1)),
+        "prior_alpha_mean": jnp.mean(prior),
+    }
+    return loss, metrics
+
+
+def _apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, key):
+    step_key = jax.random.fold_in(key, state.step)
+    grad_fn = jax.value_and_grad(lambda p: loss_and_metrics(model, p, indices, counts, step_key, path), has_aux=True)
+    (loss, metrics), grads = grad_fn(state.params)
+    grad_norm = optax.global_norm(grads)
+    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    # A non-finite step is skipped: keep the previous parameters and moments (the select fuses
+    # into Adam's elementwise update, so it costs no extra pass over the parameters).
+    keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+    state = state.replace(
+        step=state.step + 1,
+        params=jax.tree.map(keep, params, state.params),
+        opt_state=jax.tree.map(keep, opt_state, state.opt_state),
+        bad_steps=jnp.where(ok, 0, state.bad_steps + 1).astype(jnp.int32),
+        skipped_steps=(state.skipped_steps + jnp.where(ok, 0, 1)).astype(jnp.int32),
+    )
+    return state, {**metrics, "l2_grads": grad_norm, "finite": ok}
+
+
+def make_train_step(model: BindVAE, path: str):
+    """The jitted step ``(state, batch, key) -> (state, metrics)``; ``state`` is donated.
+
+    ``batch`` is ``{"indices": int32 [B, K], "counts": float32 [B, K]}``; ``key`` is the run's training
+    key (the step folds in ``state.step``). Metrics are device scalars (``METRIC_KEYS`` and ``finite``).
+    """
+
+    def step(state, batch, key):
+        return _apply_step(model, path, state, batch["indices"], batch["counts"], key)
+
+    return jax.jit(step, donate_argnums=0)
+
+
+def make_train_loop(model: BindVAE, path: str):
+    """Jitted ``(state, data_indices, data_counts, rows, key, width) -> (state, sums)``, state donated.
+
+    Runs one step per row of ``rows`` (int32 [S, B] ids into the device-resident padded data
+    [N, K_max]) with ``lax.scan``; each batch is cut to the static ``width`` <= K_max.
+    ``sums`` holds the sum of each metric over the finite steps and ``n_finite``.
+    """
+
+    def run(state, data_indices, data_counts, rows, key, width):
+        def body(carry, row_ids):
+            indices = data_indices[row_ids, :width]
+            counts = data_counts[row_ids, :width]
+            return _apply_step(model, path, carry, indices, counts, key)
+
+        state, metrics = jax.lax.scan(body, state, rows)
+        finite = metrics.pop("finite")
+        sums = {k: jnp.sum(jnp.where(finite, v, 0.0)) for k, v in metrics.items()}
+        sums["n_finite"] = jnp.sum(finite.astype(jnp.int32))
+        return state, sums
+
+    return jax.jit(run, static_argnames=("width",), donate_argnums=0)
+
+
+def make_eval_step(model: BindVAE, path: str):
+    """Jitted ``(params, indices, counts, weights, key) -> sums`` of ELBO terms over weighted rows.
+
+    ``weights`` [B] is 1 for real rows and 0 for padding rows; sums are ``elbo``, ``reconstruction``,
+    ``kl``, ``log_perplexity`` (sum of -elbo_b / n_b) and ``n`` (sum of weights).
+    """
+
+    def run(params, indices, counts, weights, key):
+        ll, kl, _ = row_terms(model, params, indices, counts, key, path)
+        elbo = ll - kl
+        n_counts = jnp.sum(counts, axis=-1)
+        w = weights * (n_counts > 0)
+        log_perp = jnp.where(w > 0, -elbo / jnp.maximum(n_counts, 1.0), 0.0)
+        return {
+            "elbo": jnp.sum(w * elbo),
+            "reconstruction": jnp.sum(w * ll),
+            "kl": jnp.sum(w * kl),
+            "log_perplexity": jnp.sum(log_perp),
+            "n": jnp.sum(w),
+        }
+
+    return jax.jit(run)
+
+
+class TrainingDiverged(BindVAEError):
+    """Too many consecutive non-finite steps; the last good checkpoint is left as it was."""
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        params: final parameters (host numpy tree).
+        step: global step reached.
+        metrics: the last logged training metrics (plain keys).
+        val_metrics: the last validation metrics (``val_elbo``, ``val_perplexity``, ...), may be empty.
+        workdir: the run directory.
+        compute_path: ``sparse`` or ``dense``, as used.
+        steps_per_call: steps per dispatch, as used.
+        steps_per_sec: optimiser steps per second over this call (compilation included).
+        elapsed_s: wall time of the training loop.
+        skipped_steps: non-finite steps skipped over the whole run.
+    """
+
+    params: Any
+    step: int
+    metrics: dict
+    val_metrics: dict
+    workdir: str
+    compute_path: str
+    steps_per_call: int
+    steps_per_sec: float
+    elapsed_s: float
+    skipped_steps: int
+
+
+def _state_tree(state: TrainState, key: jax.Array) -> dict:
+    return {
+        "params": state.params,
+        "opt_state": state.opt_state,
+        "step": state.step,
+        "rng": jax.random.key_data(key),
+        "bad_steps": state.bad_steps,
+        "skipped_steps": state.skipped_steps,
+    }
+
+
+def prepare_run_dir(workdir: str | Path, config: TrainConfig) -> list[int]:
+    """Check what ``workdir`` holds before training; returns the checkpoint steps to resume from.
+
+    Raises:
+        ConfigError: the directory has checkpoints and neither ``train.resume`` nor ``train.overwrite`` is set.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    steps = ckpt.list_steps(workdir)
+    if steps and config.overwrite:
+        logger.warning("train.overwrite: deleting %d checkpoint(s) in %s", len(steps), workdir)
+        shutil.rmtree(ckpt.checkpoint_dir(workdir))
+        MetricsFile(workdir).remove()
+        return []
+    if steps and not config.resume:
+        raise ConfigError(
+            "train.resume",
+            f"{workdir} already has checkpoints (latest step {steps[-1]}); "
+            "set train.resume=true to continue or train.overwrite=true to start over",
+        )
+    if not steps:
+        if config.resume:
+            logger.info("train.resume: no checkpoint in %s, starting from step 0", workdir)
+        MetricsFile(workdir).remove()
+    return steps
+
+
+def _restore(state: TrainState, workdir, config: RunConfig, vocab_fingerprint: str, n_kmers: int) -> TrainState:
+    restored = ckpt.load_checkpoint(workdir, target=_state_tree(state, jax.random.key(0)))
+    ckpt.check_vocab(restored, vocab_fingerprint, ckpt.checkpoint_dir(workdir))
+    if restored.metadata.get("n_kmers") != n_kmers:
+        raise InputError(ckpt.checkpoint_dir(workdir), f"checkpoint has n_kmers={restored.metadata.get('n_kmers')}, data has {n_kmers}")
+    saved_model = restored.config.get("model", {})
+    if saved_model and saved_model != to_dict(config)["model"]:
+        raise ConfigError("model", f"differs from the checkpoint's model config {saved_model}; cannot resume")
+    logger.info("resuming from step %d in %s", restored.step, workdir)
+    return state.replace(
+        params=restored.params,
+        opt_state=restored.opt_state,
+        step=jnp.asarray(restored.step, jnp.int32),
+        bad_steps=jnp.asarray(restored.extra.get("bad_steps", 0), jnp.int32),
+        skipped_steps=jnp.asarray(restored.extra.get("skipped_steps", 0), jnp.int32),
+    )
+
+
+def evaluate(eval_step, params, padded: data_lib.PaddedData, batch_size: int, key, max_batches: int = 0) -> dict:
+    """Held-out ELBO terms and perplexity over all rows of ``padded`` (batches padded and masked).
+
+    Returns:
+        ``{"val_elbo", "val_reconstruction", "val_kl", "val_perplexity"}`` (means over sequences), or {} when empty.
+    """
+    n = padded.n_rows
+    if n == 0:
+        return {}
+    totals = None
+    starts = range(0, n, batch_size)
+    if max_batches:
+        starts = list(starts)[:max_batches]
+    for start in starts:
+        rows = np.arange(start, start + batch_size)
+        weights = (rows < n).astype(np.float32)
+        rows = np.where(rows < n, rows, 0)
+        width = data_lib.bucket_for(int(padded.nnz[rows].max()), padded.buckets)
+        sums = eval_step(params, padded.indices[rows, :width], padded.counts[rows, :width], weights, key)
+        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    totals = {k: float(v) for k, v in jax.device_get(totals).items()}
+    count = max(totals["n"], 1.0)
+    return {
+        "val_elbo": totals["elbo"] / count,
+        "val_reconstruction": totals["reconstruction"] / count,
+        "val_kl": totals["kl"] / count,
+        "val_perplexity": float(np.exp(totals["log_perplexity"] / count)),
+    }
+
+
+def topic_table(params, k: int, kmers: Sequence[str] | None) -> list[list]:
+    """Rows ``[topic, rank, kmer, probability]`` of each topic's top-k k-mers by phi."""
+    phi = jax.nn.softmax(params["topic_kmer"]["theta"], axis=-1)
+    values, ids = jax.device_get(jax.lax.top_k(phi, k))
+    rows = []
+    for topic in range(values.shape[0]):
+        for rank in range(k):
+            col = int(ids[topic, rank])
+            rows.append([topic, rank + 1, kmers[col] if kmers is not None else str(col), float(values[topic, rank])])
+    return rows
+
+
+def _next_stop(step: int, total: int, intervals: Sequence[int]) -> int:
+    stops = [total] + [(step // n + 1) * n for n in intervals if n > 0]
+    return min(stops)
+
+
+def _is_due(step: int, every: int, total: int) -> bool:
+    return step == total or (every > 0 and step % every == 0)
+
+
+class _Run:
+    """The mutable bookkeeping of one :func:`fit` call (kept out of the jitted functions)."""
+
+    def __init__(self, config: RunConfig, workdir: Path, metric_logger: MetricLogger, n_kmers: int, fingerprint: str):
+        self.config = config
+        self.workdir = workdir
+        self.logger = metric_logger
+        self.metrics_file = MetricsFile(workdir)
+        self.metadata = {
+            "config": to_dict(config),
+            "vocab_fingerprint": fingerprint,
+            "n_kmers": int(n_kmers),
+            "num_topics": config.model.num_topics,
+            "run_name": run_name(config),
+        }
+        self.last_metrics: dict = {}
+        self.last_val: dict = {}
+        self.sums = None
+        self.mark_time = time.perf_counter()
+        self.mark_step = 0
+
+    def accumulate(self, sums):
+        self.sums = sums if self.sums is None else jax.tree.map(jnp.add, self.sums, sums)
+
+    def log(self, step: int, state: TrainState, extra: dict) -> dict:
+        sums = {k: float(v) for k, v in jax.device_get(self.sums).items()}
+        n_finite = max(sums.pop("n_finite"), 1)
+        now = time.perf_counter()
+        record = {k: v / n_finite for k, v in sums.items()}
+        record["steps_per_sec"] = (step - self.mark_step) / max(now - self.mark_time, 1e-9)
+        record["skipped_steps"] = int(jax.device_get(state.skipped_steps))
+        record.update(extra)
+        self.mark_time, self.mark_step, self.sums = now, step, None
+        self.metrics_file.write(step, record)
+        self.logger.log_scalars(step, record)
+        self.last_metrics = record
+        return record
+
+
+def _check_divergence(state: TrainState, config: TrainConfig, workdir: Path) -> None:
+    bad = int(jax.device_get(state.bad_steps))
+    if bad >= config.max_bad_steps:
+        steps = ckpt.list_steps(workdir)
+        last = f"the last good checkpoint (step {steps[-1]}) is kept" if steps else "no checkpoint was written"
+        raise TrainingDiverged(
+            f"training diverged: {bad} consecutive non-finite steps up to step {int(jax.device_get(state.step))}; "
+            f"{last} in {ckpt.checkpoint_dir(workdir)} (try a lower train.learning_rate or another model.alpha)"
+        )
+
+
+def fit(
+    config: RunConfig,
+    train_X: sp.csr_matrix,
+    val_X: sp.csr_matrix | None,
+    vocab_fingerprint: str,
+    workdir: str | Path,
+    logger_: MetricLogger | None = None,
+    kmers: Sequence[str] | None = None,
+) -> FitResult:
+    """Train the Dirichlet VAE for ``config.train.steps`` global steps, resuming if asked.
+
+    Args:
+        config: the run config (model and train sections are used here).
+        train_X: csr_matrix [n_train, n_kmers] of k-mer counts.
+        val_X: csr_matrix [n_val, n_kmers] held out for val_elbo / val_perplexity, or None.
+        vocab_fingerprint: the columns' vocabulary fingerprint (stored in checkpoints, checked on resume).
+        workdir: run directory: ``metrics.jsonl`` and ``checkpoints/`` are written there.
+        logger_: a MetricLogger (None = :class:`NullLogger`); metrics.jsonl is written regardless.
+        kmers: column k-mer strings for the topic tables (None: column ids).
+
+    Returns:
+        The :class:`FitResult`.
+
+    Raises:
+        ConfigError: an existing run directory without resume/overwrite, or a model config mismatch.
+        InputError: a checkpoint trained on another vocabulary.
+        TrainingDiverged: ``train.max_bad_steps`` consecutive non-finite steps.
+    """
+    tc = config.train
+    workdir = Path(workdir)
+    metric_logger = logger_ or NullLogger()
+    n_kmers = int(train_X.shape[1])
+    if train_X.shape[0] == 0:
+        raise ConfigError("data", "no training sequences")
+    existing = prepare_run_dir(workdir, tc)
+    path = resolve_compute_path(tc.compute_path)
+    per_call = resolve_steps_per_call(tc.steps_per_call)
+    model = build_model(config.model, n_kmers)
+    init_key, train_key, eval_key = jax.random.split(jax.random.key(tc.seed), 3)
+    state = create_train_state(model, tc, init_key)
+    if existing:
+        state = _restore(state, workdir, config, vocab_fingerprint, n_kmers)
+    start = int(jax.device_get(state.step))
+    run = _Run(config, workdir, metric_logger, n_kmers, vocab_fingerprint)
+    run.metrics_file.truncate_after(start)
+    metric_logger.log_config(to_dict(config))
+    train_data = data_lib.pad_rows(train_X, tc.n_length_buckets)
+    val_data = data_lib.pad_rows(val_X, tc.n_length_buckets) if val_X is not None and val_X.shape[0] else None
+    logger.info(
+        "training %s: %d train / %d val sequences, D=%d, M=%d, path=%s, %d step(s) per call, buckets %s",
+        run_name(config), train_data.n_rows, 0 if val_data is None else val_data.n_rows, n_kmers,
+        config.model.num_topics, path, per_call, train_data.buckets,
+    )
+    device_indices, device_counts = jax.device_put(train_data.indices), jax.device_put(train_data.counts)
+    loop, eval_step = make_train_loop(model, path), make_eval_step(model, path)
+    intervals = (tc.log_every, tc.eval_every, tc.checkpoint_every, tc.topic_table_every)
+    step, t0 = start, time.perf_counter()
+    run.mark_time, run.mark_step = t0, start
+    progress = _progress_bar(tc, start)
+    try:
+        while step < tc.steps:
+            stop = _next_stop(step, tc.steps, intervals)
+            while step < stop:
+                n = per_call if stop - step >= per_call else 1
+                rows = data_lib.batch_rows(train_data.n_rows, tc.batch_size, tc.seed, step, n)
+                width = data_lib.bucket_for(int(train_data.nnz[rows].max()), train_data.buckets)
+                state, sums = loop(state, device_indices, device_counts, rows, train_key, width=width)
+                run.accumulate(sums)
+                step += n
+                progress.update(n)
+            _at_stop(run, state, step, tc, eval_step, val_data, eval_key, kmers, progress, train_key)
+    finally:
+        progress.close()
+    elapsed = time.perf_counter() - t0
+    result = FitResult(
+        params=jax.device_get(state.params),
+        step=step,
+        metrics=run.last_metrics,
+        val_metrics=run.last_val,
+        workdir=str(workdir),
+        compute_path=path,
+        steps_per_call=per_call,
+        steps_per_sec=(step - start) / max(elapsed, 1e-9),
+        elapsed_s=elapsed,
+        skipped_steps=int(jax.device_get(state.skipped_steps)),
+    )
+    logger.info("%s", summary(result))
+    return result
+
+
+def _progress_bar(config: TrainConfig, start: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.steps, initial=start, unit="step", disable=not config.progress, dynamic_ncols=True)
+
+
+def _at_stop(run: _Run, state, step, tc: TrainConfig, eval_step, val_data, eval_key, kmers, progress, train_key):
+    extra = {}
+    if val_data is not None and _is_due(step, tc.eval_every, tc.steps):
+        run.last_val = evaluate(eval_step, state.params, val_data, tc.batch_size, eval_key, tc.eval_batches)
+        extra.update(run.last_val)
+    if _is_due(step, tc.log_every, tc.steps) or extra:
+        record = run.log(step, state, extra)
+        progress.set_postfix(elbo=f"{record.get('elbo', float('nan')):.1f}", steps_s=f"{record['steps_per_sec']:.1f}")
+        _check_divergence(state, tc, run.workdir)
+    if tc.topic_table_every and step % tc.topic_table_every == 0:
+        run.logger.log_table(step, "topics/top_kmers", ["topic", "rank", "kmer", "phi"], topic_table(state.params, tc.topic_table_k, kmers))
+    if _is_due(step, tc.checkpoint_every, tc.steps):
+        _check_divergence(state, tc, run.workdir)
+        ckpt.save_checkpoint(run.workdir, _state_tree(state, train_key), run.metadata, keep=tc.keep_checkpoints)
+
+
+def summary(result: FitResult) -> str:
+    """A few lines describing a finished run."""
+    m, v = result.metrics, result.val_metrics
+    lines = [
+        f"run {result.workdir}: {result.step} steps, {result.steps_per_sec:.1f} steps/s ({result.compute_path} path, "
+        f"{result.steps_per_call} step(s)/call), {result.skipped_steps} non-finite step(s) skipped",
+        f"  train: elbo {m.get('elbo', float('nan')):.2f}  reconstruction {m.get('reconstruction', float('nan')):.2f}  "
+        f"kl {m.get('kl', float('nan')):.3f}  perplexity {m.get('perplexity', float('nan')):.1f}  "
+        f"prior alpha mean {m.get('prior_alpha_mean', float('nan')):.3f}",
+    ]
+    if v:
+        lines.append(f"  val:   elbo {v['val_elbo']:.2f}  perplexity {v['val_perplexity']:.1f}")
+    return "\n".join(lines)
