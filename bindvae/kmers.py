@@ -28,10 +28,10 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
+from bindvae._kmer_kernels import count_block
 from bindvae.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -241,67 +241,6 @@ def _encode_sequences(sequences: Iterable[str]) -> tuple[np.ndarray, np.ndarray]
     return _BASE_CODE[np.frombuffer(text, dtype=np.uint8)], offsets
 
 
-@numba.njit(cache=True, nogil=True)
-def _radix_sort(values, n, scratch, histogram):
-    """Sorts values[:n] (non-negative int32 < 2**18) in place: two 9-bit LSD passes.
-
-    Several times faster than a comparison sort on the ~3,000 ids of a 200 bp peak.
-    """
-    src, dst = values, scratch
-    for shift in (0, 9):
-        histogram[:] = 0
-        for j in range(n):
-            histogram[((src[j] >> shift) & 511) + 1] += 1
-        for b in range(511):
-            histogram[b + 1] += histogram[b]
-        for j in range(n):
-            bucket = (src[j] >> shift) & 511
-            dst[histogram[bucket]] = src[j]
-            histogram[bucket] += 1
-        src, dst = dst, src
-
-
-@numba.njit(cache=True, nogil=True)
-def _count_block(codes, offsets, table, first, last, n_features, indptr, indices, data, fill):
-    """Counts sequences [first, last). fill=False: writes nnz per row into indptr[i + 1]."""
-    counts = np.zeros(n_features, dtype=np.int32)
-    touched = np.empty(n_features, dtype=np.int32)
-    scratch = np.empty(n_features, dtype=np.int32)
-    histogram = np.empty(513, dtype=np.int64)
-    width = table.shape[1]
-    for i in range(first, last):
-        n_touched = 0
-        code = 0
-        run = 0  # consecutive valid bases ending here
-        for pos in range(offsets[i], offsets[i + 1]):
-            base = codes[pos]
-            if base > 3:
-                run = 0
-                continue
-            code = ((code << 2) | base) & 0xFFFF
-            run += 1
-            if run < 8:
-                continue
-            for v in range(width):
-                col = table[code, v]
-                if col < 0:
-                    break
-                if counts[col] == 0:
-                    touched[n_touched] = col
-                    n_touched += 1
-                counts[col] += 1
-        if fill:
-            _radix_sort(touched, n_touched, scratch, histogram)
-            start = indptr[i]
-            for j in range(n_touched):
-                indices[start + j] = touched[j]
-                data[start + j] = counts[touched[j]]
-        else:
-            indptr[i + 1] = n_touched
-        for j in range(n_touched):
-            counts[touched[j]] = 0
-
-
 def _available_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -319,7 +258,7 @@ def _run_blocks(kernel_args: tuple, bounds: np.ndarray, fill: bool, n_threads: i
     codes, offsets, table, n_features, indptr, indices, data = kernel_args
 
     def count(block: tuple[int, int]) -> None:
-        _count_block(codes, offsets, table, block[0], block[1], n_features, indptr, indices, data, fill)
+        count_block(codes, offsets, table, block[0], block[1], n_features, indptr, indices, data, fill)
 
     if n_threads <= 1 or len(blocks) <= 1:
         for block in blocks:
