@@ -1,0 +1,242 @@
+"""The whole analysis of one run (or of a sweep), written into ``<run_dir>/analysis/``.
+
+Reads checkpoints only; every file is written atomically (temporary name, then rename).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bindvae import plotting
+from bindvae.analysis import naming, peaks, report, selection, topics
+from bindvae.analysis.compare import compare_motifs
+from bindvae.analysis.meme import Motif, read_meme, write_meme, write_text_atomic
+from bindvae.errors import ConfigError, InputError
+from bindvae.infer import Model, latent_scores, load_model
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_JASPAR = "JASPAR2024"
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisOptions:
+    """What to analyse and how.
+
+    Attributes:
+        peaks: FASTA of peak sequences or a ``.npz`` feature file (None: skip per-peak outputs).
+        probes: labelled probe TSV (None: sample probes from the motif database's PWMs).
+        tf_per_block: TF names of the probe table's blocks.
+        motif_db: ``"jaspar"`` (pyjaspar, offline), ``"none"``, or a MEME file.
+        jaspar_release: pyjaspar release used for ``motif_db="jaspar"``.
+        compare: another run directory whose ``analysis/accessibility.tsv`` is overlaid (Fig. 3d).
+        kind: latent score used everywhere (``mean`` or ``concentration``).
+        n_probes_per_tf: probes sampled per database motif when no probes are given.
+        max_q: q-value threshold for Algorithm 1 assignments.
+        seed: seed of the probe sampler.
+    """
+
+    peaks: str | None = None
+    probes: str | None = None
+    tf_per_block: tuple = ()
+    motif_db: str = "jaspar"
+    jaspar_release: str = DEFAULT_JASPAR
+    compare: str | None = None
+    kind: str = "mean"
+    n_probes_per_tf: int = 200
+    max_q: float = 0.05
+    seed: int = 0
+
+
+def load_database(options: AnalysisOptions) -> tuple[list[Motif], str]:
+    """The motif database and a one-line description of its source (recorded in every output)."""
+    if options.motif_db == "none":
+        return [], "none"
+    if options.motif_db == "jaspar":
+        from bindvae.recovery import load_motif_database  # Deferred: pyjaspar opens its SQLite file.
+
+        motifs = load_motif_database(options.jaspar_release)
+        return motifs, f"{options.jaspar_release} CORE vertebrates via pyjaspar ({len(motifs)} motifs)"
+    motifs = read_meme(options.motif_db)
+    return motifs, f"{os.path.basename(options.motif_db)} ({len(motifs)} motifs)"
+
+
+def _write_tsv(frame: pd.DataFrame, path: Path, source: str = "") -> None:
+    header = f"# motif database: {source}\n" if source else ""
+    write_text_atomic(path, header + frame.to_csv(sep="\t", index=False, float_format="%.6g"))
+
+
+def _probe_scores(model: Model, options: AnalysisOptions, database: list[Motif]) -> tuple[np.ndarray, list[str]] | None:
+    if options.probes:
+        table = naming.read_probes_tsv(options.probes, list(options.tf_per_block) or None)
+    elif database:
+        table = naming.sample_probes(np.random.default_rng(options.seed), database, options.n_probes_per_tf)
+    else:
+        return None
+    return latent_scores(model, table["sequence"].tolist(), kind=options.kind), table["tf"].tolist()
+
+
+def _peak_scores(model: Model, path: str, kind: str) -> tuple[np.ndarray, list[str]]:
+    if path.endswith(".npz"):
+        from bindvae.kmers import load_features
+
+        X, names, fingerprint = load_features(path)
+        if fingerprint != model.vocabulary.fingerprint:
+            raise InputError(path, f"feature fingerprint {str(fingerprint)[:12]} differs from the model's "
+                                   f"{model.vocabulary.fingerprint[:12]}")
+        ids = [str(n) for n in names] if names is not None else [str(i) for i in range(X.shape[0])]
+        return latent_scores(model, X, kind=kind), ids
+    from bindvae.sequences import read_fasta
+
+    records = [(r[0], r[1]) if isinstance(r, tuple) else (r.name, r.sequence) for r in read_fasta(path)]
+    if not records:
+        raise InputError(path, "no sequences")
+    return latent_scores(model, [s for _, s in records], kind=kind), [n for n, _ in records]
+
+
+def _figure(fig, out: Path, name: str, caption: str, figures: list) -> None:
+    plotting.save_figure(fig, out / name)
+    figures.append((caption, name))
+
+
+def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisOptions()) -> Path:
+    """Analyse one trained run; see the module docstring and ``experiments/analyze.py``.
+
+    Args:
+        run_dir: the run directory (holding ``checkpoints/``).
+        options: inputs and settings.
+
+    Returns:
+        The ``analysis`` folder, holding topic_kmers.tsv, topic_10mers.tsv, motifs.meme, logos/,
+        motif_matches.tsv, tf_mapping.tsv, peak_tfs.tsv and accessibility.tsv (with peaks), PNG
+        figures and report.html.
+
+    Raises:
+        InputError, ConfigError: unreadable inputs or bad options.
+    """
+    if options.kind not in ("mean", "concentration"):
+        raise ConfigError("kind", f"must be 'mean' or 'concentration', got {options.kind!r}")
+    model = load_model(run_dir)
+    out = Path(run_dir) / "analysis"
+    (out / "logos").mkdir(parents=True, exist_ok=True)
+    names = [topics.topic_name(m) for m in range(model.num_topics)]
+    database, source = load_database(options)
+    figures: list[tuple[str, str]] = []
+
+    kmer_table = topics.topic_kmer_table(model)
+    _write_tsv(kmer_table, out / "topic_kmers.tsv")
+    _figure(plotting.heatmap_figure(topics.topic_kmer_heatmap_matrix(model), "phi: union of each topic's top 20 8-mers",
+                                    "8-mer", "topic"), out, "topic_kmer_heatmap.png", "Topic x 8-mer weights (Fig. 1b)",
+            figures)
+    motifs, tenmers = topics.topic_motifs(model, kind=options.kind)
+    _write_tsv(tenmers, out / "topic_10mers.tsv")
+    write_meme(out / "motifs.meme", motifs, comment=f"BindVAE topic motifs of {Path(run_dir).name} (top 200 10-mers)")
+    for motif in motifs:
+        plotting.save_figure(plotting.logo_figure(motif.pwm, motif.name), out / "logos" / f"{motif.name}.png")
+
+    matches = compare_motifs(motifs, database) if database else pd.DataFrame(
+        columns=["query", "target", "target_name", "rank", "q_value"])
+    matches = matches[matches["rank"] <= 10]
+    _write_tsv(matches, out / "motif_matches.tsv", source)
+
+    mapping_table = pd.DataFrame(columns=naming.MAPPING_COLUMNS)
+    probe_data = _probe_scores(model, options, database)
+    if probe_data is not None:
+        mapping_table = naming.map_topics_to_tfs(*probe_data, max_q=options.max_q)
+        matrix = plotting.probe_heatmap_matrix(probe_data[0], probe_data[1], names)
+        if len(matrix) <= 400:
+            _figure(plotting.heatmap_figure(matrix, "mean probe score per topic", "topic", "TF"), out,
+                    "probe_heatmap.png", "Probe x topic latent scores", figures)
+    probe_source = options.probes or f"sampled from {source}"
+    _write_tsv(mapping_table, out / "tf_mapping.tsv", f"{source}; probes: {probe_source}")
+    mapping = naming.assigned_tfs(mapping_table)
+
+    acc = None
+    if options.peaks:
+        scores, ids = _peak_scores(model, options.peaks, options.kind)
+        _write_tsv(peaks.top_tfs_per_peak(scores, mapping, ids), out / "peak_tfs.tsv")
+        acc = peaks.accessibility(scores, mapping)
+        _write_tsv(acc, out / "accessibility.tsv")
+        _accessibility_figure(acc, run_dir, options.compare, out, figures)
+
+    sections = _sections(names, motifs, kmer_table, tenmers, matches, mapping_table, acc)
+    facts = {"run directory": Path(run_dir).name, "checkpoint step": model.step, "topics": model.num_topics,
+             "latent score": options.kind, "motif database": source, "probes": probe_source,
+             "peaks": options.peaks or "none", "TFs mapped (Algorithm 1)": len(set(mapping_table.loc[mapping_table["assigned"], "tf"]))}
+    html = report.render_report(f"BindVAE analysis: {Path(run_dir).name}", facts, sections, figures)
+    write_text_atomic(out / "report.html", html)
+    return out
+
+
+def _accessibility_figure(acc: pd.DataFrame, run_dir, compare: str | None, out: Path, figures: list) -> None:
+    label = Path(run_dir).name
+    if compare:
+        other_path = Path(compare) / "analysis" / "accessibility.tsv"
+        if not other_path.is_file():
+            raise InputError(other_path, "run to compare has no accessibility.tsv (analyse it with peaks first)")
+        other = pd.read_csv(other_path, sep="\t", comment="#", keep_default_na=False)
+        labels = (label, Path(compare).name)
+        table = peaks.compare_accessibility(acc, other, labels)
+    else:
+        labels = (label,)
+        table = peaks.compare_accessibility(acc, acc, (label, "_same"))[["tf", label]]
+    if len(table):
+        _figure(plotting.accessibility_figure(table, list(labels)), out, "accessibility.png",
+                "Accessibility per mapped TF (Fig. 3d)", figures)
+
+
+def _sections(names, motifs, kmer_table, tenmers, matches, mapping_table, acc) -> list[report.TopicSection]:
+    sections = []
+    for m, name in enumerate(names):
+        k8 = kmer_table[kmer_table["topic"] == name].head(8)
+        k10 = tenmers[tenmers["topic"] == name].head(5)
+        hits = matches[(matches["query"] == name) & (matches["rank"] <= 3)]
+        tfs = mapping_table[(mapping_table["topic"] == name) & mapping_table["assigned"]]
+        sections.append(report.TopicSection(
+            topic=name, logo=f"logos/{name}.png", consensus=motifs[m].consensus,
+            top_kmers=list(zip(k8["kmer"], k8["weight"].astype(float))),
+            top_10mers=list(zip(k10["kmer"], k10["score"].astype(float))),
+            matches=list(zip(hits["target"], hits["target_name"], hits["q_value"].astype(float))),
+            tfs=list(zip(tfs["tf"], tfs["q_value"].astype(float))),
+            accessibility=None if acc is None else float(acc["accessibility"].iloc[m]),
+        ))
+    return sections
+
+
+def analyze_sweep(sweep_dir: str | os.PathLike, options: AnalysisOptions = AnalysisOptions(), n_best: int = 3) -> Path:
+    """Model selection across a sweep: Algorithm 1 per run, best ``n_best`` runs, their ensemble.
+
+    Args:
+        sweep_dir: folder holding run directories.
+        options: probes / motif database used for Algorithm 1.
+        n_best: runs in the ensemble.
+
+    Returns:
+        ``<sweep_dir>/analysis`` with ``model_selection.tsv`` and ``ensemble.tsv``.
+
+    Raises:
+        InputError: no run found, or no probes and no database to sample them from.
+    """
+    runs = selection.find_runs(sweep_dir)
+    if not runs:
+        raise InputError(sweep_dir, "no run directory with checkpoints/ found")
+    database, source = load_database(options)
+    mappings = {}
+    for run in runs:
+        model = load_model(run)
+        probe_data = _probe_scores(model, options, database)
+        if probe_data is None:
+            raise InputError(sweep_dir, "model selection needs probes= or a motif database to sample probes from")
+        mappings[str(run.relative_to(sweep_dir))] = naming.map_topics_to_tfs(*probe_data, max_q=options.max_q)
+    summary, ensemble = selection.select_runs(mappings, n_best)
+    out = Path(sweep_dir) / "analysis"
+    note = f"{source}; probes: {options.probes or 'sampled from the database'}"
+    _write_tsv(summary, out / "model_selection.tsv", note)
+    _write_tsv(ensemble, out / "ensemble.tsv", note)
+    return out

@@ -1,0 +1,114 @@
+"""One static HTML page per analysed run: every topic (logo, k-mers, matches, TFs) and the figures.
+
+The page has no scripts and no network references; images are relative paths inside the analysis
+folder, so the folder can be copied and opened anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from html import escape
+
+import pandas as pd
+
+_STYLE = """
+body { font-family: sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.3em 0; }
+td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: left; }
+section.topic { border-top: 2px solid #ddd; padding-top: 0.5em; margin-top: 1em; }
+section.topic h3 { margin: 0.2em 0; font-size: 1em; }
+.grid { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: flex-start; }
+code { font-size: 0.95em; } .muted { color: #777; }
+img { max-width: 100%; }
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicSection:
+    """What the report shows for one topic.
+
+    Attributes:
+        topic: topic name (``topic_000``).
+        logo: logo image path relative to the report.
+        consensus: the motif's consensus string.
+        top_kmers: best 8-mers by decoder weight ``(kmer, weight)``.
+        top_10mers: best 10-mers by latent score ``(kmer, score)``.
+        matches: best database matches ``(target id, target name, q-value)``.
+        tfs: TFs assigned by Algorithm 1 ``(tf, q-value)``.
+        accessibility: sum of the topic's scores over the peaks, or None without peaks.
+    """
+
+    topic: str
+    logo: str
+    consensus: str
+    top_kmers: list
+    top_10mers: list
+    matches: list
+    tfs: list
+    accessibility: float | None = None
+
+
+def _table(header: list[str], rows) -> str:
+    rows = list(rows)
+    if not rows:
+        return '<p class="muted">none</p>'
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _topic_html(section: TopicSection) -> str:
+    acc = "" if section.accessibility is None else f" · accessibility {section.accessibility:.4g}"
+    tfs = ", ".join(tf for tf, _ in section.tfs) or "unassigned"
+    return (
+        f'<section class="topic" id="{escape(section.topic)}"><h3>{escape(section.topic)}: {escape(tfs)}</h3>'
+        f'<p class="muted">consensus <code>{escape(section.consensus)}</code>{escape(acc)}</p>'
+        f'<div class="grid"><div><img class="logo" src="{escape(section.logo)}" alt="logo of {escape(section.topic)}"></div>'
+        f"<div><b>top 8-mers</b>{_table(['k-mer', 'phi'], section.top_kmers)}</div>"
+        f"<div><b>top 10-mers</b>{_table(['10-mer', 'score'], section.top_10mers)}</div>"
+        f"<div><b>database matches</b>{_table(['id', 'name', 'q'], section.matches)}</div>"
+        f"<div><b>Algorithm 1</b>{_table(['TF', 'q'], section.tfs)}</div></div></section>"
+    )
+
+
+def render_report(title: str, facts: dict, sections: list[TopicSection], figures: list[tuple[str, str]],
+                  tables: dict[str, pd.DataFrame] | None = None) -> str:
+    """The report's HTML.
+
+    Args:
+        title: page title.
+        facts: run facts shown at the top (run directory, step, database release, ...).
+        sections: one per topic, in order.
+        figures: ``(caption, relative image path)`` pairs.
+        tables: extra small tables shown after the figures (caption -> DataFrame).
+
+    Returns:
+        A complete HTML document.
+    """
+    fact_rows = [(k, v) for k, v in facts.items()]
+    nav = " ".join(f'<a href="#{escape(s.topic)}">{escape(s.topic[-3:])}</a>' for s in sections)
+    figs = "".join(
+        f'<figure class="figure"><img src="{escape(path)}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>'
+        for caption, path in figures
+    )
+    extra = "".join(
+        f"<h2>{escape(caption)}</h2>{_table([str(c) for c in frame.columns], frame.itertuples(index=False))}"
+        for caption, frame in (tables or {}).items()
+    )
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"
+        f"{_table(['', ''], fact_rows)}<p class='muted'>written {stamp}</p>"
+        f"<h2>Figures</h2>{figs or '<p class=muted>none</p>'}{extra}"
+        f"<h2>Topics ({len(sections)})</h2><p>{nav}</p>{''.join(_topic_html(s) for s in sections)}"
+        "</body></html>"
+    )

@@ -1,0 +1,121 @@
+"""Topics as k-mer tables and motifs: rows of phi, and each topic's best-scoring 10-mers -> PWM."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from bindvae import model as model_lib
+from bindvae.analysis.meme import Motif
+from bindvae.analysis.motifs import build_pwm, canonical_kmer_codes, decode_kmers, window_codes_of_kmers
+from bindvae.infer import Model, concentration_from_windows, to_scores
+
+logger = logging.getLogger(__name__)
+
+
+def topic_name(topic: int) -> str:
+    """The label of topic ``topic`` (0-based) used in every table and figure."""
+    return f"topic_{topic:03d}"
+
+
+def topic_kmer_table(model: Model, n_top: int = 50) -> pd.DataFrame:
+    """Each topic's top k-mers by decoder weight phi (the rows of softmax(theta)).
+
+    Args:
+        model: the model.
+        n_top: k-mers per topic.
+
+    Returns:
+        Long table with columns ``topic``, ``rank`` (1 = highest), ``kmer``, ``weight`` (phi).
+    """
+    phi = np.asarray(model_lib.topic_kmer_matrix(model.params))
+    n_top = min(n_top, phi.shape[1])
+    top = np.argsort(-phi, axis=1, kind="stable")[:, :n_top]
+    kmers = np.asarray(model.vocabulary.kmers)
+    return pd.DataFrame(
+        {
+            "topic": np.repeat([topic_name(m) for m in range(phi.shape[0])], n_top),
+            "rank": np.tile(np.arange(1, n_top + 1), phi.shape[0]),
+            "kmer": kmers[top].ravel(),
+            "weight": np.take_along_axis(phi, top, axis=1).ravel(),
+        }
+    )
+
+
+def topic_kmer_heatmap_matrix(model: Model, n_top: int = 20) -> pd.DataFrame:
+    """phi restricted to the union of every topic's top ``n_top`` k-mers (the paper's Fig. 1b).
+
+    Args:
+        model: the model.
+        n_top: k-mers taken from each topic.
+
+    Returns:
+        ``[M, n_union]`` DataFrame (index: topic names, columns: k-mers ordered by the topic whose
+        top list first contains them).
+    """
+    phi = np.asarray(model_lib.topic_kmer_matrix(model.params))
+    top = np.argsort(-phi, axis=1, kind="stable")[:, :n_top]
+    order = list(dict.fromkeys(top.ravel().tolist()))
+    kmers = [model.vocabulary.kmers[j] for j in order]
+    return pd.DataFrame(phi[:, order], index=[topic_name(m) for m in range(phi.shape[0])], columns=kmers)
+
+
+def score_kmers(model: Model, k: int = 10, kind: str = "mean", batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Latent scores of every canonical k-mer (k >= 8), through the window table.
+
+    Args:
+        model: the model.
+        k: k-mer length; 10 gives 524,800 canonical 10-mers.
+        kind: ``"mean"`` or ``"concentration"``.
+        batch_size: k-mers per jitted call.
+
+    Returns:
+        ``(codes [n], scores [n, M])``: integer codes (see ``bindvae.analysis.motifs``) and float32 scores.
+    """
+    codes = canonical_kmer_codes(k)
+    windows = window_codes_of_kmers(codes, k).astype(np.int32)
+    return codes, to_scores(concentration_from_windows(model, windows, batch_size), kind)
+
+
+def top_kmers_per_topic(codes: np.ndarray, scores: np.ndarray, n_top: int = 200) -> np.ndarray:
+    """Indices of each topic's highest-scoring k-mers, best first.
+
+    Args:
+        codes: ``[n]`` k-mer codes (only the length is used).
+        scores: ``[n, M]``.
+        n_top: k-mers per topic.
+
+    Returns:
+        ``[M, n_top]`` int64 row indices into ``codes``/``scores``.
+    """
+    n_top = min(n_top, len(codes))
+    part = np.argpartition(-scores, n_top - 1, axis=0)[:n_top].T  # [M, n_top]
+    vals = np.take_along_axis(scores.T, part, axis=1)
+    return np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
+
+
+def topic_motifs(model: Model, n_top: int = 200, k: int = 10, kind: str = "mean") -> tuple[list[Motif], pd.DataFrame]:
+    """Score every canonical k-mer, build one PWM per topic from its top ``n_top``.
+
+    Args:
+        model: the model.
+        n_top: k-mers per topic used for the PWM.
+        k: k-mer length.
+        kind: score used for the ranking.
+
+    Returns:
+        ``(motifs, table)``: one motif per topic (named like :func:`topic_name`), and a long table
+        ``topic, rank, kmer, score`` of the k-mers used.
+    """
+    codes, scores = score_kmers(model, k, kind)
+    top = top_kmers_per_topic(codes, scores, n_top)
+    motifs, frames = [], []
+    for m in range(scores.shape[1]):
+        kmers = decode_kmers(codes[top[m]], k)
+        motifs.append(build_pwm(kmers, name=topic_name(m)))
+        frames.append(pd.DataFrame({"topic": topic_name(m), "rank": np.arange(1, len(kmers) + 1),
+                                    "kmer": kmers, "score": scores[top[m], m]}))
+    return motifs, pd.concat(frames, ignore_index=True)
+

@@ -1,0 +1,110 @@
+"""Inference: the window-sum first layer agrees with the plain encoder; checkpoints load; 10-mer pass."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bindvae import model as model_lib
+from bindvae.analysis.motifs import decode_kmers
+from bindvae.analysis.topics import score_kmers, topic_motifs
+from bindvae.errors import InputError
+from bindvae.infer import latent_scores, load_model
+from bindvae.kmers import Vocabulary, featurize
+from tests.helpers_analysis import planted_model, random_model
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return Vocabulary.gapped8()
+
+
+@pytest.fixture(scope="module")
+def model(vocab):
+    return random_model(vocab)
+
+
+def _sequences():
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list("ACGT"), size=int(rng.integers(8, 90)))) for _ in range(37)]
+    return seqs + ["ACGTNACGTACGTTTGCA", "acgtacgtaaaNNNcccgggtttacgatcg", "ACG", "TTGACGTCAA"]
+
+
+def test_latent_scores_sequences_csr_and_dense_agree(model, vocab):
+    seqs = _sequences()
+    X = featurize(seqs, vocab)
+    dense = np.asarray(model_lib.posterior_concentration_dense(model.network, model.params, X.toarray()))
+    from_seqs = latent_scores(model, seqs, kind="concentration", batch_size=16)
+    from_csr = latent_scores(model, X, kind="concentration", batch_size=16)
+    np.testing.assert_allclose(from_seqs, dense, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(from_csr, dense, rtol=2e-5, atol=2e-6)
+    assert from_seqs.shape == (len(seqs), model.num_topics)
+
+
+def test_latent_scores_mean_is_normalised_concentration(model):
+    seqs = _sequences()
+    conc = latent_scores(model, seqs, kind="concentration")
+    mean = latent_scores(model, seqs, kind="mean")
+    np.testing.assert_allclose(mean.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(mean, conc / conc.sum(axis=1, keepdims=True), rtol=1e-6)
+    with pytest.raises(ValueError, match="kind"):
+        latent_scores(model, seqs, kind="median")
+
+
+def test_latent_scores_reverse_complement_invariant(model):
+    seq = "ACGTTGCATTTAGGCCATGCAAGT"
+    rc = seq[::-1].translate(str.maketrans("ACGT", "TGCA"))
+    scores = latent_scores(model, [seq, rc])
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5)
+
+
+def test_score_kmers_matches_sequence_path(model):
+    codes, scores = score_kmers(model, k=10, kind="mean")
+    assert len(codes) == 524_800 and scores.shape == (524_800, model.num_topics)
+    pick = np.random.default_rng(1).choice(len(codes), 50, replace=False)
+    np.testing.assert_allclose(scores[pick], latent_scores(model, decode_kmers(codes[pick], 10)), rtol=1e-5)
+
+
+def test_topic_motif_consensus_is_planted_10mer(vocab):
+    planted = ["GACGTCATTG", "CCAATTAGGA"]
+    motifs, table = topic_motifs(planted_model(vocab, planted, num_topics=2), n_top=200)
+    rc = str.maketrans("ACGT", "TGCA")
+    for motif, kmer in zip(motifs, planted):
+        assert motif.consensus in (kmer, kmer[::-1].translate(rc)), (motif.consensus, kmer)
+        assert motif.nsites == 200
+    best = table[table["rank"] == 1]["kmer"].tolist()
+    assert best[0] in (planted[0], planted[0][::-1].translate(rc))
+
+
+def _save(run_dir, model, fingerprint):
+    from bindvae.checkpoint import save_checkpoint
+
+    state = {"params": model.params, "opt_state": {"unused": np.zeros(1)}, "step": 7,
+             "rng": np.zeros(2, np.uint32)}
+    config = {"model": dataclasses.asdict(model_config_of(model))}
+    save_checkpoint(run_dir, state, {"config": config, "vocab_fingerprint": fingerprint,
+                                     "n_kmers": model.network.n_kmers, "num_topics": model.num_topics})
+
+
+def model_config_of(model):
+    from bindvae.config import ModelConfig
+
+    net = model.network
+    return ModelConfig(num_topics=net.num_topics, alpha=net.alpha, hidden_sizes=tuple(net.hidden_sizes))
+
+
+def test_load_model_round_trip_and_fingerprint_check(tmp_path, model, vocab):
+    _save(tmp_path, model, vocab.fingerprint)
+    loaded = load_model(tmp_path)
+    assert loaded.step == 7 and loaded.num_topics == model.num_topics
+    seqs = _sequences()
+    np.testing.assert_allclose(latent_scores(loaded, seqs), latent_scores(model, seqs), rtol=1e-6)
+    with pytest.raises(InputError, match=f"{'0' * 12}.*{vocab.fingerprint[:12]}"):
+        load_model(tmp_path, features_fingerprint="0" * 64)
+
+
+def test_load_model_missing_run_dir(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_model(tmp_path / "nope")
