@@ -92,12 +92,12 @@ def _peak_scores(model: Model, path: str, kind: str) -> tuple[np.ndarray, list[s
                                    f"{model.vocabulary.fingerprint[:12]}")
         ids = [str(n) for n in names] if names is not None else [str(i) for i in range(X.shape[0])]
         return latent_scores(model, X, kind=kind), ids
-    from bindvae.sequences import read_fasta
+    from bindvae.sequences import read_fasta_or_explain
 
-    records = [(r[0], r[1]) if isinstance(r, tuple) else (r.name, r.sequence) for r in read_fasta(path)]
-    if not records:
+    records = read_fasta_or_explain(path)
+    if not len(records):
         raise InputError(path, "no sequences")
-    return latent_scores(model, [s for _, s in records], kind=kind), [n for n, _ in records]
+    return latent_scores(model, list(records.sequences), kind=kind), list(records.names)
 
 
 def _figure(fig, out: Path, name: str, caption: str, figures: list) -> None:

@@ -1,0 +1,96 @@
+"""The analyze entry point end to end on a small known model, and its report in a headless browser."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bindvae.kmers import Vocabulary
+from experiments import analyze
+from tests.helpers_analysis import planted_model
+
+CHROMIUM = "/usr/bin/chromium"
+# E-box (block 2 of the probe sample), a homeobox site (blocks 0, 1, 3), block 4's site, and a decoy.
+PLANTED = ["GTCACGTGAC", "CTAATTAGCG", "ATTGCATCAT", "GGGCCCGGGC"]
+
+
+def _save_run(run_dir, model, vocab):
+    from bindvae.checkpoint import save_checkpoint
+    from bindvae.config import ModelConfig
+
+    net = model.network
+    config = ModelConfig(num_topics=net.num_topics, alpha=net.alpha, hidden_sizes=tuple(net.hidden_sizes))
+    state = {"params": model.params, "opt_state": {"unused": np.zeros(1)}, "step": 3, "rng": np.zeros(2, np.uint32)}
+    save_checkpoint(run_dir, state, {"config": {"model": dataclasses.asdict(config)}, "vocab_fingerprint": vocab.fingerprint,
+                                     "n_kmers": len(vocab), "num_topics": net.num_topics})
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory, reference_dir):
+    vocab = Vocabulary.gapped8()
+    run_dir = tmp_path_factory.mktemp("run")
+    _save_run(run_dir, planted_model(vocab, PLANTED, num_topics=4), vocab)
+    probes = pd.read_csv(reference_dir / "selex_probes_sample100.tsv", sep="\t")
+    fasta = run_dir / "peaks.fa"
+    fasta.write_text("".join(f">p{i}\n{s}\n" for i, s in enumerate(probes["sequence"])))
+    code = analyze.main([f"run_dir={run_dir}", f"peaks={fasta}", f"probes={reference_dir / 'selex_probes_sample100.tsv'}",
+                         "tf_per_block=HOX_A,HOX_B,EBOX,HOX_C,B4", f"motif_db={reference_dir / 'jolma_selex_pwms_converted_all.meme'}"])
+    assert code == 0
+    return run_dir / "analysis"
+
+
+def test_analyze_writes_every_output(analysed):
+    for name in ("topic_kmers.tsv", "topic_10mers.tsv", "motifs.meme", "motif_matches.tsv", "tf_mapping.tsv",
+                 "peak_tfs.tsv", "accessibility.tsv", "topic_kmer_heatmap.png", "probe_heatmap.png",
+                 "accessibility.png", "report.html"):
+        assert (analysed / name).is_file(), name
+    assert sorted(os.listdir(analysed / "logos")) == [f"topic_{m:03d}.png" for m in range(4)]
+    assert not [n for n in os.listdir(analysed) if n.startswith(".tmp_")]
+    assert "jolma_selex_pwms_converted_all.meme (295 motifs)" in (analysed / "motif_matches.tsv").read_text()
+
+
+def test_analyze_names_planted_topics(analysed):
+    mapping = pd.read_csv(analysed / "tf_mapping.tsv", sep="\t", comment="#")
+    best = mapping.sort_values("p_value").groupby("tf").first()
+    assert best.loc["EBOX", "topic"] == "topic_000" and best.loc["EBOX", "assigned"]
+    assert best.loc["HOX_A", "topic"] == "topic_001" and best.loc["HOX_A", "assigned"]
+    matches = pd.read_csv(analysed / "motif_matches.tsv", sep="\t", comment="#")
+    top = matches[matches["rank"] == 1].set_index("query")
+    assert top.loc["topic_000", "q_value"] < 0.05  # the E-box motif finds a bHLH match
+    peak_tfs = pd.read_csv(analysed / "peak_tfs.tsv", sep="\t", keep_default_na=False)
+    assert (peak_tfs.loc[40:59, "tf_1"] == "EBOX").mean() > 0.8  # block 2 = probes 40..59
+
+
+def test_analyze_bad_input_is_one_line_error(tmp_path, capsys):
+    assert analyze.main([f"run_dir={tmp_path / 'missing'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert analyze.main(["colour=blue"]) == 2
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(analysed, tmp_path):
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    url = (analysed / "report.html").as_uri()
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    for m in range(4):
+        assert f'id="topic_{m:03d}"' in dom
+    sources = re.findall(r'<img[^>]* src="([^"]+)"', dom)
+    assert len(sources) == 4 + 3  # one logo per topic + three figures
+    for src in sources:
+        assert (analysed / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", src
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,1600", url],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 10_000
+    keep = os.environ.get("BINDVAE_KEEP_SCREENSHOT")
+    if keep:
+        shutil.copy(shot, keep)
