@@ -101,13 +101,14 @@ def run(args: dict) -> str:
     """Reads, featurizes and writes; returns the summary line."""
     started = time.perf_counter()
     output = Path(args["output"])
-    if output.exists() and not args["overwrite"]:
-        raise ConfigError("output", f"{output} exists; pass overwrite=true to replace it")
     if output.is_dir():
         raise ConfigError("output", f"{output} is a folder; give a file name")
+    if output.exists() and not args["overwrite"]:
+        raise ConfigError("output", f"{output} exists; pass overwrite=true to replace it")
     records = read_sequences(args["input"], args["genome"], span=args["span"], top_n=args["top_n"])
     if records.duplicate_names:
-        logger.warning("%d names occur more than once, e.g. %s", len(records.duplicate_names), records.duplicate_names[0])
+        duplicates = records.duplicate_names
+        logger.warning("%d names occur more than once, e.g. %s", len(duplicates), duplicates[0])
     vocab = Vocabulary.gapped8()
     X, names, empty = drop_empty_rows(records, featurize_with_progress(records.sequences, vocab))
     skipped = records.skipped + empty
