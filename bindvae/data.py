@@ -168,20 +168,30 @@ def _fasta(config: DataConfig) -> Dataset:
     from bindvae import kmers, sequences
 
     vocab = kmers.Vocabulary.gapped8()
-    records = list(sequences.read_fasta(config.path))
-    names = [r[0] if isinstance(r, tuple) else r.name for r in records]
-    seqs = [r[1] if isinstance(r, tuple) else r.sequence for r in records]
-    X = kmers.featurize(seqs, vocab)
-    return Dataset(sp.csr_matrix(X, dtype=np.float32), names, vocab.fingerprint, vocab.kmers)
+    records = sequences.read_fasta(config.path)
+    X = sp.csr_matrix(kmers.featurize(records.sequences, vocab), dtype=np.float32)
+    empty = np.flatnonzero(np.diff(X.indptr) == 0)
+    if empty.size:
+        shown = ", ".join(records.where(int(i)) for i in empty[:5])
+        logger.warning("skipping %d sequence(s) without a valid 8 bp window: %s%s", empty.size, shown,
+                       " ..." if empty.size > 5 else "")
+        keep = np.flatnonzero(np.diff(X.indptr) > 0)
+        X = X[keep]
+        names = [records.names[i] for i in keep]
+    else:
+        names = list(records.names)
+    return Dataset(X, names, vocab.fingerprint, vocab.kmers)
 
 
 def _npz(config: DataConfig) -> Dataset:
     from bindvae import kmers
 
     X, names, fingerprint = kmers.load_features(config.path)
-    vocab = kmers.Vocabulary.gapped8()
     names_list = list(names) if names is not None else [f"seq_{i}" for i in range(X.shape[0])]
-    known = vocab.kmers if fingerprint == vocab.fingerprint else None
+    known = None
+    if X.shape[1] == len(kmers.Vocabulary.gapped8()):
+        vocab = kmers.Vocabulary.gapped8()
+        known = vocab.kmers if fingerprint == vocab.fingerprint else None
     return Dataset(sp.csr_matrix(X, dtype=np.float32), names_list, fingerprint, known)
 
 

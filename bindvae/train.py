@@ -104,13 +104,13 @@ def create_train_state(model: BindVAE, config: TrainConfig, key: jax.Array) -> T
 def resolve_compute_path(path: str, backend: str | None = None) -> str:
     """``sparse`` or ``dense`` for a configured path; ``auto`` picks the faster one measured per backend.
 
-    Measured with ``python -m experiments.benchmark only=train`` (BENCHMARKS.md): on the CPU the
-    sparse path wins for both 200 bp peaks and 20 bp probes; on GPUs the dense path's matmuls win.
+    Measured with ``python -m experiments.benchmark only=train``: XLA's CPU gather/scatter is
+    elementwise, so the dense path (two matmuls) beats the sparse one for 200 bp peaks and ties for
+    20 bp probes; on GPUs the dense path's matmuls win as well.
     """
     if path != "auto":
         return path
-    backend = backend or jax.default_backend()
-    return "sparse" if backend == "cpu" else "dense"
+    return "dense"
 
 
 def resolve_steps_per_call(steps_per_call: int, backend: str | None = None) -> int:

@@ -1,0 +1,132 @@
+"""Training speed: full steps/s next to a bare Adam update over the same parameter shapes.
+
+Batch 128, M = 100, D = 112,800, a 3 x 300 encoder (~45M parameters). Inputs are random padded
+rows with realistic lengths (200 bp peaks: ~3,000 nonzero k-mers; 20 bp probes: ~200), made here
+so no data file is needed. Each figure is the median over ``repeats`` timed calls of one dispatch
+of ``steps_per_call`` steps (the training loop of ``bindvae.train.make_train_loop``, data resident on
+the device), after a warm-up call that compiles.
+
+Only jax, flax, optax, numpy and scipy are imported (the benchmark also runs on bare GPU boxes).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bindvae.config import ModelConfig, TrainConfig
+from bindvae.model import build_model
+from bindvae.train import create_train_state, make_train_loop, resolve_compute_path, resolve_steps_per_call
+
+D = 112_800
+M = 100
+BATCH = 128
+SHAPES = {"peaks_200bp": 3_000, "probes_20bp": 200}
+
+
+def random_padded(n_rows: int, mean_nnz: int, n_kmers: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Random padded rows: distinct ids per row, counts 1-3, lengths within +-5% of mean_nnz.
+
+    Returns:
+        (indices int32 [n_rows, K], counts float32 [n_rows, K], K) with K a multiple of 64.
+    """
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(int(mean_nnz * 0.95), int(mean_nnz * 1.05) + 1, size=n_rows)
+    width = int(np.ceil(lengths.max() / 64) * 64)
+    indices = np.zeros((n_rows, width), np.int32)
+    counts = np.zeros((n_rows, width), np.float32)
+    for i, n in enumerate(lengths):
+        indices[i, :n] = np.sort(rng.choice(n_kmers, size=n, replace=False))
+        counts[i, :n] = rng.choice([1.0, 1.0, 1.0, 2.0, 3.0], size=n)
+    return indices, counts, width
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # compile and warm up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def time_bare_adam(params, repeats: int, n_steps: int) -> float:
+    """Seconds per bare ``optax.adam`` update over ``params``' shapes (gradients = params)."""
+    tx = optax.adam(3e-4)
+    grads = jax.tree.map(lambda p: p * 1e-3, params)
+
+    def run(params, opt_state):
+        def body(carry, _):
+            p, s = carry
+            updates, s = tx.update(grads, s, p)
+            return (optax.apply_updates(p, updates), s), None
+
+        (params, opt_state), _ = jax.lax.scan(body, (params, opt_state), None, length=n_steps)
+        return params, opt_state
+
+    run = jax.jit(run, donate_argnums=(0, 1))
+    carry = [jax.tree.map(jnp.copy, params), tx.init(params)]
+
+    def once():
+        carry[0], carry[1] = run(carry[0], carry[1])
+        jax.block_until_ready(carry[0])
+
+    return _median_time(once, repeats) / n_steps
+
+
+def time_train_step(path: str, mean_nnz: int, repeats: int, n_steps: int, n_rows: int = 1024, **train_overrides) -> float:
+    """Seconds per full training step (forward, backward, Adam) on ``path`` with rows of ~mean_nnz."""
+    model = build_model(ModelConfig(num_topics=M), D)
+    config = TrainConfig(batch_size=BATCH, prior_burn_in_steps=0, **train_overrides)
+    state = create_train_state(model, config, jax.random.key(0))
+    indices, counts, width = random_padded(n_rows, mean_nnz, D)
+    indices, counts = jax.device_put(indices), jax.device_put(counts)
+    loop = make_train_loop(model, path)
+    rng = np.random.default_rng(1)
+    key = jax.random.key(2)
+    holder = [state]
+
+    def once():
+        rows = rng.integers(0, n_rows, size=(n_steps, BATCH)).astype(np.int32)
+        holder[0], sums = loop(holder[0], indices, counts, rows, key, width=width)
+        jax.block_until_ready(sums)
+
+    return _median_time(once, repeats) / n_steps
+
+
+def run(quick: bool, repeats: int) -> list[dict]:
+    """Benchmark rows: bare Adam, then each input shape on the sparse and dense paths."""
+    backend = jax.default_backend()
+    per_call = resolve_steps_per_call(0, backend)
+    repeats = max(1, min(repeats, 2) if quick else repeats)
+    steps = 1 if backend == "cpu" else per_call
+    model = build_model(ModelConfig(num_topics=M), D)
+    state = create_train_state(model, TrainConfig(), jax.random.key(0))
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+    adam = time_bare_adam(state.params, repeats, steps)
+    del state
+    rows = [
+        {"benchmark": "train: bare optax.adam update", "value": 1.0 / adam, "unit": "steps/s",
+         "notes": f"{n_params / 1e6:.1f}M params, {adam * 1e3:.2f} ms/update, {steps} update(s)/call"}
+    ]
+    auto = resolve_compute_path("auto", backend)
+    shapes = {"peaks_200bp": SHAPES["peaks_200bp"]} if quick else SHAPES
+    for name, nnz in shapes.items():
+        for path in ("sparse", "dense"):
+            if quick and path != auto:
+                continue
+            sec = time_train_step(path, nnz, repeats, steps)
+            rows.append({
+                "benchmark": f"train: {name} step, {path} path" + (" (auto)" if path == auto else ""),
+                "value": 1.0 / sec,
+                "unit": "steps/s",
+                "notes": f"batch {BATCH}, M={M}, D={D}, ~{nnz} nnz/row, {sec * 1e3:.2f} ms/step = "
+                f"{sec / adam:.2f}x bare Adam, {steps} step(s)/call",
+            })
+    return rows

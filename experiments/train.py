@@ -1,0 +1,109 @@
+"""Train a BindVAE model from the Hydra configs in conf/.
+
+    python -m experiments.train                                   # the paper's settings, synthetic data
+    python -m experiments.train data=fasta data.path=peaks.fa model.num_topics=50 logger=none
+    python -m experiments.train data=reference data.features=F data.vocabulary=V
+    python -m experiments.train tiny=smoke hydra.run.dir=runs/smoke
+    python -m experiments.train hydra.run.dir=runs/smoke train.resume=true train.steps=100
+    python -m experiments.train -m model.num_topics=10,50 model.alpha=1,10   # one run per grid point
+    python -m experiments.train sweep=m_alpha                     # the paper's grid, joblib in parallel
+
+The run directory (``hydra.run.dir``) receives ``metrics.jsonl``, ``checkpoints/`` and ``.hydra/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from bindvae import data as data_lib
+from bindvae.config import RunConfig, run_name, to_dict
+from bindvae.errors import BindVAEError
+from bindvae.tracking import NullLogger, WandbLogger
+from bindvae.train import fit, summary
+
+log = logging.getLogger("bindvae.experiments.train")
+
+
+def _register_schema() -> None:
+    # Frozen dataclasses give read-only nodes; unlock them so group files and overrides can merge,
+    # while the schema still rejects unknown keys and wrong types.
+    schema = OmegaConf.structured(RunConfig)
+    OmegaConf.set_readonly(schema, False)
+    for section in schema:
+        OmegaConf.set_readonly(schema[section], False)
+    ConfigStore.instance().store(name="run_schema", node=schema)
+
+
+_register_schema()
+
+
+def to_run_config(cfg: DictConfig) -> RunConfig:
+    """The validated :class:`RunConfig` of a composed Hydra config (raises ConfigError / omegaconf errors)."""
+    body = OmegaConf.masked_copy(cfg, ["model", "train", "data", "logger"]) if "hydra" in cfg else cfg
+    return OmegaConf.to_object(body)
+
+
+def _sweep_group() -> str | None:
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN":
+        return Path(hydra_cfg.sweep.dir).name
+    return None
+
+
+def make_logger(config: RunConfig, workdir: Path):
+    """The MetricLogger the config asks for (wandb offline by default, or none)."""
+    if config.logger.kind == "none":
+        return NullLogger()
+    group = config.logger.group or _sweep_group()
+    name = run_name(config)
+    run_id = f"{name}-{abs(hash(str(workdir.resolve()))) % 10**10}"
+    return WandbLogger(
+        project=config.logger.project, name=name, group=group, mode=config.logger.mode, workdir=workdir,
+        entity=config.logger.entity, tags=config.logger.tags, resume_id=run_id,
+    )
+
+
+def run(config: RunConfig, workdir: Path) -> str:
+    """Load data, split, train; returns the run summary."""
+    dataset = data_lib.load_dataset(config.data, seed=config.train.seed)
+    train_X, val_X, _ = data_lib.split_train_val(dataset.X, config.train.val_fraction, config.train.seed)
+    metric_logger = make_logger(config, workdir)
+    try:
+        metric_logger.log_config({**to_dict(config), "workdir": str(workdir)})
+        result = fit(config, train_X, val_X, dataset.vocab_fingerprint, workdir, metric_logger, kmers=dataset.kmers)
+    finally:
+        metric_logger.close()
+    return summary(result)
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    workdir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        config = to_run_config(cfg)
+        text = run(config, workdir)
+    except MissingMandatoryValue as err:
+        sys.stderr.write(f"error: config {err.full_key}: is required (set {err.full_key}=...)\n")
+        sys.exit(2)
+    except OmegaConfBaseException as err:
+        sys.stderr.write(f"error: config: {str(err).splitlines()[0]}\n")
+        sys.exit(2)
+    except BindVAEError as err:
+        sys.stderr.write(f"error: {err}\n")
+        sys.exit(1)
+    log.debug("%s", text)  # fit() already logged the summary
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("WANDB_SILENT", "true")
+    main()
