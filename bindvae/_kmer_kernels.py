@@ -31,7 +31,7 @@ def _radix_sort(values, n, scratch, histogram):
 
 
 @numba.njit(cache=True, nogil=True)
-def count_block(codes, offsets, table, first, last, n_features, indptr, indices, data, fill):
+def count_block(codes, offsets, table, first, last, counts, indptr, indices, data, fill):
     """Counts the gapped k-mers of sequences ``first .. last - 1``.
 
     Args:
@@ -39,13 +39,15 @@ def count_block(codes, offsets, table, first, last, n_features, indptr, indices,
         offsets: [n + 1] int64 start of each sequence in ``codes``.
         table: [4**8, width] int32 distinct feature columns of each window code, -1 padded.
         first, last: the block of sequences to count.
-        n_features: number of columns.
+        counts: [n_features] zeros, left zeroed. Pass 1 only flags features, so uint8 will do;
+            pass 2 counts, so its dtype must hold the largest count (the number of windows). The
+            narrowest dtype keeps this scratch array in cache, which is most of the speed.
         indptr: [n + 1] int64. Pass 1 (``fill=False``) writes row i's nnz to ``indptr[i + 1]``;
             pass 2 reads the row starts from it.
         indices, data: [nnz] int32 / float32 outputs of pass 2 (rows' columns sorted ascending).
         fill: False for pass 1, True for pass 2.
     """
-    counts = np.zeros(n_features, dtype=np.int32)
+    n_features = counts.shape[0]
     touched = np.empty(n_features, dtype=np.int32)
     scratch = np.empty(n_features, dtype=np.int32)
     histogram = np.empty(513, dtype=np.int64)
@@ -70,7 +72,9 @@ def count_block(codes, offsets, table, first, last, n_features, indptr, indices,
                 if counts[col] == 0:
                     touched[n_touched] = col
                     n_touched += 1
-                counts[col] += 1
+                    counts[col] = 1
+                elif fill:
+                    counts[col] += 1
         if fill:
             _radix_sort(touched, n_touched, scratch, histogram)
             start = indptr[i]

@@ -256,9 +256,15 @@ def _run_blocks(kernel_args: tuple, bounds: np.ndarray, fill: bool, n_threads: i
     """
     blocks = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
     codes, offsets, table, n_features, indptr, indices, data = kernel_args
+    if not fill:
+        counts_dtype = np.uint8  # pass 1 only flags features
+    else:  # a count is at most the number of windows of the longest sequence
+        longest = int(np.diff(offsets).max(initial=0))
+        counts_dtype = np.uint16 if longest < 2**16 else np.int32
 
     def count(block: tuple[int, int]) -> None:
-        count_block(codes, offsets, table, block[0], block[1], n_features, indptr, indices, data, fill)
+        counts = np.zeros(n_features, dtype=counts_dtype)
+        count_block(codes, offsets, table, block[0], block[1], counts, indptr, indices, data, fill)
 
     if n_threads <= 1 or len(blocks) <= 1:
         for block in blocks:
