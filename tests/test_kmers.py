@@ -131,6 +131,15 @@ def test_featurize_golden_counts(vocab):
     assert X[4:].nnz == 0  # too short, empty, no valid window: zero rows, no error
 
 
+def test_featurize_counts_beyond_16_bits(vocab):
+    expected = [vocab.index(v) for v in variants("AAAAAAAA")]
+    other = featurize(["ACGT" * 4], vocab)
+    for length in (70_000, 65_536, 65_535):  # the counter dtype depends on the longest sequence
+        X = featurize(["A" * length, "ACGT" * 4], vocab)
+        assert X[0, expected].toarray().tolist() == [[length - 7.0] * 16]
+        assert X[0].nnz == 16 and (X[1] != other).nnz == 0
+
+
 def test_featurize_matches_string_level_rule(vocab):
     rng = np.random.default_rng(0)
     seqs = ["".join(rng.choice(list("ACGTacgtN"), size=n)) for n in (8, 9, 30, 61)]
