@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -61,31 +62,65 @@ class Model:
         return int(self.network.num_topics)
 
     @functools.cached_property
-    def window_rows(self) -> jax.Array:
-        """``[65537, H0]``: row c = sum of W1's rows over window c's distinct features; last row 0."""
-        table = jnp.asarray(self.vocabulary.window_feature_table())
-        kernel, _ = model_lib.first_layer(self.params)
-        padded = jnp.concatenate([kernel, jnp.zeros((1, kernel.shape[1]), kernel.dtype)])
-        rows = jnp.zeros((_N_WINDOWS, kernel.shape[1]), kernel.dtype)
+    def window_rows(self) -> np.ndarray:
+        """``[65537, H0]`` float32: row c = sum of W1's rows over window c's distinct features; last row 0."""
+        table = self.vocabulary.window_feature_table()
+        kernel = np.asarray(model_lib.first_layer(self.params)[0], dtype=np.float32)
+        padded = np.concatenate([kernel, np.zeros((1, kernel.shape[1]), np.float32)])
+        rows = np.zeros((_N_WINDOWS + 1, kernel.shape[1]), np.float32)
         for col in range(table.shape[1]):
-            rows = rows + padded[jnp.where(table[:, col] < 0, kernel.shape[0], table[:, col])]
-        return jnp.concatenate([rows, jnp.zeros((1, kernel.shape[1]), kernel.dtype)])
+            rows[:_N_WINDOWS] += padded[np.where(table[:, col] < 0, kernel.shape[0], table[:, col])]
+        return rows
 
     @functools.cached_property
-    def _windows_fn(self):
-        network = self.network
-
-        def concentration(params, rows, codes):
-            _, bias = model_lib.first_layer(params)
-            h1 = jnp.take(rows, codes, axis=0).sum(axis=1) + bias
-            return model_lib.concentration_from_preactivation(network, params, h1)
-
-        return jax.jit(concentration)
+    def first_layer_host(self) -> tuple[np.ndarray, np.ndarray]:
+        """(W1 ``[n_kmers, H0]``, b1 ``[H0]``) as float32 NumPy arrays."""
+        kernel, bias = model_lib.first_layer(self.params)
+        return np.ascontiguousarray(kernel, dtype=np.float32), np.asarray(bias, dtype=np.float32)
 
     @functools.cached_property
-    def _sparse_fn(self):
+    def _from_preactivation_fn(self):
         network = self.network
-        return jax.jit(lambda params, i, c: model_lib.posterior_concentration_sparse(network, params, i, c))
+        return jax.jit(lambda params, h1: model_lib.concentration_from_preactivation(network, params, h1))
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _window_sums(codes, rows, bias, out):  # pragma: no cover - compiled
+    # Row i of out = bias + sum of rows[codes[i, j]]: the first layer as a sum over 8 bp windows.
+    n, width = codes.shape
+    hidden = rows.shape[1]
+    for i in numba.prange(n):
+        acc = bias.copy()
+        for j in range(width):
+            code = codes[i, j]
+            for k in range(hidden):
+                acc[k] += rows[code, k]
+        out[i] = acc
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _csr_times_dense(indptr, indices, data, kernel, bias, out):  # pragma: no cover - compiled
+    # Row i of out = bias + X[i] @ kernel, reading only the kernel rows at X[i]'s nonzeros.
+    hidden = kernel.shape[1]
+    for i in numba.prange(len(indptr) - 1):
+        acc = bias.copy()
+        for p in range(indptr[i], indptr[i + 1]):
+            weight = data[p]
+            column = indices[p]
+            for k in range(hidden):
+                acc[k] += weight * kernel[column, k]
+        out[i] = acc
+
+
+def _concentration_from_h1(model: Model, h1: np.ndarray, batch_size: int) -> np.ndarray:
+    """Concentration ``[n, M]`` from first-layer pre-activations ``[n, H0]`` (last batch padded)."""
+    out = np.empty((h1.shape[0], model.num_topics), dtype=np.float32)
+    for start in range(0, h1.shape[0], batch_size):
+        chunk = h1[start : start + batch_size]
+        padded = np.zeros((batch_size, h1.shape[1]), np.float32)
+        padded[: len(chunk)] = chunk
+        out[start : start + len(chunk)] = np.asarray(model._from_preactivation_fn(model.params, padded))[: len(chunk)]
+    return out
 
 
 def model_from_params(params: dict, model_config: ModelConfig, vocabulary: Vocabulary | None = None) -> Model:
@@ -156,45 +191,33 @@ def sequence_window_codes(sequences: Sequence[str], pad_to: int = 32) -> np.ndar
     return np.where((windows < 4).all(axis=2), codes, _N_WINDOWS).astype(np.int32)
 
 
-def concentration_from_windows(model: Model, codes: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def concentration_from_windows(model: Model, codes: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Posterior concentration from window codes (the sum-over-windows first layer).
 
     Args:
         model: the model.
         codes: ``[n, W]`` int window codes; 65536 = nothing.
-        batch_size: rows per jitted call (the last batch is padded, so one compile per ``W``).
+        batch_size: rows per jitted call of the rest of the MLP.
 
     Returns:
         ``[n, M]`` float32 concentration.
     """
     rows = model.window_rows
-    out = np.empty((codes.shape[0], model.num_topics), dtype=np.float32)
-    for start in range(0, codes.shape[0], batch_size):
-        chunk = codes[start : start + batch_size]
-        padded = np.full((batch_size, codes.shape[1]), _N_WINDOWS, dtype=np.int32)
-        padded[: len(chunk)] = chunk
-        out[start : start + len(chunk)] = np.asarray(model._windows_fn(model.params, rows, padded))[: len(chunk)]
-    return out
+    _, bias = model.first_layer_host
+    h1 = np.empty((codes.shape[0], rows.shape[1]), np.float32)
+    _window_sums(np.ascontiguousarray(codes, dtype=np.int32), rows, bias, h1)
+    return _concentration_from_h1(model, h1, batch_size)
 
 
 def _concentration_from_csr(model: Model, features: sp.csr_matrix, batch_size: int) -> np.ndarray:
     if features.shape[1] != model.network.n_kmers:
         raise ValueError(f"features have {features.shape[1]} columns, the model expects {model.network.n_kmers}")
     features = sp.csr_matrix(features)
-    out = np.empty((features.shape[0], model.num_topics), dtype=np.float32)
-    for start in range(0, features.shape[0], batch_size):
-        block = features[start : start + batch_size]
-        nnz = np.diff(block.indptr)
-        width = max(128, -(-int(nnz.max(initial=1)) // 128) * 128)
-        indices = np.zeros((batch_size, width), dtype=np.int32)
-        counts = np.zeros((batch_size, width), dtype=np.float32)
-        rows = np.repeat(np.arange(block.shape[0]), nnz)
-        slots = np.arange(block.nnz) - np.repeat(block.indptr[:-1], nnz)
-        indices[rows, slots] = block.indices
-        counts[rows, slots] = block.data
-        result = model._sparse_fn(model.params, indices, counts)
-        out[start : start + block.shape[0]] = np.asarray(result)[: block.shape[0]]
-    return out
+    kernel, bias = model.first_layer_host
+    h1 = np.empty((features.shape[0], kernel.shape[1]), np.float32)
+    _csr_times_dense(features.indptr.astype(np.int64), features.indices.astype(np.int64),
+                     features.data.astype(np.float32), kernel, bias, h1)
+    return _concentration_from_h1(model, h1, batch_size)
 
 
 def to_scores(concentration: np.ndarray, kind: str) -> np.ndarray:
@@ -214,7 +237,7 @@ def to_scores(concentration: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
-def latent_scores(model: Model, X, kind: str = "mean", batch_size: int = 1024) -> np.ndarray:
+def latent_scores(model: Model, X, kind: str = "mean", batch_size: int = 4096) -> np.ndarray:
     """Latent scores of sequences or of a feature matrix.
 
     Args:

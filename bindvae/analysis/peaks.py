@@ -97,11 +97,21 @@ def compare_accessibility(first: pd.DataFrame, second: pd.DataFrame, labels: tup
         Columns ``tf``, ``<label>`` (relative accessibility, 0 when unmapped) for both runs, sorted by
         the first run's value.
     """
-    def per_tf(table: pd.DataFrame) -> pd.Series:
-        rows = [(tf, acc) for tfs, acc in zip(table["tfs"], table["accessibility"]) for tf in tfs.split(",") if tf]
-        series = pd.DataFrame(rows, columns=["tf", "acc"]).groupby("tf")["acc"].sum()
-        return series / max(float(table["accessibility"].sum()), 1e-12)
-
-    merged = pd.concat([per_tf(first).rename(labels[0]), per_tf(second).rename(labels[1])], axis=1).fillna(0.0)
+    merged = pd.concat([accessibility_per_tf(first).rename(labels[0]),
+                        accessibility_per_tf(second).rename(labels[1])], axis=1).fillna(0.0)
     merged = merged.sort_values(labels[0], kind="stable")
     return merged.rename_axis("tf").reset_index()
+
+
+def accessibility_per_tf(table: pd.DataFrame) -> pd.Series:
+    """Relative accessibility per mapped TF: its topics' summed accessibility over the run's total.
+
+    Args:
+        table: output of :func:`accessibility` with TF labels.
+
+    Returns:
+        Series indexed by TF (empty when no topic is mapped).
+    """
+    rows = [(tf, acc) for tfs, acc in zip(table["tfs"], table["accessibility"]) for tf in str(tfs).split(",") if tf]
+    series = pd.DataFrame(rows, columns=["tf", "acc"]).groupby("tf")["acc"].sum()
+    return series / max(float(table["accessibility"].sum()), 1e-12)

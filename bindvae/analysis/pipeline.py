@@ -153,7 +153,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
         if len(matrix) <= 400:
             _figure(plotting.heatmap_figure(matrix, "mean probe score per topic", "topic", "TF"), out,
                     "probe_heatmap.png", "Probe x topic latent scores", figures)
-    probe_source = options.probes or f"sampled from {source}"
+    probe_source = os.path.basename(options.probes) if options.probes else f"sampled from {source}"
     _write_tsv(mapping_table, out / "tf_mapping.tsv", f"{source}; probes: {probe_source}")
     mapping = naming.assigned_tfs(mapping_table)
 
@@ -168,7 +168,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     sections = _sections(names, motifs, kmer_table, tenmers, matches, mapping_table, acc)
     facts = {"run directory": Path(run_dir).name, "checkpoint step": model.step, "topics": model.num_topics,
              "latent score": options.kind, "motif database": source, "probes": probe_source,
-             "peaks": options.peaks or "none", "TFs mapped (Algorithm 1)": len(set(mapping_table.loc[mapping_table["assigned"], "tf"]))}
+             "peaks": os.path.basename(options.peaks) if options.peaks else "none", "TFs mapped (Algorithm 1)": len(set(mapping_table.loc[mapping_table["assigned"], "tf"]))}
     html = report.render_report(f"BindVAE analysis: {Path(run_dir).name}", facts, sections, figures)
     write_text_atomic(out / "report.html", html)
     return out
@@ -185,7 +185,7 @@ def _accessibility_figure(acc: pd.DataFrame, run_dir, compare: str | None, out: 
         table = peaks.compare_accessibility(acc, other, labels)
     else:
         labels = (label,)
-        table = peaks.compare_accessibility(acc, acc, (label, "_same"))[["tf", label]]
+        table = peaks.accessibility_per_tf(acc).sort_values(kind="stable").rename(label).rename_axis("tf").reset_index()
     if len(table):
         _figure(plotting.accessibility_figure(table, list(labels)), out, "accessibility.png",
                 "Accessibility per mapped TF (Fig. 3d)", figures)
