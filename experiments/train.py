@@ -28,7 +28,7 @@ from bindvae import data as data_lib
 from bindvae.config import RunConfig, run_name, to_dict
 from bindvae.errors import BindVAEError
 from bindvae.tracking import NullLogger, WandbLogger
-from bindvae.train import fit, summary
+from bindvae.train import fit, prepare_run_dir, summary
 
 log = logging.getLogger("bindvae.experiments.train")
 
@@ -74,6 +74,7 @@ def make_logger(config: RunConfig, workdir: Path):
 
 def run(config: RunConfig, workdir: Path) -> str:
     """Load data, split, train; returns the run summary."""
+    prepare_run_dir(workdir, config.train)  # refuse an existing run before any slow work
     dataset = data_lib.load_dataset(config.data, seed=config.train.seed)
     train_X, val_X, _ = data_lib.split_train_val(dataset.X, config.train.val_fraction, config.train.seed)
     metric_logger = make_logger(config, workdir)
