@@ -61,6 +61,11 @@ def test_analyze_names_planted_topics(analysed):
     best = mapping.sort_values("p_value").groupby("tf").first()
     assert best.loc["EBOX", "topic"] == "topic_000" and best.loc["EBOX", "assigned"]
     assert best.loc["HOX_A", "topic"] == "topic_001" and best.loc["HOX_A", "assigned"]
+    assert best["assigned"].all()  # every block gets a dimension
+    families = {"HOX": {"HOX_A", "HOX_B", "HOX_C"}, "EBOX": {"EBOX"}, "B4": {"B4"}}
+    family_topics = {name: set(best.loc[sorted(tfs), "topic"]) for name, tfs in families.items()}
+    assert family_topics["EBOX"] == {"topic_000"} and family_topics["B4"] == {"topic_002"}
+    assert "topic_001" in family_topics["HOX"] and not family_topics["HOX"] & {"topic_000", "topic_002"}
     matches = pd.read_csv(analysed / "motif_matches.tsv", sep="\t", comment="#")
     top = matches[matches["rank"] == 1].set_index("query")
     assert top.loc["topic_000", "q_value"] < 0.05  # the E-box motif finds a bHLH match
