@@ -99,3 +99,18 @@ def test_report_renders_in_headless_chromium(analysed, tmp_path):
     keep = os.environ.get("BINDVAE_KEEP_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_analyze_sweep_selects_runs(tmp_path, reference_dir):
+    vocab = Vocabulary.gapped8()
+    _save_run(tmp_path / "a", planted_model(vocab, PLANTED, num_topics=4), vocab)
+    _save_run(tmp_path / "b", planted_model(vocab, PLANTED[3:] + PLANTED[:1], num_topics=2), vocab)
+    code = analyze.main([f"sweep_dir={tmp_path}", f"probes={reference_dir / 'selex_probes_sample100.tsv'}",
+                         "tf_per_block=HOX_A,HOX_B,EBOX,HOX_C,B4", "motif_db=none", "n_best=1"])
+    assert code == 0
+    summary = pd.read_csv(tmp_path / "analysis" / "model_selection.tsv", sep="\t", comment="#")
+    assert summary["run"].tolist() == ["a", "b"] and summary["selected"].tolist() == [True, False]
+    assert summary.loc[0, "n_tfs_mapped"] == 5
+    ensemble = pd.read_csv(tmp_path / "analysis" / "ensemble.tsv", sep="\t", comment="#")
+    assert set(ensemble["run"]) == {"a"} and set(",".join(ensemble["new_tfs"]).split(",")) == {
+        "HOX_A", "HOX_B", "EBOX", "HOX_C", "B4"}
