@@ -113,7 +113,9 @@ def _add_histograms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _write_npz(path: Path, X: sp.csr_matrix, names: Sequence[str], fingerprint: str) -> None:
+def write_shard_file(path: Path, X: sp.csr_matrix, names: Sequence[str], fingerprint: str) -> None:
+    """Write one shard (a features .npz: csr [n, n_kmers], n names, the fingerprint) via a temporary name."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     arrays = {
         "format": np.array(FEATURES_FORMAT),
@@ -215,7 +217,7 @@ class ShardWriter:
             taken += blocks[-1].shape[0]
         X = sp.vstack(blocks, format="csr") if len(blocks) > 1 else blocks[0]
         self.n_pending -= n_rows
-        self._register(X, lambda target: _write_npz(target, X, names, self.fingerprint))
+        self._register(X, lambda target: write_shard_file(target, X, names, self.fingerprint))
 
     def _register(self, X: sp.csr_matrix, write) -> None:
         file = f"shard-{len(self.shards):05d}.npz"

@@ -9,11 +9,25 @@ summit. Sequences without a single valid 8 bp window are skipped and reported, a
 the genome. The output holds the CSR counts, the sequence names and the vocabulary fingerprint
 (read it back with ``bindvae.kmers.load_features``); it is written atomically and an existing file
 is kept unless ``overwrite=true``. The last line on stdout is a one-line summary.
+
+Many inputs and data sets larger than memory::
+
+    python -m experiments.featurize input=a.fa,b.fa,c.fa output=features_dir shard_size=100000 workers=3
+
+``input`` takes a comma-separated list of files (all FASTA, or all peak files on one ``genome``).
+``shard_size=N`` writes a sharded dataset instead of one .npz: a folder of CSR shards of at most N
+sequences each plus ``index.json`` (see ``bindvae.shards``); train on it with ``data=shards``.
+``workers=N`` featurizes N input files at a time in separate processes (each writes its own shards;
+they are adopted in input order, so the result does not depend on ``workers``).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import logging
+import multiprocessing
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,10 +39,11 @@ from tqdm import tqdm
 from bindvae.errors import BindVAEError, ConfigError, InputError
 from bindvae.kmers import Vocabulary, featurize, save_features
 from bindvae.sequences import SequenceSet, Skipped, read_sequences
+from bindvae.shards import ShardWriter, is_sharded, write_shard_file
 
 logger = logging.getLogger("experiments.featurize")
 
-KEYS = {"input", "output", "genome", "span", "top_n", "overwrite"}
+KEYS = {"input", "output", "genome", "span", "top_n", "overwrite", "shard_size", "workers"}
 CHUNK = 16_384  # sequences per featurize call: granularity of the progress bar
 PROGRESS_MIN = 20_000  # show a progress bar from this many sequences on (and only on a terminal)
 MAX_SKIP_LINES = 20
@@ -38,7 +53,7 @@ SKIP_NO_WINDOW = "no 8 bp window of A/C/G/T only"
 
 def parse_args(argv: list[str]) -> dict:
     """key=value arguments -> settings dict; raises ConfigError for unknown keys or bad values."""
-    args: dict = {"genome": None, "span": 200, "top_n": None, "overwrite": False}
+    args: dict = {"genome": None, "span": 200, "top_n": None, "overwrite": False, "shard_size": None, "workers": 1}
     for item in argv:
         key, sep, value = item.partition("=")
         if not sep or key not in KEYS:
@@ -47,7 +62,7 @@ def parse_args(argv: list[str]) -> dict:
     for key in ("input", "output"):
         if not args.get(key):
             raise ConfigError(key, "required (key=value)")
-    for key in ("span", "top_n"):
+    for key in ("span", "top_n", "shard_size", "workers"):
         if args[key] is not None:
             try:
                 args[key] = int(args[key])
@@ -59,6 +74,7 @@ def parse_args(argv: list[str]) -> dict:
     if flag not in {"true", "false", "1", "0", "yes", "no"}:
         raise ConfigError("overwrite", f"must be true or false, got {args['overwrite']!r}")
     args["overwrite"] = flag in {"true", "1", "yes"}
+    args["inputs"] = [p for p in str(args["input"]).split(",") if p]
     return args
 
 
@@ -97,35 +113,111 @@ def report_skips(skipped: list[Skipped]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in counts.items())
 
 
+@dataclasses.dataclass
+class FileResult:
+    """One input file featurized: rows kept (or the shard files holding them) and what was skipped."""
+
+    X: sp.csr_matrix | None
+    names: list[str]
+    skipped: list[Skipped]
+    n_in: int
+    duplicates: list[str]
+    shard_files: list[str]
+    nnz: int
+
+
+def featurize_file(path: str, args: dict, n_threads: int | None = None, shard_prefix: str | None = None) -> FileResult:
+    """Read and featurize one input; with ``shard_prefix``, write its rows as shard files instead of returning them."""
+    records = read_sequences(path, args["genome"], span=args["span"], top_n=args["top_n"])
+    vocab = Vocabulary.gapped8()
+    sequences = records.sequences
+    counts = featurize(sequences, vocab, n_threads) if n_threads else featurize_with_progress(sequences, vocab)
+    X, names, empty = drop_empty_rows(records, counts)
+    result = FileResult(X, names, records.skipped + empty, len(records) + len(records.skipped),
+                        records.duplicate_names, [], int(X.nnz))
+    if shard_prefix is not None:
+        size = args["shard_size"]
+        for j, start in enumerate(range(0, len(names), size)):
+            target = f"{shard_prefix}-{j:05d}.npz"
+            write_shard_file(Path(target), X[start : start + size], names[start : start + size], vocab.fingerprint)
+            result.shard_files.append(target)
+        result.X = None
+    return result
+
+
+def _featurize_job(job: tuple) -> FileResult:
+    path, args, n_threads, shard_prefix = job
+    return featurize_file(path, args, n_threads, shard_prefix)
+
+
+def featurize_files(args: dict, shard_dir: Path | None):
+    """Yields a :class:`FileResult` per input in input order, ``args["workers"]`` files at a time."""
+    inputs = args["inputs"]
+    prefixes = [None if shard_dir is None else str(shard_dir / f".part-{i:05d}") for i in range(len(inputs))]
+    workers = min(args["workers"], len(inputs))
+    if workers <= 1:
+        for path, prefix in zip(inputs, prefixes):
+            yield featurize_file(path, args, None, prefix)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    # spawn, not fork: the parent may hold numba/JAX threads that a forked child would inherit locked.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield from pool.map(_featurize_job, [(p, args, threads, prefix) for p, prefix in zip(inputs, prefixes)])
+
+
+def _check_output(output: Path, args: dict) -> None:
+    if args["shard_size"]:
+        if output.exists() and not (output.is_dir() and is_sharded(output)):
+            raise ConfigError("output", f"{output} exists and is not a sharded dataset; give a new folder name")
+    elif output.is_dir():
+        raise ConfigError("output", f"{output} is a folder; give a file name (or shard_size=N for a sharded dataset)")
+    if output.exists() and not args["overwrite"]:
+        raise ConfigError("output", f"{output} exists; pass overwrite=true to replace it")
+
+
 def run(args: dict) -> str:
     """Reads, featurizes and writes; returns the summary line."""
     started = time.perf_counter()
     output = Path(args["output"])
-    if output.is_dir():
-        raise ConfigError("output", f"{output} is a folder; give a file name")
-    if output.exists() and not args["overwrite"]:
-        raise ConfigError("output", f"{output} exists; pass overwrite=true to replace it")
-    records = read_sequences(args["input"], args["genome"], span=args["span"], top_n=args["top_n"])
-    if records.duplicate_names:
-        duplicates = records.duplicate_names
-        logger.warning("%d names occur more than once, e.g. %s", len(duplicates), duplicates[0])
+    _check_output(output, args)
     vocab = Vocabulary.gapped8()
-    X, names, empty = drop_empty_rows(records, featurize_with_progress(records.sequences, vocab))
-    skipped = records.skipped + empty
-    reasons = report_skips(skipped)
-    n_in = len(records) + len(records.skipped)
-    if not names:
-        raise InputError(args["input"], f"nothing to featurize: all {n_in} records skipped ({reasons})")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        save_features(output, X, names, vocab)
+        writer = ShardWriter(output, vocab.fingerprint, len(vocab), args["shard_size"], True) if args["shard_size"] else None
     except OSError as err:
         raise InputError(output, f"cannot write the output ({err.strerror or err})") from None
+    parts, names, skipped, n_in, nnz = [], [], [], 0, 0
+    try:
+        for result in featurize_files(args, writer.partial if writer else None):
+            if result.duplicates:
+                logger.warning("%d names occur more than once, e.g. %s", len(result.duplicates), result.duplicates[0])
+            for shard_file in result.shard_files:
+                writer.add_shard_file(Path(shard_file))
+            if result.X is not None:
+                parts.append(result.X)
+            names.extend(result.names)
+            skipped.extend(result.skipped)
+            n_in, nnz = n_in + result.n_in, nnz + result.nnz
+        reasons = report_skips(skipped)
+        if not names:
+            raise InputError(args["input"], f"nothing to featurize: all {n_in} records skipped ({reasons})")
+        if writer:
+            index = writer.close()
+            where = f"{output} ({index.n_shards} shards of <= {args['shard_size']} sequences)"
+        else:
+            save_features(output, sp.vstack(parts, format="csr") if len(parts) > 1 else parts[0], names, vocab)
+            where = str(output)
+    except OSError as err:
+        raise InputError(output, f"cannot write the output ({err.strerror or err})") from None
+    finally:
+        if writer and writer.index is None:
+            writer.abort()
     seconds = time.perf_counter() - started
     skip_text = f"{len(skipped)} skipped ({reasons})" if skipped else "0 skipped"
     return (
         f"featurize: {n_in} sequences in, {len(names)} featurized, {skip_text}, "
-        f"{X.nnz} nonzeros, {seconds:.1f} s -> {output}"
+        f"{nnz} nonzeros, {seconds:.1f} s -> {where}"
     )
 
 
