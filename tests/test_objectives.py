@@ -14,6 +14,15 @@ from bindvae.model import build_model, init_params
 from bindvae.train import loss_and_metrics
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _fast_compile():
+    # Compilation dominates these small tests; XLA's optimisations only pay off on real sizes.
+    old = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", old)
+
+
 def _random_batch(rng, batch, n_kmers, nnz):
     indices = np.zeros((batch, nnz + 3), np.int32)
     counts = np.zeros((batch, nnz + 3), np.float32)

@@ -17,9 +17,12 @@ from tests._train_helpers import random_counts, small_config
 
 @pytest.fixture(autouse=True, scope="module")
 def _fast_compile():
+    # Compilation dominates these small tests; XLA's optimisations only pay off on real sizes.
+    old = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", True)
     yield
-    jax.config.update("jax_disable_most_optimizations", False)
+    jax.config.update("jax_disable_most_optimizations", old)
+
 
 
 def _batch(X, rows):
@@ -82,6 +85,7 @@ def test_fit_writes_outputs_and_improves_elbo(tmp_path):
     assert result.step == 60 and result.val_metrics["val_perplexity"] > 1
 
 
+@pytest.mark.slow
 def test_resume_gives_same_parameters_as_straight_run(tmp_path):
     X = random_counts(40, 60)
     straight = train.fit(small_config(steps=20), X, None, "fp", tmp_path / "straight")
@@ -93,6 +97,7 @@ def test_resume_gives_same_parameters_as_straight_run(tmp_path):
     assert steps == [5, 10, 15, 20]
 
 
+@pytest.mark.slow
 def test_existing_run_dir_needs_resume_or_overwrite(tmp_path):
     X = random_counts(20, 30)
     train.fit(small_config(steps=10, prior_burn_in_steps=5), X, None, "fp", tmp_path)

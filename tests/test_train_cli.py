@@ -48,6 +48,7 @@ def smoke_run(features, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_cli_tiny_run_writes_all_outputs_and_elbo_improves(smoke_run):
     records = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [10, 20, 25, 30, 40, 50]  # 25: an evaluation step
@@ -61,6 +62,7 @@ def test_cli_tiny_run_writes_all_outputs_and_elbo_improves(smoke_run):
     assert meta["config"]["model"]["alpha"] == 2.0 and meta["config"]["train"]["seed"] == 1
 
 
+@pytest.mark.slow
 def test_cli_refuses_to_overwrite_and_resumes(smoke_run):
     proc = _train("tiny=smoke", "data=npz", "data.path=unused.npz", "logger=none", f"hydra.run.dir={smoke_run}", check=False)
     assert proc.returncode != 0
