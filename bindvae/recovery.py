@@ -181,7 +181,8 @@ def summarize(frame: pd.DataFrame, q_threshold: float = 0.05) -> dict:
             "pair": pair_text, "non_tf_own_topics": f"{own}/{len(non_tf)}"}
 
 
-def fit_lda(train_counts: sp.csr_matrix, num_topics: int, seed: int, passes: int = 5, batch_size: int = 256):
+def fit_lda(train_counts: sp.csr_matrix, num_topics: int, seed: int, passes: int = 5, batch_size: int = 256,
+            n_jobs: int = 1):
     """The peer: scikit-learn's online LDA on the same counts.
 
     Args:
@@ -190,6 +191,7 @@ def fit_lda(train_counts: sp.csr_matrix, num_topics: int, seed: int, passes: int
         seed: ``random_state``.
         passes: epochs of online variational Bayes.
         batch_size: documents per online update.
+        n_jobs: parallel E-step workers.
 
     Returns:
         The fitted ``LatentDirichletAllocation``.
@@ -198,7 +200,7 @@ def fit_lda(train_counts: sp.csr_matrix, num_topics: int, seed: int, passes: int
 
     lda = LatentDirichletAllocation(n_components=num_topics, learning_method="online", batch_size=batch_size,
                                     max_iter=passes, random_state=seed, total_samples=train_counts.shape[0],
-                                    learning_offset=10.0, n_jobs=1)
+                                    learning_offset=10.0, n_jobs=n_jobs)
     start = time.perf_counter()
     lda.fit(train_counts)
     logger.info("LDA: %d topics, %d passes in %.1f s", num_topics, passes, time.perf_counter() - start)

@@ -1,0 +1,354 @@
+"""The planted-motif recovery benchmark end to end: data, features, BindVAE and LDA, scores, tables.
+
+``run_recovery`` generates (or reads) a planted set, featurizes it, trains BindVAE with
+:func:`bindvae.train.fit`, reloads the model from its checkpoint (analyses read checkpoints only),
+trains the LDA peer on the same training rows, scores both with :mod:`bindvae.recovery` and writes
+``recovery.tsv`` (per feature, both methods side by side), ``recovery_summary.tsv``, ``recovery.md``
+(both tables as Markdown) and ``recovery.json`` into the output folder. Every file is written to a
+temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bindvae import recovery, synthetic
+from bindvae.analysis.meme import read_meme, write_text_atomic
+from bindvae.config import RunConfig, from_dict, to_dict
+from bindvae.errors import ConfigError, InputError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class LdaConfig:
+    """The LDA peer (scikit-learn, online variational Bayes).
+
+    Attributes:
+        enabled: train and score it.
+        passes: epochs over the training rows.
+        batch_size: documents per online update.
+        n_jobs: scikit-learn's parallel E-step workers (1 = serial).
+    """
+
+    enabled: bool = True
+    passes: int = 5
+    batch_size: int = 256
+    n_jobs: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoveryConfig:
+    """One recovery benchmark.
+
+    Attributes:
+        name: label written into the tables (e.g. ``default``, ``full``).
+        seed: generator seed (the model's seed is ``run.train.seed``).
+        fasta: read this planted set (truth and motifs next to it) instead of generating one.
+        data: what to generate.
+        run: BindVAE model and training settings (``run.data`` is not used).
+        lda: the peer.
+        n_top: 10-mers per topic motif.
+        q_threshold: recovered when the best topic motif's q-value is below this.
+        jaspar_release: motif database the topic motifs are compared with (CORE vertebrates).
+        motif_db: ``jaspar`` (that release through pyjaspar) or a MEME file used instead; the
+            planted motifs are added to it when missing.
+    """
+
+    name: str = "default"
+    seed: int = 0
+    fasta: str | None = None
+    data: synthetic.SyntheticConfig = dataclasses.field(default_factory=synthetic.SyntheticConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    lda: LdaConfig = dataclasses.field(default_factory=LdaConfig)
+    n_top: int = 200
+    q_threshold: float = 0.05
+    jaspar_release: str = "JASPAR2024"
+    motif_db: str = "jaspar"
+
+
+@dataclasses.dataclass
+class MethodResult:
+    """Scores of one method: the per-feature table, its summary, held-out perplexity, wall times (s)."""
+
+    table: pd.DataFrame
+    summary: dict
+    perplexity: float
+    train_s: float
+    analysis_s: float
+
+
+@dataclasses.dataclass
+class RecoveryResult:
+    """What :func:`run_recovery` returns: per-method results, the merged tables, output paths."""
+
+    methods: dict
+    features: pd.DataFrame
+    summary: pd.DataFrame
+    paths: dict
+
+
+def load_planted_set(config: RecoveryConfig, out_dir: Path) -> tuple[synthetic.SyntheticSet, str]:
+    """The planted set: generated and written under ``out_dir/data``, or read from ``config.fasta``.
+
+    Returns:
+        The set and the path of its FASTA.
+
+    Raises:
+        InputError: a FASTA without its truth or motif file next to it.
+    """
+    if config.fasta is None:
+        dataset = synthetic.generate(np.random.default_rng(config.seed), config.data)
+        paths = synthetic.write_set(dataset, out_dir / "data" / "planted.fa", config.data, seed=config.seed)
+        return dataset, paths["fasta"]
+    from bindvae.sequences import read_fasta
+
+    records = read_fasta(config.fasta)
+    truth = synthetic.read_truth(synthetic.truth_path_for(config.fasta))
+    motif_path = Path(config.fasta).with_name(Path(config.fasta).name.rsplit(".", 1)[0] + ".motifs.meme")
+    if not motif_path.is_file():
+        raise InputError(motif_path, "planted motif file not found next to the FASTA")
+    motifs = {m.alt_name or m.name: m for m in read_meme(motif_path)}
+    return synthetic.SyntheticSet(records.names, records.sequences, truth, motifs), str(config.fasta)
+
+
+def _database(config: RecoveryConfig, planted: list) -> list:
+    if config.motif_db == "jaspar":
+        return recovery.load_motif_database(config.jaspar_release, extra=planted)
+    motifs = read_meme(config.motif_db)
+    names = {m.name for m in motifs}
+    return motifs + [m for m in planted if m.name not in names]
+
+
+def _train_bindvae(config: RecoveryConfig, train_X, val_X, fingerprint: str, workdir: Path, metric_logger):
+    from bindvae.train import fit
+
+    start = time.perf_counter()
+    result = fit(config.run, train_X, val_X, fingerprint, workdir, metric_logger)
+    return result, time.perf_counter() - start
+
+
+def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) -> tuple[pd.DataFrame, float]:
+    from bindvae.analysis.topics import topic_motifs
+    from bindvae.infer import latent_scores, load_model
+
+    start = time.perf_counter()
+    model = load_model(workdir)
+    peak_scores = latent_scores(model, X)
+    motifs, _ = topic_motifs(model, n_top=config.n_top)
+    table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
+                                    config.q_threshold)
+    return table, time.perf_counter() - start
+
+
+def _run_lda(config: RecoveryConfig, train_X, val_X, X, dataset, database) -> MethodResult:
+    from bindvae.analysis.motifs import canonical_kmer_codes, decode_kmers
+    from bindvae.kmers import featurize
+
+    start = time.perf_counter()
+    lda = recovery.fit_lda(train_X, config.run.model.num_topics, config.run.train.seed, config.lda.passes,
+                           config.lda.batch_size, config.lda.n_jobs)
+    train_s = time.perf_counter() - start
+    perplexity = float(lda.perplexity(val_X)) if val_X.shape[0] else float("nan")
+    start = time.perf_counter()
+    codes = canonical_kmer_codes(10)
+    kmer_scores = recovery.transform_in_chunks(lda.transform, featurize(decode_kmers(codes, 10)), chunk=50_000)
+    motifs = recovery.topic_motifs_from_scores(kmer_scores, codes, top_k=config.n_top, prefix="lda_topic")
+    peak_scores = recovery.transform_in_chunks(lda.transform, X)
+    table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
+                                    config.q_threshold)
+    analysis_s = time.perf_counter() - start
+    return MethodResult(table, recovery.summarize(table, config.q_threshold), perplexity, train_s, analysis_s)
+
+
+def run_recovery(config: RecoveryConfig, out_dir: str | Path, metric_logger=None, machine: str = "") -> RecoveryResult:
+    """Runs the benchmark (module docstring).
+
+    Args:
+        config: the benchmark settings.
+        out_dir: output folder; BindVAE's run directory is ``out_dir/bindvae``.
+        metric_logger: a :class:`bindvae.tracking.MetricLogger` for training (None: metrics.jsonl only).
+        machine: a line describing the machine, written under the Markdown heading.
+
+    Returns:
+        Per-method results, the merged tables and the written paths.
+    """
+    from bindvae.data import split_train_val
+    from bindvae.kmers import Vocabulary, featurize
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dataset, fasta = load_planted_set(config, out_dir)
+    vocabulary = Vocabulary.gapped8()
+    X = featurize(dataset.sequences, vocabulary)
+    train_X, val_X, _ = split_train_val(X, config.run.train.val_fraction, config.run.train.seed)
+    database = _database(config, list(dataset.motifs.values()))
+    logger.info("recovery benchmark %s: %d peaks (%d train / %d val) from %s", config.name, X.shape[0],
+                train_X.shape[0], val_X.shape[0], fasta)
+
+    workdir = out_dir / "bindvae"
+    fitted, train_s = _train_bindvae(config, train_X, val_X, vocabulary.fingerprint, workdir, metric_logger)
+    table, analysis_s = _score_bindvae(config, workdir, X, dataset, database)
+    methods = {"BindVAE": MethodResult(table, recovery.summarize(table, config.q_threshold),
+                                       float(fitted.val_metrics.get("val_perplexity", float("nan"))),
+                                       train_s, analysis_s)}
+    if config.lda.enabled:
+        methods["LDA"] = _run_lda(config, train_X, val_X, X, dataset, database)
+    features, summary = side_by_side(methods), summary_table(methods, config)
+    paths = write_tables(out_dir, config, features, summary, methods, fasta, machine)
+    return RecoveryResult(methods, features, summary, paths)
+
+
+def side_by_side(methods: dict) -> pd.DataFrame:
+    """Per-feature table with ``<method> topic / q / recovered / AUROC`` columns for each method."""
+    first = next(iter(methods.values())).table
+    merged = first[["feature", "kind", "fraction", "matrix_id"]].copy()
+    for name, result in methods.items():
+        part = result.table.set_index("feature")
+        for column, label in (("topic", "topic"), ("consensus", "motif"), ("q_value", "q"),
+                              ("recovered", "recovered"), ("auroc", "AUROC")):
+            merged[f"{name} {label}"] = merged["feature"].map(part[column])
+    return merged
+
+
+def _recovered_text(s: dict) -> str:
+    return f"{s['n_recovered']}/{s['n_motifs']}"
+
+
+def _rarest_text(s: dict) -> str:
+    return f"{s['rarest']} ({s['rarest_fraction']:.0%}): {'yes' if s['rarest_recovered'] else 'no'}"
+
+
+def summary_table(methods: dict, config: RecoveryConfig) -> pd.DataFrame:
+    """One row per metric, one column per method, the target, and whether BindVAE meets it ``met``."""
+    vae = methods["BindVAE"].summary
+    n_motifs = vae["n_motifs"]
+    n_needed = max(n_motifs - 1, 1)
+    lda_perplexity = methods["LDA"].perplexity if "LDA" in methods else float("nan")
+
+    def row(metric, target, text, met):
+        return {"metric": metric, "target": target, **{n: text(r) for n, r in methods.items()},
+                "met": "yes" if met is True else ("no" if met is False else met)}
+
+    rows = [
+        row(f"planted motifs recovered (q < {config.q_threshold:g})", f">= {n_needed}/{n_motifs}",
+            lambda r: _recovered_text(r.summary), vae["n_recovered"] >= n_needed),
+        row("rarest motif recovered", "yes", lambda r: _rarest_text(r.summary), vae["rarest_recovered"]),
+        row("min AUROC, motifs in >= 10% of peaks", ">= 0.9", lambda r: f"{r.summary['min_auroc_common']:.3f}",
+            vae["min_auroc_common"] >= 0.9),
+        row("held-out perplexity (ELBO bound per k-mer)", "< LDA", lambda r: f"{r.perplexity:,.0f}",
+            "n/a" if np.isnan(lda_perplexity) else bool(methods["BindVAE"].perplexity < lda_perplexity)),
+    ]
+    if "LDA" in methods:
+        lda = methods["LDA"].summary
+        better = (vae["n_recovered"], vae["min_auroc_common"]) > (lda["n_recovered"], lda["min_auroc_common"])
+        rows.append(row("recovery better than LDA (motifs, then AUROC)", "yes", lambda r: "", bool(better)))
+    rows += [
+        row("cooperative pair (SOX2 + POU5F1)", "found", lambda r: r.summary["pair"], vae["pair"] != "missed"),
+        row("repeats / GC-rich with their own topic (AUROC >= 0.9)", "3/3", lambda r: r.summary["non_tf_own_topics"],
+            vae["non_tf_own_topics"].startswith("3/")),
+        row("train wall time (s)", "", lambda r: f"{r.train_s:.0f}", ""),
+        row("analysis wall time (s)", "", lambda r: f"{r.analysis_s:.0f}", ""),
+    ]
+    return pd.DataFrame(rows)
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    def cell(value) -> str:
+        if isinstance(value, (bool, np.bool_)):
+            return "yes" if value else "no"
+        if isinstance(value, (float, np.floating)):
+            return "" if np.isnan(value) else f"{value:.3g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in values) + " |" for values in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def markdown_report(config: RecoveryConfig, features: pd.DataFrame, summary: pd.DataFrame, machine: str = "") -> str:
+    """Both tables as Markdown under a heading naming the set and the model."""
+    model, train = config.run.model, config.run.train
+    data = config.data
+    lda = f"LDA: online, {config.lda.passes} passes" if config.lda.enabled else "LDA not run"
+    database = (f"{config.jaspar_release} CORE vertebrates (pyjaspar)" if config.motif_db == "jaspar"
+                else Path(config.motif_db).name)
+    shown = features.copy()
+    shown["fraction"] = [f"{f:.0%}" for f in shown["fraction"]]
+    head = (f"### Planted-motif recovery: `{config.name}`\n\n"
+            f"{data.n_peaks:,} peaks x {data.length} bp (seed {config.seed}), M = {model.num_topics} topics, "
+            f"hidden {list(model.hidden_sizes)}, alpha {model.alpha:g}, {train.steps:,} steps of batch {train.batch_size}, "
+            f"lr {train.learning_rate:g}; {lda}. Motif database: {database}. {machine}\n")
+    return f"{head}\n{_markdown(summary)}\n\n{_markdown(shown)}\n"
+
+
+def write_tables(out_dir: Path, config: RecoveryConfig, features: pd.DataFrame, summary: pd.DataFrame,
+                 methods: dict, fasta: str, machine: str = "") -> dict:
+    """Writes recovery.tsv, recovery_summary.tsv, recovery.md and recovery.json; returns their paths."""
+    paths = {"features": out_dir / "recovery.tsv", "summary": out_dir / "recovery_summary.tsv",
+             "markdown": out_dir / "recovery.md", "json": out_dir / "recovery.json"}
+    write_text_atomic(paths["features"], features.to_csv(sep="\t", index=False, float_format="%.4g"))
+    write_text_atomic(paths["summary"], summary.to_csv(sep="\t", index=False))
+    write_text_atomic(paths["markdown"], markdown_report(config, features, summary, machine))
+    record = {"name": config.name, "fasta": fasta, "config": to_dict(config),
+              "methods": {n: {"summary": r.summary, "perplexity": r.perplexity, "train_s": r.train_s,
+                              "analysis_s": r.analysis_s} for n, r in methods.items()}}
+    write_text_atomic(paths["json"], json.dumps(record, indent=1, default=str) + "\n")
+    return {k: str(v) for k, v in paths.items()}
+
+
+def _strict(cls, values: dict, section: str, convert: dict | None = None):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{section}.{unknown[0]}" if section else unknown[0], "unknown key")
+    values = dict(values)
+    for key, fn in (convert or {}).items():
+        if key in values:
+            values[key] = fn(values[key])
+    return cls(**values)
+
+
+def config_from_dict(values: dict) -> RecoveryConfig:
+    """Builds a :class:`RecoveryConfig` from plain nested dicts/lists (e.g. a resolved Hydra config).
+
+    ``data.motifs`` is a list of ``{name, matrix_id, fraction}``, ``data.pair`` a list of two
+    ``{name, matrix_id}`` (or empty); ``run`` has ``model``, ``train`` and ``logger`` sections.
+
+    Raises:
+        ConfigError: an unknown key or an invalid value.
+    """
+    values = dict(values)
+
+    def motifs(items):
+        try:
+            return tuple((str(m["name"]), str(m.get("matrix_id") or ""), float(m["fraction"])) for m in items)
+        except (KeyError, TypeError) as exc:
+            raise ConfigError("data.motifs", f"each entry needs name, matrix_id and fraction ({exc})") from None
+
+    def pair(items):
+        items = list(items or [])
+        if items and len(items) != 2:
+            raise ConfigError("data.pair", f"needs exactly two motifs, got {len(items)}")
+        return tuple((str(m["name"]), str(m.get("matrix_id") or "")) for m in items)
+
+    data = _strict(synthetic.SyntheticConfig, values.pop("data", {}) or {}, "data",
+                   {"motifs": motifs, "pair": pair})
+    run = from_dict(dict(values.pop("run", {}) or {}))
+    lda = _strict(LdaConfig, values.pop("lda", {}) or {}, "lda")
+    config = _strict(RecoveryConfig, values, "", {})
+    config = dataclasses.replace(config, data=data, run=run, lda=lda)
+    if not 0 < config.q_threshold < 1:
+        raise ConfigError("q_threshold", f"must lie in (0, 1), got {config.q_threshold}")
+    if config.n_top < 10:
+        raise ConfigError("n_top", f"must be >= 10, got {config.n_top}")
+    if config.lda.passes < 1 or config.lda.batch_size < 1:
+        raise ConfigError("lda.passes", "passes and batch_size must be >= 1")
+    return config
