@@ -61,12 +61,54 @@ def _manager(run_dir, keep: int | None = None, create: bool = False) -> ocp.Chec
     return ocp.CheckpointManager(checkpoint_dir(run_dir), options=options, item_names=("state", "metadata"))
 
 
+# Files every finalised step folder holds. orbax renames a checkpoint into place only when it is
+# complete, but a step folder cut short some other way (a copy, a full disk) must not look valid.
+_COMPLETE_MARKERS = ("_CHECKPOINT_METADATA", "state", "metadata")
+UNUSABLE_SUFFIX = ".unusable"
+
+
+def _is_complete(folder: Path) -> bool:
+    return all((folder / name).exists() for name in _COMPLETE_MARKERS)
+
+
 def list_steps(run_dir: str | os.PathLike) -> list[int]:
-    """Steps of the finished checkpoints in ``run_dir`` (ascending; empty when there are none)."""
-    if not checkpoint_dir(run_dir).is_dir():
+    """Steps of the finished checkpoints in ``run_dir`` (ascending; empty when there are none).
+
+    Temporary folders of a checkpoint being written, and step folders missing orbax's files, are
+    not listed.
+    """
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
         return []
     with _manager(run_dir) as manager:
-        return sorted(int(s) for s in manager.all_steps())
+        steps = sorted(int(s) for s in manager.all_steps())
+    complete = [s for s in steps if _is_complete(folder / str(s))]
+    if len(complete) < len(steps):
+        logger.warning("ignoring incomplete checkpoint folder(s) %s in %s", sorted(set(steps) - set(complete)), folder)
+    return complete
+
+
+def set_aside_after(run_dir: str | os.PathLike, step: int) -> list[Path]:
+    """Renames every step folder after ``step`` (complete or not) to ``<step>.unusable``.
+
+    A run resumed from ``step`` writes those steps again; the old folders (unreadable, or cut
+    short) are kept for inspection but no longer count as checkpoints.
+
+    Returns:
+        The new paths of the folders set aside.
+    """
+    folder = checkpoint_dir(run_dir)
+    moved = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if path.name.isdigit() and int(path.name) > step and path.is_dir():
+            target = path.with_name(path.name + UNUSABLE_SUFFIX)
+            n = 1
+            while target.exists():
+                target, n = path.with_name(f"{path.name}{UNUSABLE_SUFFIX}{n}"), n + 1
+            os.replace(path, target)
+            logger.warning("checkpoint folder %s is unusable; moved to %s", path, target.name)
+            moved.append(target)
+    return moved
 
 
 def git_commit() -> str | None:
@@ -135,7 +177,8 @@ def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None, target:
         The :class:`Checkpoint`.
 
     Raises:
-        InputError: no run directory, no finished checkpoint, an unknown step or unreadable files.
+        InputError: no run directory, no finished checkpoint, an unknown step, or unreadable files
+            (with ``step=None``, an unreadable latest checkpoint falls back to the one before it).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -143,20 +186,20 @@ def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None, target:
     steps = list_steps(run_dir)
     if not steps:
         raise InputError(checkpoint_dir(run_dir), "no finished checkpoint in this run directory")
-    if step is None:
-        step = steps[-1]
-    elif step not in steps:
+    if step is not None and step not in steps:
         raise InputError(checkpoint_dir(run_dir), f"no checkpoint at step {step} (have {steps})")
     if target is not None:
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.device_get(target))
-    try:
-        with _manager(run_dir) as manager:
-            restored = manager.restore(
-                step,
-                args=ocp.args.Composite(state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()),
-            )
-    except (OSError, ValueError, KeyError) as err:
-        raise InputError(checkpoint_dir(run_dir) / str(step), f"unreadable checkpoint ({err})") from err
+    # The latest readable checkpoint: one that was damaged after it was written is skipped, loudly.
+    candidates = [step] if step is not None else steps[::-1]
+    for i, candidate in enumerate(candidates):
+        try:
+            restored = _restore_step(run_dir, candidate, target)
+            break
+        except InputError as err:
+            if i == len(candidates) - 1:
+                raise
+            logger.warning("%s; falling back to step %d", err, candidates[i + 1])
     state = dict(restored["state"])
     metadata = dict(restored["metadata"])
     extra = {k: v for k, v in state.items() if k not in ("params", "opt_state", "step", "rng")}
@@ -169,6 +212,17 @@ def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None, target:
         metadata=metadata,
         extra=extra,
     )
+
+
+def _restore_step(run_dir: Path, step: int, target) -> dict:
+    try:
+        with _manager(run_dir) as manager:
+            return manager.restore(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()),
+            )
+    except Exception as err:  # orbax/tensorstore raise many types for damaged files; all mean "unreadable"
+        raise InputError(checkpoint_dir(run_dir) / str(step), f"unreadable checkpoint ({type(err).__name__}: {err})") from err
 
 
 def check_vocab(checkpoint: Checkpoint, vocab_fingerprint: str, where: str | os.PathLike) -> None:

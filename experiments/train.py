@@ -26,7 +26,8 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from bindvae import data as data_lib
 from bindvae.config import RunConfig, run_name, to_dict
-from bindvae.errors import BindVAEError
+from bindvae.errors import BindVAEError, ConfigError
+from bindvae.io import check_writable_dir
 from bindvae.tracking import NullLogger, WandbLogger
 from bindvae.train import fit, prepare_run_dir, summary
 
@@ -105,6 +106,43 @@ def main(cfg: DictConfig) -> None:
     log.debug("%s", text)  # fit() already logged the summary
 
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def check_arguments(argv: list[str]) -> None:
+    """Checks what Hydra acts on before ``main`` runs, so that a mistake is one line, not a traceback.
+
+    Hydra creates the run directory before calling ``main`` and reports a missing group option in
+    several lines; both are checked here first.
+
+    Raises:
+        ConfigError: an unknown option of a config group (``data=bam``), or a run directory that
+            cannot be created or written to (key ``hydra.run.dir`` / ``hydra.sweep.dir``).
+    """
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    run_dir = None
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if not sep:
+            continue
+        if key == dir_key and "${" not in value:
+            run_dir = value
+        group = CONF_DIR / key
+        if "." not in key and "/" not in key and "(" not in value and group.is_dir() and value not in ("null", ""):
+            for option in value.split(",") if multirun else [value]:
+                if not (group / f"{option}.yaml").is_file():
+                    known = sorted(p.stem for p in group.glob("*.yaml"))
+                    raise ConfigError(key, f"unknown option {option!r}; one of {known}")
+    check_writable_dir(run_dir if run_dir is not None else Path.cwd(), dir_key)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("WANDB_SILENT", "true")
+    try:
+        check_arguments(sys.argv[1:])
+    except BindVAEError as err:
+        sys.stderr.write(f"error: {err}\n")
+        sys.exit(2)
     main()
