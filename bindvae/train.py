@@ -31,11 +31,11 @@ from flax.training import train_state
 
 from bindvae import checkpoint as ckpt
 from bindvae import data as data_lib
-from bindvae import objectives, sparse_ops
+from bindvae import objectives
 from bindvae.config import RunConfig, TrainConfig, run_name, to_dict
 from bindvae.errors import BindVAEError, ConfigError, InputError
 from bindvae.io import check_writable_dir
-from bindvae.model import BindVAE, build_model, init_params, prior_alpha
+from bindvae.model import BindVAE, build_model, init_params
 from bindvae.tracking import MetricLogger, MetricsFile, NullLogger
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def resolve_steps_per_call(steps_per_call: int, backend: str | None = None) -> i
     return 1 if backend == "cpu" else 100
 
 
-def row_terms(model: BindVAE, params, indices, counts, key, path: str, sampler: str = "fast"):
+def row_terms(model: BindVAE, params, indices, counts, key, path: str):
     """Per-sequence ELBO pieces of a padded batch.
 
     Args:
@@ -132,40 +132,31 @@ def row_terms(model: BindVAE, params, indices, counts, key, path: str, sampler: 
         indices: int32 [B, K] k-mer ids (padding: any id, count 0).
         counts: float32 [B, K].
         key: PRNG key for z.
-        path: ``sparse``, ``sparse_cpu`` (numba kernels, CPU only) or ``dense`` (same values up to float rounding).
-        sampler: ``fast`` or ``exact`` Dirichlet sampler (``bindvae.objectives.sample_topics``).
+        path: ``sparse`` or ``dense`` (same values up to float rounding).
 
     Returns:
         (log_likelihood [B], kl [B], prior_alpha [M]).
     """
-    if path == "sparse_cpu":
-        order = sparse_ops.column_order(indices, counts, model.n_kmers)
-        enc = params["encoder"]
-        h1 = sparse_ops.first_layer(enc["input_kernel"], order, indices.shape[0]) + enc["input_bias"]
-        conc = model.apply({"params": params}, h1, method=BindVAE.from_preactivation)
-        prior = prior_alpha(params, model.min_concentration, model.max_concentration)
-        z = objectives.sample_topics(key, conc, sampler)
-        ll = sparse_ops.log_likelihood(z, params["topic_kmer"]["theta"], counts, order)
-    elif path == "sparse":
+    if path == "sparse":
         conc, theta, prior = model.apply({"params": params}, indices, counts, method=BindVAE.sparse)
-        z = objectives.sample_topics(key, conc, sampler)
+        z = objectives.sample_topics(key, conc)
         ll = objectives.log_likelihood_sparse(z, theta, indices, counts)
     else:
         x = objectives.densify(indices, counts, model.n_kmers)
         conc, theta, prior = model.apply({"params": params}, x)
-        z = objectives.sample_topics(key, conc, sampler)
+        z = objectives.sample_topics(key, conc)
         ll = objectives.log_likelihood_dense(z, theta, x)
     return ll, objectives.dirichlet_kl(conc, prior), prior
 
 
-def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str, sampler: str = "fast"):
+def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str):
     """Loss = -mean ELBO of a batch and its metrics (scalars).
 
     Returns:
         (loss, {"loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean"}).
         ``reconstruction`` is the mean log-likelihood (<= 0).
     """
-    ll, kl, prior = row_terms(model, params, indices, counts, key, path, sampler)
+    ll, kl, prior = row_terms(model, params, indices, counts, key, path)
     elbo = ll - kl
     loss = -jnp.mean(elbo)
     metrics = {
@@ -179,9 +170,9 @@ def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str, sa
     return loss, metrics
 
 
-def _apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, key, sampler: str = "fast"):
+def _apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, key):
     step_key = jax.random.fold_in(key, state.step)
-    grad_fn = jax.value_and_grad(lambda p: loss_and_metrics(model, p, indices, counts, step_key, path, sampler), has_aux=True)
+    grad_fn = jax.value_and_grad(lambda p: loss_and_metrics(model, p, indices, counts, step_key, path), has_aux=True)
     (loss, metrics), grads = grad_fn(state.params)
     grad_norm = optax.global_norm(grads)
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -200,7 +191,7 @@ def _apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, k
     return state, {**metrics, "l2_grads": grad_norm, "finite": ok}
 
 
-def make_train_step(model: BindVAE, path: str, sampler: str = "fast"):
+def make_train_step(model: BindVAE, path: str):
     """The jitted step ``(state, batch, key) -> (state, metrics)``; ``state`` is donated.
 
     ``batch`` is ``{"indices": int32 [B, K], "counts": float32 [B, K]}``; ``key`` is the run's training
@@ -208,12 +199,12 @@ def make_train_step(model: BindVAE, path: str, sampler: str = "fast"):
     """
 
     def step(state, batch, key):
-        return _apply_step(model, path, state, batch["indices"], batch["counts"], key, sampler)
+        return _apply_step(model, path, state, batch["indices"], batch["counts"], key)
 
     return jax.jit(step, donate_argnums=0)
 
 
-def make_train_loop(model: BindVAE, path: str, sampler: str = "fast"):
+def make_train_loop(model: BindVAE, path: str):
     """Jitted ``(state, data_indices, data_counts, rows, key, width) -> (state, sums)``, state donated.
 
     Runs one step per row of ``rows`` (int32 [S, B] ids into the device-resident padded data
@@ -225,7 +216,7 @@ def make_train_loop(model: BindVAE, path: str, sampler: str = "fast"):
         def body(carry, row_ids):
             indices = data_indices[row_ids, :width]
             counts = data_counts[row_ids, :width]
-            return _apply_step(model, path, carry, indices, counts, key, sampler)
+            return _apply_step(model, path, carry, indices, counts, key)
 
         state, metrics = jax.lax.scan(body, state, rows)
         finite = metrics.pop("finite")
@@ -236,7 +227,7 @@ def make_train_loop(model: BindVAE, path: str, sampler: str = "fast"):
     return jax.jit(run, static_argnames=("width",), donate_argnums=0)
 
 
-def make_eval_step(model: BindVAE, path: str, sampler: str = "fast"):
+def make_eval_step(model: BindVAE, path: str):
     """Jitted ``(params, indices, counts, weights, key) -> sums`` of ELBO terms over weighted rows.
 
     ``weights`` [B] is 1 for real rows and 0 for padding rows; sums are ``elbo``, ``reconstruction``,
@@ -244,7 +235,7 @@ def make_eval_step(model: BindVAE, path: str, sampler: str = "fast"):
     """
 
     def run(params, indices, counts, weights, key):
-        ll, kl, _ = row_terms(model, params, indices, counts, key, path, sampler)
+        ll, kl, _ = row_terms(model, params, indices, counts, key, path)
         elbo = ll - kl
         n_counts = jnp.sum(counts, axis=-1)
         w = weights * (n_counts > 0)
@@ -509,7 +500,7 @@ def fit(
         config.model.num_topics, path, per_call, train_data.buckets,
     )
     device_indices, device_counts = jax.device_put(train_data.indices), jax.device_put(train_data.counts)
-    loop, eval_step = make_train_loop(model, path, tc.sampler), make_eval_step(model, path, tc.sampler)
+    loop, eval_step = make_train_loop(model, path), make_eval_step(model, path)
     intervals = (tc.log_every, tc.eval_every, tc.checkpoint_every, tc.topic_table_every)
     step, t0 = start, time.perf_counter()
     run.mark_time, run.mark_step = t0, start
