@@ -72,17 +72,20 @@ def _write_tsv(frame: pd.DataFrame, path: Path, source: str = "") -> None:
     write_text_atomic(path, header + frame.to_csv(sep="\t", index=False, float_format="%.6g"))
 
 
-def _probe_scores(model: Model, options: AnalysisOptions, database: list[Motif]) -> tuple[np.ndarray, list[str]] | None:
-    if options.probes:
+def _probe_scores(model: Model, options: AnalysisOptions, database: list[Motif],
+                  table: pd.DataFrame | None = None) -> tuple[np.ndarray, list[str]] | None:
+    """Probe scores [n_probes, M] and TF labels: the given table, ``options.probes``, or probes sampled from the database."""
+    if table is None and options.probes:
         table = naming.read_probes_tsv(options.probes, list(options.tf_per_block) or None)
-    elif database:
+    if table is None and database:
         table = naming.sample_probes(np.random.default_rng(options.seed), database, options.n_probes_per_tf)
-    else:
+    if table is None:
         return None
     return latent_scores(model, table["sequence"].tolist(), kind=options.kind), table["tf"].tolist()
 
 
-def _peak_scores(model: Model, path: str, kind: str) -> tuple[np.ndarray, list[str]]:
+def _read_peaks(model: Model, path: str) -> tuple[object, list[str]]:
+    """The peaks to score (a feature matrix or sequences) and their ids, checked before any compute."""
     if path.endswith(".npz"):
         from bindvae.kmers import load_features
 
@@ -91,13 +94,20 @@ def _peak_scores(model: Model, path: str, kind: str) -> tuple[np.ndarray, list[s
             raise InputError(path, f"feature fingerprint {str(fingerprint)[:12]} differs from the model's "
                                    f"{model.vocabulary.fingerprint[:12]}")
         ids = [str(n) for n in names] if names is not None else [str(i) for i in range(X.shape[0])]
-        return latent_scores(model, X, kind=kind), ids
+        return X, ids
     from bindvae.sequences import read_fasta_or_explain
 
     records = read_fasta_or_explain(path)
     if not len(records):
         raise InputError(path, "no sequences")
-    return latent_scores(model, list(records.sequences), kind=kind), list(records.names)
+    return list(records.sequences), list(records.names)
+
+
+def _compared_accessibility(compare: str) -> Path:
+    other_path = Path(compare) / "analysis" / "accessibility.tsv"
+    if not other_path.is_file():
+        raise InputError(other_path, "run to compare has no accessibility.tsv (analyse it with peaks first)")
+    return other_path
 
 
 def _figure(fig, out: Path, name: str, caption: str, figures: list) -> None:
@@ -123,10 +133,15 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     if options.kind not in ("mean", "concentration"):
         raise ConfigError("kind", f"must be 'mean' or 'concentration', got {options.kind!r}")
     model = load_model(run_dir)
+    # Every input is read and checked before the slow steps, so a bad file fails in seconds.
+    database, source = load_database(options)
+    peak_input = _read_peaks(model, options.peaks) if options.peaks else None
+    if options.peaks and options.compare:
+        _compared_accessibility(options.compare)
+    probe_table = naming.read_probes_tsv(options.probes, list(options.tf_per_block) or None) if options.probes else None
     out = Path(run_dir) / "analysis"
     (out / "logos").mkdir(parents=True, exist_ok=True)
     names = [topics.topic_name(m) for m in range(model.num_topics)]
-    database, source = load_database(options)
     figures: list[tuple[str, str]] = []
 
     kmer_table = topics.topic_kmer_table(model)
@@ -146,7 +161,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     _write_tsv(matches, out / "motif_matches.tsv", source)
 
     mapping_table = pd.DataFrame(columns=naming.MAPPING_COLUMNS)
-    probe_data = _probe_scores(model, options, database)
+    probe_data = _probe_scores(model, options, database, probe_table)
     if probe_data is not None:
         mapping_table = naming.map_topics_to_tfs(*probe_data, max_q=options.max_q)
         matrix = plotting.probe_heatmap_matrix(probe_data[0], probe_data[1], names)
@@ -159,7 +174,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
 
     acc = None
     if options.peaks:
-        scores, ids = _peak_scores(model, options.peaks, options.kind)
+        scores, ids = latent_scores(model, peak_input[0], kind=options.kind), peak_input[1]
         _write_tsv(peaks.top_tfs_per_peak(scores, mapping, ids), out / "peak_tfs.tsv")
         acc = peaks.accessibility(scores, mapping)
         _write_tsv(acc, out / "accessibility.tsv")
@@ -177,9 +192,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
 def _accessibility_figure(acc: pd.DataFrame, run_dir, compare: str | None, out: Path, figures: list) -> None:
     label = Path(run_dir).name
     if compare:
-        other_path = Path(compare) / "analysis" / "accessibility.tsv"
-        if not other_path.is_file():
-            raise InputError(other_path, "run to compare has no accessibility.tsv (analyse it with peaks first)")
+        other_path = _compared_accessibility(compare)
         other = pd.read_csv(other_path, sep="\t", comment="#", keep_default_na=False)
         labels = (label, Path(compare).name)
         table = peaks.compare_accessibility(acc, other, labels)
@@ -227,10 +240,11 @@ def analyze_sweep(sweep_dir: str | os.PathLike, options: AnalysisOptions = Analy
     if not runs:
         raise InputError(sweep_dir, "no run directory with checkpoints/ found")
     database, source = load_database(options)
+    probe_table = naming.read_probes_tsv(options.probes, list(options.tf_per_block) or None) if options.probes else None
     mappings = {}
     for run in runs:
         model = load_model(run)
-        probe_data = _probe_scores(model, options, database)
+        probe_data = _probe_scores(model, options, database, probe_table)
         if probe_data is None:
             raise InputError(sweep_dir, "model selection needs probes= or a motif database to sample probes from")
         mappings[str(run.relative_to(sweep_dir))] = naming.map_topics_to_tfs(*probe_data, max_q=options.max_q)
