@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from bindvae._kmer_kernels import count_block
 from bindvae.errors import InputError
+from bindvae.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -320,14 +321,7 @@ def featurize(
 
 def _atomic_write(path: str | os.PathLike, write) -> None:
     """Calls write(handle) on a temporary file next to ``path``, then renames it into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, write)
 
 
 def save_features(path: str | os.PathLike, X: sp.spmatrix, names: Sequence[str], vocab: Vocabulary) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+from bindvae.io import atomic_write
 
 ACCESSIBILITY_COLOURS = ("#6baed6", "#fd8d3c")
 
@@ -20,16 +21,8 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> None:
         path: destination ``.png``.
         dpi: resolution.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".png")
-    os.close(handle)
-    try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda handle: fig.savefig(handle, dpi=dpi, bbox_inches="tight", format="png"))
 
 
 def logo_figure(pwm: np.ndarray, title: str = "") -> Figure:

@@ -14,6 +14,9 @@ import os
 from pathlib import Path
 from typing import Protocol, Sequence
 
+from bindvae.errors import InputError
+from bindvae.io import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
@@ -71,26 +74,41 @@ class MetricsFile:
                     kept.append(line)
             except json.JSONDecodeError:
                 continue
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def remove(self) -> None:
         if self.path.exists():
             self.path.unlink()
 
     def write(self, step: int, scalars: dict) -> None:
+        # Appended, not rewritten: a log line is small and a kill can only tear the last one, which
+        # readers skip and a resumed run drops (``truncate_after``).
         record = {"step": int(step), **{k: _jsonable(v) for k, v in scalars.items()}}
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
 
 def read_metrics(workdir: str | os.PathLike) -> list[dict]:
-    """All records of ``<workdir>/metrics.jsonl`` (empty when absent)."""
+    """All records of ``<workdir>/metrics.jsonl`` (empty when absent).
+
+    A last line cut short by a killed run is skipped with a warning; a bad line elsewhere raises.
+
+    Raises:
+        InputError: a line other than the last is not JSON.
+    """
     path = Path(workdir) / METRICS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [(i, line) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if line.strip()]
+    records = []
+    for n, (line_no, line) in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n < len(lines) - 1:
+                raise InputError(path, "not a JSON metrics line", line_no) from None
+            logger.warning("%s:%d: skipping a metrics line cut short (the run was interrupted)", path, line_no)
+    return records
 
 
 def dashboard_key(key: str) -> str:

@@ -17,6 +17,8 @@ import os
 import platform
 import sys
 
+from bindvae.io import write_text_atomic
+
 SECTIONS = ("featurize", "train", "infer", "motifs", "scaling")
 
 
@@ -65,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write("\n".join(lines) + "\n")
     json_lines = "".join(json.dumps({**row, "date": stamp}) + "\n" for row in rows)
     if "jsonl" in args:
-        with open(args["jsonl"], "w", encoding="utf-8") as handle:
-            handle.write(json_lines)
+        write_text_atomic(args["jsonl"], json_lines)
     else:
         sys.stdout.write(json_lines)
     return 0

@@ -26,6 +26,7 @@ import numpy as np
 
 from bindvae.config import ModelConfig, TrainConfig
 from bindvae.data import pad_rows
+from bindvae.io import write_text_atomic
 from bindvae.kmers import featurize
 from bindvae.model import build_model
 from bindvae.train import create_train_state, make_train_loop, resolve_compute_path, resolve_steps_per_call
@@ -122,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
     sys.stdout.write(f"Device: {jax.devices()[0].device_kind} ({jax.default_backend()})\n" + "\n".join(lines) + "\n")
     if "jsonl" in args:
-        with open(args["jsonl"], "w", encoding="utf-8") as handle:
-            handle.write("".join(json.dumps(r) + "\n" for r in rows))
+        write_text_atomic(args["jsonl"], "".join(json.dumps(r) + "\n" for r in rows))
     return 0
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tempfile
 
 import numpy as np
 
+from bindvae import io
 from bindvae.errors import InputError
 
 ALPHABET = "ACGT"
@@ -182,21 +182,14 @@ def format_meme(motifs: list[Motif], comment: str = "") -> str:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write text to ``path`` through a temporary file in the same folder, then rename.
 
+    Creates the folder when needed; see :func:`bindvae.io.write_text_atomic`.
+
     Args:
         path: destination.
         text: contents.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(str(path)))
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    io.write_text_atomic(path, text)
 
 
 def write_meme(path: str | os.PathLike, motifs: list[Motif], comment: str = "") -> None:
