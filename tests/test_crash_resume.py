@@ -119,31 +119,21 @@ def test_kill_9_mid_run_then_resume_matches_straight_run(tmp_path):
     assert steps == list(range(20, STEPS + 1, 20))  # no step logged twice after the resume
 
 
-def test_partial_checkpoint_is_skipped_on_restore_and_resume(tmp_path):
-    X = random_counts(24, 40)
-    straight = train.fit(small_config(steps=30), X, None, "fp", tmp_path / "straight")
-    run_dir = tmp_path / "run"
-    train.fit(small_config(steps=20), X, None, "fp", run_dir)
-    folder = run_dir / "checkpoints"
-    # What a kill can leave: orbax's temporary folder, and a step folder whose files are incomplete.
-    (folder / "30.orbax-checkpoint-tmp-1234567").mkdir()
-    (folder / "30.orbax-checkpoint-tmp-1234567" / "state").mkdir()
-    (folder / "40" / "state").mkdir(parents=True)
-    (folder / "40" / "state" / "_METADATA").write_bytes(b"{\"tree_metadata\": ")
-    assert ckpt.list_steps(run_dir) == [10, 20]
-    assert ckpt.load_checkpoint(run_dir).step == 20
-    resumed = train.fit(small_config(steps=30, resume=True), X, None, "fp", run_dir)
-    for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert ckpt.list_steps(run_dir)[-1] == 30
-
-
-def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+def test_partial_or_damaged_checkpoints_are_skipped_on_restore_and_redone_on_resume(tmp_path):
     X = random_counts(24, 40)
     train.fit(small_config(steps=20), X, None, "fp", tmp_path)
-    state_dir = tmp_path / "checkpoints" / "20" / "state"
-    for path in state_dir.rglob("*"):
+    folder = tmp_path / "checkpoints"
+    # A checkpoint damaged after it was written (half of each file): restore falls back to step 10.
+    for path in (folder / "20" / "state").rglob("*"):
         if path.is_file() and path.stat().st_size > 0:
-            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a half-written file
-    restored = ckpt.load_checkpoint(tmp_path)
-    assert restored.step == 10
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    # What a kill can leave: orbax's temporary folder, and a step folder whose files are incomplete.
+    (folder / "30.orbax-checkpoint-tmp-1234567" / "state").mkdir(parents=True)
+    (folder / "40" / "state").mkdir(parents=True)
+    (folder / "40" / "state" / "_METADATA").write_bytes(b'{"tree_metadata": ')
+    assert ckpt.list_steps(tmp_path) == [10, 20]
+    assert ckpt.load_checkpoint(tmp_path).step == 10
+    resumed = train.fit(small_config(steps=30, resume=True), X, None, "fp", tmp_path)
+    assert resumed.step == 30 and ckpt.list_steps(tmp_path)[-2:] == [20, 30]
+    assert ckpt.load_checkpoint(tmp_path, step=20).step == 20  # redone, readable again
+    assert sorted(p.name for p in folder.iterdir() if "unusable" in p.name) == ["20.unusable", "40.unusable"]
