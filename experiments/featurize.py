@@ -37,6 +37,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from bindvae.errors import BindVAEError, ConfigError, InputError
+from bindvae.io import check_writable_dir
 from bindvae.kmers import Vocabulary, featurize, save_features
 from bindvae.sequences import SequenceSet, Skipped, read_sequences
 from bindvae.shards import ShardWriter, is_sharded, write_shard_file
@@ -182,8 +183,8 @@ def run(args: dict) -> str:
     output = Path(args["output"])
     _check_output(output, args)
     vocab = Vocabulary.gapped8()
+    check_writable_dir(output.parent, "output")  # before any reading or featurizing
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
         writer = ShardWriter(output, vocab.fingerprint, len(vocab), args["shard_size"], True) if args["shard_size"] else None
     except OSError as err:
         raise InputError(output, f"cannot write the output ({err.strerror or err})") from None

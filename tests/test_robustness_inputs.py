@@ -432,3 +432,17 @@ def test_fuzz_reference_features(tmp_path, vocab, small_reference_vocabulary, li
         return
     assert sp.issparse(X) and X.shape == (len("\n".join(lines).splitlines()), len(vocab))
     assert set(X.indices.tolist()) <= {j * 997 for j in range(10)}
+
+
+def test_featurize_unwritable_output_refused_before_reading(tmp_path, capsys, monkeypatch):
+    from experiments import featurize as featurize_cli
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("input was read before the output folder was checked")
+
+    monkeypatch.setattr(featurize_cli, "read_sequences", not_reached)
+    (tmp_path / "in.fa").write_text(">a\nACGTACGTAAAC\n")
+    (tmp_path / "a_file").write_text("")
+    code = featurize_cli.main([f"input={tmp_path / 'in.fa'}", f"output={tmp_path / 'a_file' / 'out.npz'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and err[0].startswith("error: config output: cannot write to "), err
