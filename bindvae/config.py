@@ -19,7 +19,7 @@ from bindvae.errors import ConfigError
 
 ACTIVATIONS = ("relu", "gelu", "softplus", "tanh", "elu", "silu")
 COMPUTE_PATHS = ("auto", "sparse", "dense")
-DATA_SOURCES = ("synthetic", "npz", "fasta", "reference")
+DATA_SOURCES = ("synthetic", "npz", "fasta", "reference", "shards")
 LOGGER_KINDS = ("wandb", "none")
 
 
@@ -96,6 +96,13 @@ class TrainConfig:
         optimizer_state_dtype: ``float32`` (default) or ``bfloat16`` Adam moments (changes numerics).
         progress: show a progress bar.
         eval_batches: cap on validation batches per evaluation (0 = whole validation set).
+        devices: data-parallel devices: 0 = all (every device of every process in a multi-host
+            run), N = the first N local ones. Parameters are replicated, each batch is split over
+            them (``batch_size`` must be a multiple); see ``bindvae.parallel``.
+        distributed: join a multi-host run with ``jax.distributed.initialize`` before training.
+        coordinator_address: ``host:port`` of process 0 (None: detected, e.g. from Slurm).
+        num_processes: number of processes (0: detected).
+        process_id: this process's rank (-1: detected).
     """
 
     steps: int = 300_000
@@ -119,6 +126,11 @@ class TrainConfig:
     optimizer_state_dtype: str = "float32"
     progress: bool = True
     eval_batches: int = 0
+    devices: int = 0
+    distributed: bool = False
+    coordinator_address: Optional[str] = None
+    num_processes: int = 0
+    process_id: int = -1
 
     def __post_init__(self):
         _require(self.steps >= 1, "train.steps", f"must be >= 1, got {self.steps}")
@@ -143,6 +155,9 @@ class TrainConfig:
             f"unknown {self.optimizer_state_dtype!r}; float32 or bfloat16",
         )
         _require(not (self.resume and self.overwrite), "train.resume", "resume and overwrite cannot both be true")
+        _require(self.devices >= 0, "train.devices", f"must be >= 0 (0 = all), got {self.devices}")
+        _require(self.num_processes >= 0, "train.num_processes", f"must be >= 0 (0 = detect), got {self.num_processes}")
+        _require(self.process_id >= -1, "train.process_id", f"must be >= -1 (-1 = detect), got {self.process_id}")
 
 
 @dataclass(frozen=True)
@@ -152,13 +167,16 @@ class DataConfig:
     Attributes:
         source: ``synthetic`` (generated peaks), ``npz`` (features saved by ``experiments.featurize``),
             ``fasta`` (peak sequences, featurized on the fly) or ``reference`` (a reference-format
-            feature file plus the reference vocabulary).
-        path: the ``.npz`` or FASTA file (sources ``npz``, ``fasta``).
+            feature file plus the reference vocabulary) or ``shards`` (a sharded dataset folder written
+            by ``experiments.featurize ... shard_size=N``, streamed during training).
+        path: the ``.npz`` or FASTA file, or the shards folder (sources ``npz``, ``fasta``, ``shards``).
         features: reference-format feature file (source ``reference``).
         vocabulary: reference vocabulary ``.npy`` (source ``reference``).
         n_sequences: number of synthetic sequences.
         sequence_length: length of synthetic sequences in bp.
         max_sequences: keep at most this many sequences (0 = all).
+        shuffle_buffer: rows kept back to mix across shards when streaming (0 = one shard's worth).
+        prefetch: shards read ahead by a background thread when streaming.
     """
 
     source: str = "synthetic"
@@ -168,10 +186,12 @@ class DataConfig:
     n_sequences: int = 2_000
     sequence_length: int = 200
     max_sequences: int = 0
+    shuffle_buffer: int = 0
+    prefetch: int = 2
 
     def __post_init__(self):
         _require(self.source in DATA_SOURCES, "data.source", f"unknown {self.source!r}; one of {DATA_SOURCES}")
-        if self.source in ("npz", "fasta"):
+        if self.source in ("npz", "fasta", "shards"):
             _require(bool(self.path), "data.path", f"is required for data={self.source}")
         if self.source == "reference":
             _require(bool(self.features), "data.features", "is required for data=reference")
@@ -179,6 +199,8 @@ class DataConfig:
         _require(self.n_sequences >= 1, "data.n_sequences", f"must be >= 1, got {self.n_sequences}")
         _require(self.sequence_length >= 8, "data.sequence_length", f"must be >= 8, got {self.sequence_length}")
         _require(self.max_sequences >= 0, "data.max_sequences", f"must be >= 0, got {self.max_sequences}")
+        _require(self.shuffle_buffer >= 0, "data.shuffle_buffer", f"must be >= 0, got {self.shuffle_buffer}")
+        _require(self.prefetch >= 1, "data.prefetch", f"must be >= 1, got {self.prefetch}")
 
 
 @dataclass(frozen=True)

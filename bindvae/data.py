@@ -204,6 +204,19 @@ def _reference(config: DataConfig) -> Dataset:
     return Dataset(sp.csr_matrix(X, dtype=np.float32), names, vocab.fingerprint, vocab.kmers)
 
 
+def _shards(config: DataConfig) -> Dataset:
+    # The whole set in memory: for tools that need every row at once. Training streams instead
+    # (``bindvae.stream``), so its memory stays bounded by the shard size.
+    from bindvae import kmers, shards
+
+    index = shards.open_shards(config.path)
+    parts = [shards.read_shard(index, i) for i in range(index.n_shards)]
+    X = sp.vstack([p[0] for p in parts], format="csr") if parts else sp.csr_matrix((0, index.n_kmers), dtype=np.float32)
+    vocab = kmers.Vocabulary.gapped8()
+    known = vocab.kmers if index.fingerprint == vocab.fingerprint and index.n_kmers == len(vocab) else None
+    return Dataset(X, [name for p in parts for name in p[1]], index.fingerprint, known)
+
+
 def load_dataset(config: DataConfig, seed: int = 0) -> Dataset:
     """Load or generate the feature matrix a data config names.
 
@@ -223,6 +236,8 @@ def load_dataset(config: DataConfig, seed: int = 0) -> Dataset:
         data = _fasta(config)
     elif config.source == "npz":
         data = _npz(config)
+    elif config.source == "shards":
+        data = _shards(config)
     else:
         data = _reference(config)
     if data.X.shape[0] == 0:

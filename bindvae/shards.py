@@ -75,6 +75,11 @@ class ShardIndex:
     def n_shards(self) -> int:
         return len(self.shards)
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n_sequences, n_kmers), as the matrix of all shards stacked would have."""
+        return (self.n_sequences, self.n_kmers)
+
     def shard_path(self, i: int) -> Path:
         return self.path / self.shards[i].file
 

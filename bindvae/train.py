@@ -15,6 +15,7 @@ dispatch (``make_train_loop``) keeps the padded data on the device and scans ove
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import shutil
@@ -31,10 +32,12 @@ from flax.training import train_state
 
 from bindvae import checkpoint as ckpt
 from bindvae import data as data_lib
+from bindvae import parallel, stream
 from bindvae import objectives
 from bindvae.config import RunConfig, TrainConfig, run_name, to_dict
 from bindvae.errors import BindVAEError, ConfigError, InputError
 from bindvae.io import check_writable_dir
+from bindvae.shards import ShardIndex
 from bindvae.model import BindVAE, build_model, init_params
 from bindvae.tracking import MetricLogger, MetricsFile, NullLogger
 
@@ -446,9 +449,55 @@ def _check_divergence(state: TrainState, config: TrainConfig, workdir: Path) -> 
         )
 
 
+def _resident_feed(tc: TrainConfig, train_X: sp.csr_matrix, loop):
+    """One device, data in memory: padded rows live on the device; each dispatch scans over row ids."""
+    data = data_lib.pad_rows(train_X, tc.n_length_buckets)
+    device_indices, device_counts = jax.device_put(data.indices), jax.device_put(data.counts)
+
+    def feed(state, step: int, n: int, key):
+        rows = data_lib.batch_rows(data.n_rows, tc.batch_size, tc.seed, step, n)
+        width = data_lib.bucket_for(int(data.nnz[rows].max()), data.buckets)
+        return loop(state, device_indices, device_counts, rows, key, width=width)
+
+    return feed, data.n_rows, lambda: None
+
+
+def _host_feed(config: RunConfig, train, mesh, start: int, sharded_loop):
+    """Several devices or a sharded data set: batches are cut on the host and split over the mesh.
+
+    In-memory rows follow the same (seed, step) order as the one-device path; a sharded set is
+    streamed (``bindvae.stream.ShardStream``). Each process feeds only its own rows of a batch.
+    """
+    tc = config.train
+    parallel.check_batch_size(tc.batch_size, mesh)
+    local = parallel.process_rows(tc.batch_size)
+    if isinstance(train, ShardIndex):
+        source = stream.ShardStream(
+            train, tc.batch_size, tc.seed, shuffle_buffer=config.data.shuffle_buffer or None,
+            prefetch=config.data.prefetch, val_fraction=tc.val_fraction, n_buckets=tc.n_length_buckets,
+            local_rows=local, start_step=start,
+        )
+        next_block, n_rows, close = (lambda step, n: source.next_block(n)), train.n_sequences, source.close
+    else:
+        data = data_lib.pad_rows(train, tc.n_length_buckets)
+
+        def next_block(step: int, n: int):
+            rows = data_lib.batch_rows(data.n_rows, tc.batch_size, tc.seed, step, n)
+            width = data_lib.bucket_for(int(data.nnz[rows].max()), data.buckets)
+            return parallel.gather_batches(data.indices, data.counts, rows[:, local], width)
+
+        n_rows, close = data.n_rows, lambda: None
+
+    def feed(state, step: int, n: int, key):
+        indices, counts = next_block(step, n)
+        return sharded_loop(state, parallel.put_batch(indices, mesh, 1), parallel.put_batch(counts, mesh, 1), key)
+
+    return feed, n_rows, close
+
+
 def fit(
     config: RunConfig,
-    train_X: sp.csr_matrix,
+    train_X: sp.csr_matrix | ShardIndex,
     val_X: sp.csr_matrix | None,
     vocab_fingerprint: str,
     workdir: str | Path,
@@ -459,7 +508,9 @@ def fit(
 
     Args:
         config: the run config (model and train sections are used here).
-        train_X: csr_matrix [n_train, n_kmers] of k-mer counts.
+        train_X: csr_matrix [n_train, n_kmers] of k-mer counts, or a sharded data set
+            (``bindvae.shards.open_shards``) streamed from disk; its rows drawn for validation by
+            ``bindvae.stream.validation_mask`` (``train.val_fraction``) are skipped.
         val_X: csr_matrix [n_val, n_kmers] held out for val_elbo / val_perplexity, or None.
         vocab_fingerprint: the columns' vocabulary fingerprint (stored in checkpoints, checked on resume).
         workdir: run directory: ``metrics.jsonl`` and ``checkpoints/`` are written there.
@@ -492,15 +543,20 @@ def fit(
     run = _Run(config, workdir, metric_logger, n_kmers, vocab_fingerprint)
     run.metrics_file.truncate_after(start)
     metric_logger.log_config(to_dict(config))
-    train_data = data_lib.pad_rows(train_X, tc.n_length_buckets)
     val_data = data_lib.pad_rows(val_X, tc.n_length_buckets) if val_X is not None and val_X.shape[0] else None
-    logger.info(
-        "training %s: %d train / %d val sequences, D=%d, M=%d, path=%s, %d step(s) per call, buckets %s",
-        run_name(config), train_data.n_rows, 0 if val_data is None else val_data.n_rows, n_kmers,
-        config.model.num_topics, path, per_call, train_data.buckets,
-    )
-    device_indices, device_counts = jax.device_put(train_data.indices), jax.device_put(train_data.counts)
+    mesh = parallel.make_mesh(tc.devices)
     loop, eval_step = make_train_loop(model, path), make_eval_step(model, path)
+    if mesh.devices.size == 1 and not isinstance(train_X, ShardIndex):
+        feed, n_train, close_feed = _resident_feed(tc, train_X, loop)
+    else:
+        state = parallel.replicate(state, mesh)
+        sharded_loop = parallel.make_sharded_loop(functools.partial(_apply_step, model, path), mesh)
+        feed, n_train, close_feed = _host_feed(config, train_X, mesh, start, sharded_loop)
+    logger.info(
+        "training %s: %d train / %d val sequences, D=%d, M=%d, path=%s, %d step(s) per call, %d device(s)%s",
+        run_name(config), n_train, 0 if val_data is None else val_data.n_rows, n_kmers, config.model.num_topics,
+        path, per_call, mesh.devices.size, ", streamed from shards" if isinstance(train_X, ShardIndex) else "",
+    )
     intervals = (tc.log_every, tc.eval_every, tc.checkpoint_every, tc.topic_table_every)
     step, t0 = start, time.perf_counter()
     run.mark_time, run.mark_step = t0, start
@@ -510,15 +566,14 @@ def fit(
             stop = _next_stop(step, tc.steps, intervals)
             while step < stop:
                 n = per_call if stop - step >= per_call else 1
-                rows = data_lib.batch_rows(train_data.n_rows, tc.batch_size, tc.seed, step, n)
-                width = data_lib.bucket_for(int(train_data.nnz[rows].max()), train_data.buckets)
-                state, sums = loop(state, device_indices, device_counts, rows, train_key, width=width)
+                state, sums = feed(state, step, n, train_key)
                 run.accumulate(sums)
                 step += n
                 progress.update(n)
             _at_stop(run, state, step, tc, eval_step, val_data, eval_key, kmers, progress, train_key)
     finally:
         progress.close()
+        close_feed()
     elapsed = time.perf_counter() - t0
     result = FitResult(
         params=jax.device_get(state.params),

@@ -7,6 +7,9 @@
     python -m experiments.train hydra.run.dir=runs/smoke train.resume=true train.steps=100
     python -m experiments.train -m model.num_topics=10,50 model.alpha=1,10   # one run per grid point
     python -m experiments.train sweep=m_alpha                     # the paper's grid, joblib in parallel
+    python -m experiments.train sweep=m_alpha hydra/launcher=slurm hydra.launcher.partition=gpu   # on Slurm
+    python -m experiments.train data=shards data.path=features_dir     # streamed from a sharded set
+    python -m experiments.train train.devices=4                    # data-parallel over 4 local devices
 
 The run directory (``hydra.run.dir``) receives ``metrics.jsonl``, ``checkpoints/`` and ``.hydra/``.
 """
@@ -25,9 +28,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from bindvae import data as data_lib
+from bindvae import parallel, shards, stream
 from bindvae.config import RunConfig, run_name, to_dict
 from bindvae.errors import BindVAEError, ConfigError
 from bindvae.io import check_writable_dir
+from bindvae.kmers import Vocabulary
 from bindvae.tracking import NullLogger, WandbLogger
 from bindvae.train import fit, prepare_run_dir, summary
 
@@ -73,15 +78,37 @@ def make_logger(config: RunConfig, workdir: Path):
     )
 
 
+def start_distributed(config: RunConfig) -> None:
+    """Join a multi-host run when ``train.distributed`` is set (before any other JAX work)."""
+    tc = config.train
+    if tc.distributed:
+        parallel.initialize_distributed(
+            tc.coordinator_address or None, tc.num_processes or None, tc.process_id if tc.process_id >= 0 else None
+        )
+
+
+def load_training_data(config: RunConfig):
+    """(train rows, validation csr, fingerprint, k-mers): a csr split, or a sharded set streamed by ``fit``."""
+    if config.data.source == "shards":
+        index = shards.open_shards(config.data.path)
+        val_X = stream.load_validation(index, config.train.val_fraction, config.train.seed, max_rows=index.shard_size)
+        vocab = Vocabulary.gapped8()
+        known = vocab.kmers if index.fingerprint == vocab.fingerprint and index.n_kmers == len(vocab) else None
+        return index, val_X, index.fingerprint, known
+    dataset = data_lib.load_dataset(config.data, seed=config.train.seed)
+    train_X, val_X, _ = data_lib.split_train_val(dataset.X, config.train.val_fraction, config.train.seed)
+    return train_X, val_X, dataset.vocab_fingerprint, dataset.kmers
+
+
 def run(config: RunConfig, workdir: Path) -> str:
     """Load data, split, train; returns the run summary."""
     prepare_run_dir(workdir, config.train)  # refuse an existing run before any slow work
-    dataset = data_lib.load_dataset(config.data, seed=config.train.seed)
-    train_X, val_X, _ = data_lib.split_train_val(dataset.X, config.train.val_fraction, config.train.seed)
+    start_distributed(config)
+    train_X, val_X, fingerprint, kmers = load_training_data(config)
     metric_logger = make_logger(config, workdir)
     try:
         metric_logger.log_config({**to_dict(config), "workdir": str(workdir)})
-        result = fit(config, train_X, val_X, dataset.vocab_fingerprint, workdir, metric_logger, kmers=dataset.kmers)
+        result = fit(config, train_X, val_X, fingerprint, workdir, metric_logger, kmers=kmers)
     finally:
         metric_logger.close()
     return summary(result)
