@@ -325,15 +325,31 @@ def test_train_cli_fasta_without_usable_sequence(tmp_path):
 # --- features vs checkpoint vocabulary --------------------------------------------------------
 
 
-def test_analyze_refuses_features_of_another_vocabulary_before_computing(tmp_path, features_bytes, monkeypatch,
-                                                                         capsys, vocab):
+@pytest.fixture()
+def saved_run(tmp_path, vocab):
     from tests.helpers_analysis import random_model
     from tests.test_infer import _save
 
+    _save(tmp_path / "run", random_model(vocab, num_topics=3, hidden_sizes=(4,)), vocab.fingerprint)
+    return tmp_path / "run"
+
+
+def test_analyze_unwritable_output_is_one_line(saved_run, capsys, monkeypatch):
     from bindvae.analysis import topics
     from experiments.analyze import main
 
-    _save(tmp_path / "run", random_model(vocab, num_topics=3, hidden_sizes=(4,)), vocab.fingerprint)
+    monkeypatch.setattr(topics, "topic_kmer_table", lambda *a, **k: pytest.fail("computed before the output check"))
+    (saved_run / "analysis").write_text("a file where the analysis folder goes")
+    code = main([f"run_dir={saved_run}", "motif_db=none"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and err[0].startswith("error: config run_dir: cannot write to "), err
+
+
+def test_analyze_refuses_features_of_another_vocabulary_before_computing(tmp_path, saved_run, features_bytes,
+                                                                         monkeypatch, capsys):
+    from bindvae.analysis import topics
+    from experiments.analyze import main
+
     arrays = dict(np.load(io.BytesIO(features_bytes)))
     arrays["fingerprint"] = np.array("e" * 64)
     np.savez(tmp_path / "peaks.npz", **arrays)

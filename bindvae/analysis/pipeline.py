@@ -19,6 +19,7 @@ from bindvae.analysis.compare import compare_motifs
 from bindvae.analysis.meme import Motif, read_meme, write_meme, write_text_atomic
 from bindvae.errors import ConfigError, InputError
 from bindvae.infer import Model, latent_scores, load_model
+from bindvae.io import check_writable_dir
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
         _compared_accessibility(options.compare)
     probe_table = naming.read_probes_tsv(options.probes, list(options.tf_per_block) or None) if options.probes else None
     out = Path(run_dir) / "analysis"
-    (out / "logos").mkdir(parents=True, exist_ok=True)
+    check_writable_dir(out / "logos", "run_dir")
     names = [topics.topic_name(m) for m in range(model.num_topics)]
     figures: list[tuple[str, str]] = []
 
@@ -241,6 +242,7 @@ def analyze_sweep(sweep_dir: str | os.PathLike, options: AnalysisOptions = Analy
         raise InputError(sweep_dir, "no run directory with checkpoints/ found")
     database, source = load_database(options)
     probe_table = naming.read_probes_tsv(options.probes, list(options.tf_per_block) or None) if options.probes else None
+    out = check_writable_dir(Path(sweep_dir) / "analysis", "sweep_dir")
     mappings = {}
     for run in runs:
         model = load_model(run)
@@ -249,7 +251,6 @@ def analyze_sweep(sweep_dir: str | os.PathLike, options: AnalysisOptions = Analy
             raise InputError(sweep_dir, "model selection needs probes= or a motif database to sample probes from")
         mappings[str(run.relative_to(sweep_dir))] = naming.map_topics_to_tfs(*probe_data, max_q=options.max_q)
     summary, ensemble = selection.select_runs(mappings, n_best)
-    out = Path(sweep_dir) / "analysis"
     note = f"{source}; probes: {options.probes or 'sampled from the database'}"
     _write_tsv(summary, out / "model_selection.tsv", note)
     _write_tsv(ensemble, out / "ensemble.tsv", note)
