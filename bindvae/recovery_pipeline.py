@@ -168,14 +168,16 @@ def _run_lda(config: RecoveryConfig, train_X, val_X, X, dataset, database) -> Me
     return MethodResult(table, recovery.summarize(table, config.q_threshold), perplexity, train_s, analysis_s)
 
 
-def run_recovery(config: RecoveryConfig, out_dir: str | Path, metric_logger=None, machine: str = "") -> RecoveryResult:
+def run_recovery(config: RecoveryConfig, out_dir: str | Path, metric_logger=None, machine: str = "",
+                 run_subdir: str = "bindvae") -> RecoveryResult:
     """Runs the benchmark (module docstring).
 
     Args:
         config: the benchmark settings.
-        out_dir: output folder; BindVAE's run directory is ``out_dir/bindvae``.
+        out_dir: output folder; BindVAE's run directory is ``out_dir/<run_subdir>``.
         metric_logger: a :class:`bindvae.tracking.MetricLogger` for training (None: metrics.jsonl only).
         machine: a line describing the machine, written under the Markdown heading.
+        run_subdir: BindVAE's run directory inside ``out_dir`` (``""``: ``out_dir`` itself).
 
     Returns:
         Per-method results, the merged tables and the written paths.
@@ -193,7 +195,7 @@ def run_recovery(config: RecoveryConfig, out_dir: str | Path, metric_logger=None
     logger.info("recovery benchmark %s: %d peaks (%d train / %d val) from %s", config.name, X.shape[0],
                 train_X.shape[0], val_X.shape[0], fasta)
 
-    workdir = out_dir / "bindvae"
+    workdir = out_dir / run_subdir if run_subdir else out_dir
     fitted, train_s = _train_bindvae(config, train_X, val_X, vocabulary.fingerprint, workdir, metric_logger)
     table, analysis_s = _score_bindvae(config, workdir, X, dataset, database)
     methods = {"BindVAE": MethodResult(table, recovery.summarize(table, config.q_threshold),

@@ -169,3 +169,23 @@ def test_cli_reports_bad_value_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "error: config gc: must lie in [0, 1], got 1.5"
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("preset", ["default", "full", "demo", "test"])
+def test_presets_compose(preset):
+    from experiments.demo import compose_config
+
+    config = compose_config(["run.train.steps=10", "run.train.prior_burn_in_steps=5"], preset=preset)
+    assert config.name == preset and config.run.train.steps == 10
+    assert [m[0] for m in config.data.motifs][:2] == ["FOS::JUN", "CTCF"]
+    expected_topics = {"default": 24, "full": 100, "demo": 12, "test": 12}[preset]
+    assert config.run.model.num_topics == expected_topics
+    if preset == "full":
+        assert config.run.model.hidden_sizes == (300, 300, 300) and config.run.train.learning_rate == 3e-4
+
+
+def test_demo_compose_rejects_unknown_override():
+    from experiments.demo import compose_config
+
+    with pytest.raises(ConfigError, match="overrides"):
+        compose_config(["run.train.bogus=1"])
