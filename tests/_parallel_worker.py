@@ -3,7 +3,8 @@
     XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m tests._parallel_worker PATH N_STEPS
 
 Writes JSON {"n_devices", "<path>_plain" (sparse only), "<path>_mesh1", "<path>_mesh4",
-"<path>_params_max_diff"} to PATH for path in sparse, dense.
+"<path>_params_max_diff"} for path in sparse, dense (the bare loops), and "fit_devices1",
+"fit_devices4" (``bindvae.train.fit`` with ``train.devices``) to PATH.
 """
 
 from __future__ import annotations
@@ -49,6 +50,17 @@ def trajectory(n_devices: int | None, n_steps: int, path: str):
     return losses, jax.device_get(state.params)
 
 
+def fit_trajectory(n_devices: int, n_steps: int, workdir: str) -> list[float]:
+    """Per-step training loss of ``bindvae.train.fit`` with ``train.devices=n_devices``."""
+    from bindvae.tracking import read_metrics
+
+    config = small_config(steps=n_steps, batch_size=8, prior_burn_in_steps=3, log_every=1, eval_every=0,
+                          checkpoint_every=n_steps, devices=n_devices)
+    X = random_counts(72, 120)
+    train.fit(config, X[:64], X[64:], "fp-test", workdir)
+    return [r["loss"] for r in read_metrics(workdir)]
+
+
 def main(out: str, n_steps: int) -> None:
     jax.config.update("jax_disable_most_optimizations", True)  # compile time dominates these tiny steps
     result = {"n_devices": jax.device_count()}
@@ -62,6 +74,8 @@ def main(out: str, n_steps: int) -> None:
             for a, b in zip(jax.tree.leaves(params[f"{path}_mesh1"]), jax.tree.leaves(params[f"{path}_mesh4"]))
         ]
         result[f"{path}_params_max_diff"] = max(diffs)
+    for n in (1, 4):
+        result[f"fit_devices{n}"] = fit_trajectory(n, n_steps, f"{out}.fit{n}")
     with open(out, "w", encoding="utf-8") as handle:
         json.dump(result, handle)
 

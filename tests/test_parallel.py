@@ -1,7 +1,7 @@
 """Data-parallel training: 4 forced host devices train the same trajectory as 1 device.
 
 XLA_FLAGS must be set before JAX starts, so the comparison runs in a fresh interpreter
-(``tests/_parallel_worker.py``) and this module checks what it wrote.
+(``tests/_parallel_worker.py``, about 40 s of CPU: marked slow) and this module checks what it wrote.
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ def trajectories(tmp_path_factory):
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_worker_sees_four_devices(trajectories):
     assert trajectories["n_devices"] == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["sparse", "dense"])
 def test_four_devices_match_one_device_loss_trajectory(trajectories, path):
     one, four = np.array(trajectories[f"{path}_mesh1"]), np.array(trajectories[f"{path}_mesh4"])
@@ -47,8 +49,16 @@ def test_four_devices_match_one_device_loss_trajectory(trajectories, path):
     assert trajectories[f"{path}_params_max_diff"] < 1e-5
 
 
+@pytest.mark.slow
 def test_sharded_loop_matches_single_device_training_loop(trajectories):
     np.testing.assert_allclose(trajectories["sparse_mesh1"], trajectories["sparse_plain"], rtol=2e-6, atol=0)
+
+
+@pytest.mark.slow
+def test_fit_on_four_devices_matches_one_device(trajectories):
+    one, four = np.array(trajectories["fit_devices1"]), np.array(trajectories["fit_devices4"])
+    assert one.shape == (N_STEPS,) and one[-1] < one[0]
+    np.testing.assert_allclose(four, one, rtol=2e-6, atol=0)
 
 
 def test_mesh_rejects_more_devices_than_exist():
