@@ -18,7 +18,8 @@ from typing import Any, Optional
 from bindvae.errors import ConfigError
 
 ACTIVATIONS = ("relu", "gelu", "softplus", "tanh", "elu", "silu")
-COMPUTE_PATHS = ("auto", "sparse", "dense")
+COMPUTE_PATHS = ("auto", "sparse", "sparse_cpu", "dense")
+SAMPLERS = ("fast", "exact")
 DATA_SOURCES = ("synthetic", "npz", "fasta", "reference", "shards")
 LOGGER_KINDS = ("wandb", "none")
 
@@ -87,6 +88,8 @@ class TrainConfig:
         overwrite: delete an existing run's checkpoints and start over.
         compute_path: ``sparse`` (gathers at nonzero k-mers), ``dense`` (count matrix), or
             ``auto`` (the faster one measured for the backend: see ``bindvae.train.resolve_compute_path``).
+        sampler: Dirichlet sampler for z: ``fast`` (fixed-width Marsaglia-Tsang, no rejection loop;
+            see ``bindvae.sampling``) or ``exact`` (``jax.random.dirichlet``); both give implicit gradients.
         steps_per_call: optimiser steps per device dispatch (``lax.scan``); 0 = auto
             (1 on CPU, 100 on accelerators).
         n_length_buckets: at most this many padded nnz lengths, to bound recompiles.
@@ -118,6 +121,7 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     compute_path: str = "auto"
+    sampler: str = "fast"
     steps_per_call: int = 0
     n_length_buckets: int = 4
     max_bad_steps: int = 20
@@ -149,6 +153,7 @@ class TrainConfig:
         _require(self.topic_table_k >= 1, "train.topic_table_k", f"must be >= 1, got {self.topic_table_k}")
         _require(0.0 <= self.val_fraction < 1.0, "train.val_fraction", f"must be in [0, 1), got {self.val_fraction}")
         _require(self.compute_path in COMPUTE_PATHS, "train.compute_path", f"unknown {self.compute_path!r}; one of {COMPUTE_PATHS}")
+        _require(self.sampler in SAMPLERS, "train.sampler", f"unknown {self.sampler!r}; one of {SAMPLERS}")
         _require(
             self.optimizer_state_dtype in ("float32", "bfloat16"),
             "train.optimizer_state_dtype",

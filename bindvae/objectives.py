@@ -19,18 +19,27 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import digamma, gammaln
 
+from bindvae import sampling
 
-def sample_topics(key: jax.Array, concentration: jax.Array) -> jax.Array:
+
+def sample_topics(key: jax.Array, concentration: jax.Array, sampler: str = "fast") -> jax.Array:
     """z ~ Dirichlet(concentration), [B, M], with implicit reparameterisation gradients.
 
-    ``jax.random.dirichlet`` draws through gamma variates whose JVP is the implicit gradient
-    (Figurnov et al. 2018), so d z / d concentration is exact in expectation.
+    Both samplers draw gamma variates whose JVP is the implicit gradient (Figurnov et al. 2018), so
+    d z / d concentration is exact in expectation. ``fast`` is :func:`bindvae.sampling.sample_dirichlet`
+    (a fixed number of Marsaglia-Tsang candidates, no rejection loop); ``exact`` is
+    ``jax.random.dirichlet`` (a rejection ``while_loop`` per variate).
 
     Args:
         key: PRNG key.
         concentration: [B, M] positive.
+        sampler: ``fast`` or ``exact``.
     """
-    return jax.random.dirichlet(key, concentration, dtype=concentration.dtype)
+    if sampler == "exact":
+        return jax.random.dirichlet(key, concentration, dtype=concentration.dtype)
+    if sampler != "fast":
+        raise ValueError(f"unknown sampler {sampler!r}; one of {sampling.SAMPLERS}")
+    return sampling.sample_dirichlet(key, concentration)
 
 
 def dirichlet_kl(concentration: jax.Array, prior: jax.Array) -> jax.Array:

@@ -38,7 +38,7 @@ from bindvae.config import RunConfig, TrainConfig, run_name, to_dict
 from bindvae.errors import BindVAEError, ConfigError, InputError
 from bindvae.io import check_writable_dir
 from bindvae.shards import ShardIndex
-from bindvae.model import BindVAE, build_model, init_params
+from bindvae.model import BindVAE, build_model, init_params, prior_alpha
 from bindvae.tracking import MetricLogger, MetricsFile, NullLogger
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def resolve_steps_per_call(steps_per_call: int, backend: str | None = None) -> i
     return 1 if backend == "cpu" else 100
 
 
-def row_terms(model: BindVAE, params, indices, counts, key, path: str):
+def row_terms(model: BindVAE, params, indices, counts, key, path: str, sampler: str = "fast"):
     """Per-sequence ELBO pieces of a padded batch.
 
     Args:
@@ -135,31 +135,42 @@ def row_terms(model: BindVAE, params, indices, counts, key, path: str):
         indices: int32 [B, K] k-mer ids (padding: any id, count 0).
         counts: float32 [B, K].
         key: PRNG key for z.
-        path: ``sparse`` or ``dense`` (same values up to float rounding).
+        path: ``sparse``, ``sparse_cpu`` (numba kernels, CPU only) or ``dense`` (same values up to float rounding).
+        sampler: ``fast`` or ``exact`` Dirichlet sampler (``bindvae.objectives.sample_topics``).
 
     Returns:
         (log_likelihood [B], kl [B], prior_alpha [M]).
     """
-    if path == "sparse":
+    if path == "sparse_cpu":
+        from bindvae import sparse_ops  # numba kernels as XLA CPU targets: loaded only on this path
+
+        order = sparse_ops.column_order(indices, counts, model.n_kmers)
+        enc = params["encoder"]
+        h1 = sparse_ops.first_layer(enc["input_kernel"], order, indices.shape[0]) + enc["input_bias"]
+        conc = model.apply({"params": params}, h1, method=BindVAE.from_preactivation)
+        prior = prior_alpha(params, model.min_concentration, model.max_concentration)
+        z = objectives.sample_topics(key, conc, sampler)
+        ll = sparse_ops.log_likelihood(z, params["topic_kmer"]["theta"], counts, order)
+    elif path == "sparse":
         conc, theta, prior = model.apply({"params": params}, indices, counts, method=BindVAE.sparse)
-        z = objectives.sample_topics(key, conc)
+        z = objectives.sample_topics(key, conc, sampler)
         ll = objectives.log_likelihood_sparse(z, theta, indices, counts)
     else:
         x = objectives.densify(indices, counts, model.n_kmers)
         conc, theta, prior = model.apply({"params": params}, x)
-        z = objectives.sample_topics(key, conc)
+        z = objectives.sample_topics(key, conc, sampler)
         ll = objectives.log_likelihood_dense(z, theta, x)
     return ll, objectives.dirichlet_kl(conc, prior), prior
 
 
-def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str):
+def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str, sampler: str = "fast"):
     """Loss = -mean ELBO of a batch and its metrics (scalars).
 
     Returns:
         (loss, {"loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean"}).
         ``reconstruction`` is the mean log-likelihood (<= 0).
     """
-    ll, kl, prior = row_terms(model, params, indices, counts, key, path)
+    ll, kl, prior = row_terms(model, params, indices, counts, key, path, sampler)
     elbo = ll - kl
     loss = -jnp.mean(elbo)
     metrics = {
@@ -173,9 +184,9 @@ def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str):
     return loss, metrics
 
 
-def _apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, key):
+def _apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, key, sampler: str = "fast"):
     step_key = jax.random.fold_in(key, state.step)
-    grad_fn = jax.value_and_grad(lambda p: loss_and_metrics(model, p, indices, counts, step_key, path), has_aux=True)
+    grad_fn = jax.value_and_grad(lambda p: loss_and_metrics(model, p, indices, counts, step_key, path, sampler), has_aux=True)
     (loss, metrics), grads = grad_fn(state.params)
     grad_norm = optax.global_norm(grads)
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -194,7 +205,7 @@ def _apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, k
     return state, {**metrics, "l2_grads": grad_norm, "finite": ok}
 
 
-def make_train_step(model: BindVAE, path: str):
+def make_train_step(model: BindVAE, path: str, sampler: str = "fast"):
     """The jitted step ``(state, batch, key) -> (state, metrics)``; ``state`` is donated.
 
     ``batch`` is ``{"indices": int32 [B, K], "counts": float32 [B, K]}``; ``key`` is the run's training
@@ -202,12 +213,12 @@ def make_train_step(model: BindVAE, path: str):
     """
 
     def step(state, batch, key):
-        return _apply_step(model, path, state, batch["indices"], batch["counts"], key)
+        return _apply_step(model, path, state, batch["indices"], batch["counts"], key, sampler)
 
     return jax.jit(step, donate_argnums=0)
 
 
-def make_train_loop(model: BindVAE, path: str):
+def make_train_loop(model: BindVAE, path: str, sampler: str = "fast"):
     """Jitted ``(state, data_indices, data_counts, rows, key, width) -> (state, sums)``, state donated.
 
     Runs one step per row of ``rows`` (int32 [S, B] ids into the device-resident padded data
@@ -219,7 +230,7 @@ def make_train_loop(model: BindVAE, path: str):
         def body(carry, row_ids):
             indices = data_indices[row_ids, :width]
             counts = data_counts[row_ids, :width]
-            return _apply_step(model, path, carry, indices, counts, key)
+            return _apply_step(model, path, carry, indices, counts, key, sampler)
 
         state, metrics = jax.lax.scan(body, state, rows)
         finite = metrics.pop("finite")
@@ -230,7 +241,7 @@ def make_train_loop(model: BindVAE, path: str):
     return jax.jit(run, static_argnames=("width",), donate_argnums=0)
 
 
-def make_eval_step(model: BindVAE, path: str):
+def make_eval_step(model: BindVAE, path: str, sampler: str = "fast"):
     """Jitted ``(params, indices, counts, weights, key) -> sums`` of ELBO terms over weighted rows.
 
     ``weights`` [B] is 1 for real rows and 0 for padding rows; sums are ``elbo``, ``reconstruction``,
@@ -238,7 +249,7 @@ def make_eval_step(model: BindVAE, path: str):
     """
 
     def run(params, indices, counts, weights, key):
-        ll, kl, _ = row_terms(model, params, indices, counts, key, path)
+        ll, kl, _ = row_terms(model, params, indices, counts, key, path, sampler)
         elbo = ll - kl
         n_counts = jnp.sum(counts, axis=-1)
         w = weights * (n_counts > 0)
@@ -545,12 +556,12 @@ def fit(
     metric_logger.log_config(to_dict(config))
     val_data = data_lib.pad_rows(val_X, tc.n_length_buckets) if val_X is not None and val_X.shape[0] else None
     mesh = parallel.make_mesh(tc.devices)
-    loop, eval_step = make_train_loop(model, path), make_eval_step(model, path)
+    loop, eval_step = make_train_loop(model, path, tc.sampler), make_eval_step(model, path, tc.sampler)
     if mesh.devices.size == 1 and not isinstance(train_X, ShardIndex):
         feed, n_train, close_feed = _resident_feed(tc, train_X, loop)
     else:
         state = parallel.replicate(state, mesh)
-        sharded_loop = parallel.make_sharded_loop(functools.partial(_apply_step, model, path), mesh)
+        sharded_loop = parallel.make_sharded_loop(functools.partial(_apply_step, model, path, sampler=tc.sampler), mesh)
         feed, n_train, close_feed = _host_feed(config, train_X, mesh, start, sharded_loop)
     logger.info(
         "training %s: %d train / %d val sequences, D=%d, M=%d, path=%s, %d step(s) per call, %d device(s)%s",

@@ -1,0 +1,163 @@
+"""The CPU sparse training path: the encoder's first layer and the likelihood at nonzero k-mers.
+
+XLA:CPU lowers gathers and scatter-adds elementwise, so the pure-XLA sparse path spends most of a
+step in them. Here the two sparse pieces of a step run as numba kernels (``bindvae._sparse_kernels``)
+called by XLA itself through its FFI (``jax.ffi.ffi_call``), each with a ``jax.custom_vjp`` whose
+backward pass is a kernel too:
+
+    h1[b]   = sum_k counts[b, k] * W1[indices[b, k]]            (:func:`first_layer`)
+    p[b, k] = sum_m z[b, m] * phi[m, indices[b, k]]              (:func:`topic_mixture`)
+
+with phi = softmax(theta) formed by XLA. The batch is sorted by k-mer once per step
+(:func:`column_order`) and the kernels walk columns in order, so W1 [D, H] and phi [M, D] are
+streamed, not gathered row by row, and dW1 / dphi are written once, densely, in the parameters'
+own layout (the parameter tree is unchanged). The FFI handlers receive XLA's buffers directly;
+``jax.pure_callback`` would copy W1, phi and their gradients on every call (measured: ~100 ms per
+135 MB on a 2-core CPU), more than the whole step should cost.
+
+Importing this module registers the handlers as XLA CPU targets named ``bindvae_*``. They exist on
+the CPU backend only: ``bindvae.train.resolve_compute_path`` picks this path on the CPU alone.
+All arrays are float32 / int32.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bindvae import _sparse_kernels as kernels
+
+
+def _register_targets() -> None:
+    new_capsule = ctypes.pythonapi.PyCapsule_New
+    new_capsule.restype = ctypes.py_object
+    new_capsule.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
+    for name, handler in kernels.HANDLERS.items():
+        jax.ffi.register_ffi_target(name, new_capsule(handler.address, b"xla._CUSTOM_CALL_TARGET", None), platform="cpu")
+
+
+_register_targets()
+
+
+class ColumnOrder(NamedTuple):
+    """A padded batch's nonzero slots sorted by k-mer id (CSC).
+
+    Attributes:
+        col_ptr: int32 [D + 1]; column j's entries are ``col_ptr[j] .. col_ptr[j + 1]``.
+        rows: int32 [B * K] batch row of each entry (entries past ``col_ptr[D]`` unused).
+        slots: int32 [B * K] flat slot ``b * K + k`` of each entry.
+        values: float32 [B * K] count of each entry.
+    """
+
+    col_ptr: jax.Array
+    rows: jax.Array
+    slots: jax.Array
+    values: jax.Array
+
+
+def _call(name: str, shapes, *args):
+    return jax.ffi.ffi_call(name, shapes, vmap_method="sequential")(*args)
+
+
+def column_order(indices: jax.Array, counts: jax.Array, n_kmers: int) -> ColumnOrder:
+    """Sort a padded batch's nonzero slots by k-mer id (slots with count 0 are dropped).
+
+    Args:
+        indices: int32 [B, K] k-mer ids in [0, n_kmers) (ids outside are dropped).
+        counts: float32 [B, K] counts; 0 marks padding.
+        n_kmers: D.
+
+    Returns:
+        The :class:`ColumnOrder` (no gradient flows through it).
+    """
+    size = indices.shape[0] * indices.shape[1]
+    shapes = (
+        jax.ShapeDtypeStruct((n_kmers + 1,), jnp.int32),
+        jax.ShapeDtypeStruct((size,), jnp.int32),
+        jax.ShapeDtypeStruct((size,), jnp.int32),
+        jax.ShapeDtypeStruct((size,), jnp.float32),
+    )
+    counts = jax.lax.stop_gradient(counts).astype(jnp.float32)
+    return ColumnOrder(*_call("bindvae_column_order", shapes, indices.astype(jnp.int32), counts))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def first_layer(w1: jax.Array, order: ColumnOrder, n_batch: int) -> jax.Array:
+    """h1 = x @ W1 for the sparse batch x described by ``order`` (bias not included).
+
+    Args:
+        w1: float32 [D, H] first-layer kernel.
+        order: the batch's :func:`column_order`.
+        n_batch: B.
+
+    Returns:
+        [B, H]; differentiable in ``w1`` (dW1 [D, H] is written densely, zero rows included).
+    """
+    shape = jax.ShapeDtypeStruct((n_batch, w1.shape[1]), jnp.float32)
+    return _call("bindvae_first_layer_forward", shape, order.col_ptr, order.rows, order.values, w1)
+
+
+def _first_layer_fwd(w1, order, n_batch):
+    return first_layer(w1, order, n_batch), order
+
+
+def _first_layer_bwd(n_batch, order, dh1):
+    shape = jax.ShapeDtypeStruct((order.col_ptr.shape[0] - 1, dh1.shape[1]), jnp.float32)
+    dw1 = _call("bindvae_first_layer_backward", shape, order.col_ptr, order.rows, order.values, dh1.astype(jnp.float32))
+    return dw1, None
+
+
+first_layer.defvjp(_first_layer_fwd, _first_layer_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def topic_mixture(z: jax.Array, phi: jax.Array, order: ColumnOrder, width: int) -> jax.Array:
+    """p[b, k] = (z @ phi)[b, indices[b, k]] at a padded batch's nonzero slots.
+
+    Args:
+        z: float32 [B, M] topic proportions.
+        phi: float32 [M, D] topic k-mer distributions.
+        order: the batch's :func:`column_order`.
+        width: K, the padded width of the batch.
+
+    Returns:
+        [B, K]; padding slots hold 1. Differentiable in z and phi.
+    """
+    shape = jax.ShapeDtypeStruct((z.shape[0], width), jnp.float32)
+    return _call("bindvae_mixture_forward", shape, order.col_ptr, order.rows, order.slots, z, phi)
+
+
+def _topic_mixture_fwd(z, phi, order, width):
+    return topic_mixture(z, phi, order, width), (z, phi, order)
+
+
+def _topic_mixture_bwd(width, residuals, dp):
+    z, phi, order = residuals
+    shapes = (jax.ShapeDtypeStruct(z.shape, jnp.float32), jax.ShapeDtypeStruct(phi.shape, jnp.float32))
+    dz, dphi = _call("bindvae_mixture_backward", shapes, order.col_ptr, order.rows, order.slots, z, phi, dp.astype(jnp.float32))
+    return dz, dphi, None
+
+
+topic_mixture.defvjp(_topic_mixture_fwd, _topic_mixture_bwd)
+
+
+def log_likelihood(z: jax.Array, theta: jax.Array, counts: jax.Array, order: ColumnOrder) -> jax.Array:
+    """sum_k counts[b, k] log p[b, k], as ``bindvae.objectives.log_likelihood_sparse``.
+
+    Args:
+        z: [B, M] topic proportions.
+        theta: [M, D] decoder logits.
+        counts: [B, K] counts (0 in padding slots).
+        order: the batch's :func:`column_order`.
+
+    Returns:
+        [B] float32 log-likelihoods.
+    """
+    phi = jax.nn.softmax(theta.astype(jnp.float32), axis=-1)
+    p = topic_mixture(z.astype(jnp.float32), phi, order, counts.shape[1])
+    log_p = jnp.log(jnp.maximum(p, jnp.finfo(p.dtype).tiny))
+    return jnp.sum(jnp.where(counts > 0, counts * log_p, 0.0), axis=-1)
