@@ -443,8 +443,9 @@ class _Run:
         record["skipped_steps"] = int(jax.device_get(state.skipped_steps))
         record.update(extra)
         self.mark_time, self.mark_step, self.sums = now, step, None
-        self.metrics_file.write(step, record)
-        self.logger.log_scalars(step, record)
+        if jax.process_index() == 0:  # in a multi-host run every process holds the same metrics
+            self.metrics_file.write(step, record)
+            self.logger.log_scalars(step, record)
         self.last_metrics = record
         return record
 
