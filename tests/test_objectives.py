@@ -102,7 +102,8 @@ def test_deterministic_terms_pass_check_grads_float64():
         check_grads(lambda z, t: objectives.log_likelihood_dense(z, t, x), (z, theta), order=2, modes=["rev"])
 
 
-def test_dense_and_sparse_paths_give_same_loss_and_gradients():
+@pytest.mark.parametrize("path", ["sparse", "sparse_cpu"])
+def test_dense_and_sparse_paths_give_same_loss_and_gradients(path):
     rng = np.random.default_rng(2)
     n_kmers = 300
     model = build_model(ModelConfig(num_topics=6, hidden_sizes=(32, 16)), n_kmers)
@@ -110,14 +111,14 @@ def test_dense_and_sparse_paths_give_same_loss_and_gradients():
     indices, counts = _random_batch(rng, 8, n_kmers, 40)
     key = jax.random.key(5)
     results = {}
-    for path in ("sparse", "dense"):
-        fn = jax.jit(jax.value_and_grad(lambda p: loss_and_metrics(model, p, indices, counts, key, path)[0]))
-        results[path] = fn(params)
-    (loss_s, grads_s), (loss_d, grads_d) = results["sparse"], results["dense"]
+    for name in (path, "dense"):
+        fn = jax.jit(jax.value_and_grad(lambda p: loss_and_metrics(model, p, indices, counts, key, name)[0]))
+        results[name] = fn(params)
+    (loss_s, grads_s), (loss_d, grads_d) = results[path], results["dense"]
     np.testing.assert_allclose(loss_s, loss_d, rtol=1e-5)
-    for (path, gs), gd in zip(jax.tree_util.tree_leaves_with_path(grads_s), jax.tree.leaves(grads_d)):
+    for (leaf, gs), gd in zip(jax.tree_util.tree_leaves_with_path(grads_s), jax.tree.leaves(grads_d)):
         scale = float(jnp.max(jnp.abs(gd))) + 1e-12
-        np.testing.assert_allclose(np.asarray(gs) / scale, np.asarray(gd) / scale, atol=1e-5, err_msg=str(path))
+        np.testing.assert_allclose(np.asarray(gs) / scale, np.asarray(gd) / scale, atol=1e-5, err_msg=str(leaf))
     assert float(jnp.abs(grads_s["encoder"]["input_kernel"]).sum()) > 0
 
 
