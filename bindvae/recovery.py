@@ -158,7 +158,7 @@ def summarize(frame: pd.DataFrame, q_threshold: float = 0.05) -> dict:
     Returns:
         ``n_motifs``, ``n_recovered``, ``rarest`` (feature), ``rarest_recovered``,
         ``min_auroc_common`` (over motifs in >= 10% of peaks), ``pair`` (``one topic`` /
-        ``two topics`` / ``missed``), ``non_tf_own_topics`` (how many of repeats/GC have a topic with
+        ``two topics`` / ``missed``), ``has_pair``, ``non_tf_own_topics`` (how many of repeats/GC have a topic with
         AUROC >= 0.9 that is no planted motif's best topic).
     """
     motifs = frame[frame["kind"] == "motif"]
@@ -174,7 +174,7 @@ def summarize(frame: pd.DataFrame, q_threshold: float = 0.05) -> dict:
     motif_topics = set(frame.loc[frame["kind"].isin(["motif", "pair"]) & frame["recovered"], "topic"])
     non_tf = frame[frame["kind"].isin(["repeat", "background"])]
     own = int(((non_tf["auroc"] >= 0.9) & ~non_tf["topic"].isin(motif_topics)).sum())
-    return {"n_motifs": len(motifs), "n_recovered": int(motifs["recovered"].sum()),
+    return {"n_motifs": len(motifs), "n_recovered": int(motifs["recovered"].sum()), "has_pair": not pair.empty,
             "rarest": rarest["feature"], "rarest_fraction": float(rarest["fraction"]),
             "rarest_recovered": bool(rarest["recovered"]),
             "min_auroc_common": float(common["auroc"].min()) if len(common) else float("nan"),

@@ -78,6 +78,7 @@ class SyntheticConfig:
         gc_rich_gc: GC content of that subset.
         jaspar_release: pyjaspar release the motifs come from (bundled, offline).
         pseudocount: added to each JASPAR count before normalising.
+        sites_per_peak: sites of a motif in each peak that carries it (homotypic clusters; 1 = one site).
     """
 
     n_peaks: int = 20_000
@@ -95,6 +96,7 @@ class SyntheticConfig:
     gc_rich_gc: float = 0.65
     jaspar_release: str = "JASPAR2024"
     pseudocount: float = 0.25
+    sites_per_peak: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +162,8 @@ def _check(config: SyntheticConfig) -> None:
             raise ConfigError(key, f"must lie in [0, 1], got {value}")
     if config.n_peaks < 1 or config.length < 30:
         raise ConfigError("length", "need n_peaks >= 1 and length >= 30 bp")
+    if config.sites_per_peak < 1:
+        raise ConfigError("sites_per_peak", f"must be >= 1, got {config.sites_per_peak}")
     if config.markov_order < 0:
         raise ConfigError("markov_order", "must be >= 0")
 
@@ -266,9 +270,13 @@ def _choose(rng, n_peaks: int, fraction: float) -> np.ndarray:
     return np.sort(rng.choice(n_peaks, size=int(round(fraction * n_peaks)), replace=False))
 
 
-def _plant_motif(rng, planter: _Planter, motif: Motif, fraction: float, kind: str = "motif") -> None:
-    n_peaks = planter.bases.shape[0]
-    peaks = _choose(rng, n_peaks, fraction)
+def _plant_motif(rng, planter: _Planter, motif: Motif, fraction: float, sites_per_peak: int = 1) -> None:
+    peaks = _choose(rng, planter.bases.shape[0], fraction)
+    for _ in range(sites_per_peak):
+        _plant_sites(rng, planter, motif, peaks)
+
+
+def _plant_sites(rng, planter: _Planter, motif: Motif, peaks: np.ndarray, kind: str = "motif") -> None:
     sites = sample_sites(rng, motif.pwm, peaks.size)
     minus = rng.random(peaks.size) < 0.5
     sites[minus] = _reverse_complement(sites[minus])
@@ -343,7 +351,7 @@ def generate(rng: np.random.Generator, config: SyntheticConfig, motifs: dict | N
         for peak in gc_rich:
             planter.rows.append((names[peak], "GC-rich", "background", "", 0, config.length, ".", ""))
     for name, _, fraction in config.motifs:
-        _plant_motif(rng, planter, motifs[name], fraction)
+        _plant_motif(rng, planter, motifs[name], fraction, config.sites_per_peak)
     if config.pair:
         (first, _), (second, _) = config.pair
         _plant_pair(rng, planter, motifs[first], motifs[second], config.pair_fraction, config.pair_spacing)

@@ -143,6 +143,7 @@ def _tiny(tmp_path, **lda) -> recovery_pipeline.RecoveryConfig:
     })
 
 
+@pytest.mark.slow
 def test_run_recovery_writes_tables(tmp_path):
     config = _tiny(tmp_path)
     result = recovery_pipeline.run_recovery(config, tmp_path / "out", machine="Machine: test.")

@@ -139,3 +139,13 @@ def test_read_truth_missing_columns(tmp_path):
     bad.write_text("peak\tfeature\np1\tCTCF\n")
     with pytest.raises(InputError, match="x.truth.tsv:1"):
         synthetic.read_truth(bad)
+
+
+def test_generate_sites_per_peak_plants_clusters():
+    config = synthetic.SyntheticConfig(n_peaks=300, sites_per_peak=3, motifs=(("CTCF", "MA0139.2", 0.2),), pair=(),
+                                       ca_repeat_fraction=0, polya_fraction=0, gc_rich_fraction=0)
+    dataset = synthetic.generate(np.random.default_rng(2), config)
+    per_peak = dataset.truth[dataset.truth["feature"] == "CTCF"].groupby("peak").size()
+    assert len(per_peak) == 60 and (per_peak == 3).mean() > 0.95
+    with pytest.raises(ConfigError, match="sites_per_peak"):
+        synthetic.generate(np.random.default_rng(2), synthetic.SyntheticConfig(n_peaks=10, sites_per_peak=0))
