@@ -412,7 +412,15 @@ def read_reference_vocabulary(path: str | os.PathLike) -> dict[str, int]:
         raise InputError(path, f"not a reference vocabulary .npy ({type(err).__name__}: {err})") from None
     if not isinstance(mapping, dict) or not all(isinstance(k, str) for k in mapping):
         raise InputError(path, "not a reference vocabulary (expected a dict of k-mer -> id)")
-    return {k: int(v) for k, v in mapping.items()}
+    ids = {}
+    for kmer, value in mapping.items():
+        # Ids index an array of size max id + 1: refuse what is not a small non-negative integer.
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**31:
+            raise InputError(path, f"not a reference vocabulary: id of {kmer!r} is {value!r}, not a non-negative integer")
+        ids[kmer] = int(value)
+    if len(set(ids.values())) < len(ids):
+        raise InputError(path, "not a reference vocabulary: two k-mers share an id")
+    return ids
 
 
 def write_reference_vocabulary(path: str | os.PathLike, vocab: Vocabulary) -> None:

@@ -298,6 +298,18 @@ def test_reference_vocabulary_unreadable(tmp_path, content):
         read_reference_vocabulary(path)
 
 
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [({"EMPTY": 0, "AAAAAAAA": -1}, "id of 'AAAAAAAA' is -1"), ({"EMPTY": 0, "AAAAAAAA": "7"}, "is '7'"),
+     ({"EMPTY": 0, "AAAAAAAA": 10**12}, "not a non-negative integer"), ({"EMPTY": 0, "AAAAAAAA": 0}, "share an id")],
+)
+def test_reference_vocabulary_with_bad_ids(tmp_path, mapping, message):
+    path = tmp_path / "vocab.npy"
+    np.save(path, np.array(mapping, dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match=re.escape(message)):
+        read_reference_vocabulary(path)
+
+
 def test_reference_empty_features_leave_nothing_to_train(tmp_path, own_reference_vocabulary):
     (tmp_path / "empty.txt").write_bytes(b"")
     config = DataConfig(source="reference", features=str(tmp_path / "empty.txt"), vocabulary=str(own_reference_vocabulary))
