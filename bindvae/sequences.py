@@ -14,6 +14,7 @@ import dataclasses
 import gzip
 import io
 import logging
+import math
 import os
 import zlib
 from collections.abc import Iterator
@@ -168,6 +169,8 @@ def _parse_peak(path: str | os.PathLike, line_no: int, fields: list[str]) -> _Pe
             score = float(fields[4])
         except ValueError:
             raise InputError(path, f"column 5 (score) is not a number: {fields[4]!r}", line_no) from None
+        if not math.isfinite(score):  # NaN would make the top_n ranking arbitrary
+            raise InputError(path, f"column 5 (score) is not a finite number: {fields[4]!r}", line_no)
     summit = (start + end) // 2
     if len(fields) >= 10:
         try:

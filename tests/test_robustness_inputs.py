@@ -158,6 +158,7 @@ def genome(tmp_path):
         (b"# header\r\nchr1\t10\t300\r\nchr1\tten\t300\r\n", "integer start and end", 3),
         (b"track name=x\nchr1\t300\t100\n", "bad interval", 2),
         (b"chr1\t10\t300\tp\tNaNscore\n", "column 5 (score) is not a number", 1),
+        (b"chr1\t10\t300\tp\t5\nchr1\t10\t300\tq\tnan\n", "column 5 (score) is not a finite number", 2),
         (b"chr1\t10\t300\tp\t5\t.\t1\t1\t1\tmid\n", "column 10 (summit offset)", 1),
         (BINARY, "not BED", 1),
         (b"", "empty file: no peaks", None),
