@@ -105,7 +105,10 @@ def set_aside_after(run_dir: str | os.PathLike, step: int) -> list[Path]:
             n = 1
             while target.exists():
                 target, n = path.with_name(f"{path.name}{UNUSABLE_SUFFIX}{n}"), n + 1
-            os.replace(path, target)
+            try:
+                os.replace(path, target)
+            except FileNotFoundError:  # another process of a multi-host run moved it first
+                continue
             logger.warning("checkpoint folder %s is unusable; moved to %s", path, target.name)
             moved.append(target)
     return moved
