@@ -6,7 +6,12 @@ so no data file is needed. Each figure is the median over ``repeats`` timed call
 of ``steps_per_call`` steps (the training loop of ``bindvae.train.make_train_loop``, data resident on
 the device), after a warm-up call that compiles.
 
-Only jax, flax, optax, numpy and scipy are imported (the benchmark also runs on bare GPU boxes).
+Paths: ``dense``, ``sparse`` (XLA gathers) and, on the CPU only, ``sparse_cpu`` (numba kernels as
+XLA CPU targets); z is drawn with the default ``fast`` sampler, plus one row with the ``exact``
+sampler (``jax.random.dirichlet``'s rejection loop) on the auto path for comparison.
+
+Only jax, flax, optax, numpy and scipy are imported here (the benchmark also runs on bare GPU
+boxes); ``bindvae.train`` loads numba only when the ``sparse_cpu`` path is built.
 """
 
 from __future__ import annotations
@@ -80,14 +85,16 @@ def time_bare_adam(params, repeats: int, n_steps: int) -> float:
     return _median_time(once, repeats) / n_steps
 
 
-def time_train_step(path: str, mean_nnz: int, repeats: int, n_steps: int, n_rows: int = 1024, **train_overrides) -> float:
+def time_train_step(
+    path: str, mean_nnz: int, repeats: int, n_steps: int, n_rows: int = 1024, sampler: str = "fast", **train_overrides
+) -> float:
     """Seconds per full training step (forward, backward, Adam) on ``path`` with rows of ~mean_nnz."""
     model = build_model(ModelConfig(num_topics=M), D)
     config = TrainConfig(batch_size=BATCH, prior_burn_in_steps=0, **train_overrides)
     state = create_train_state(model, config, jax.random.key(0))
     indices, counts, width = random_padded(n_rows, mean_nnz, D)
     indices, counts = jax.device_put(indices), jax.device_put(counts)
-    loop = make_train_loop(model, path)
+    loop = make_train_loop(model, path, sampler)
     rng = np.random.default_rng(1)
     key = jax.random.key(2)
     holder = [state]
@@ -116,17 +123,20 @@ def run(quick: bool, repeats: int) -> list[dict]:
          "notes": f"{n_params / 1e6:.1f}M params, {adam * 1e3:.2f} ms/update, {steps} update(s)/call"}
     ]
     auto = resolve_compute_path("auto", backend)
+    paths = ("sparse", "sparse_cpu", "dense") if backend == "cpu" else ("sparse", "dense")
     shapes = {"peaks_200bp": SHAPES["peaks_200bp"]} if quick else SHAPES
     for name, nnz in shapes.items():
-        for path in ("sparse", "dense"):
-            if quick and path != auto:
-                continue
-            sec = time_train_step(path, nnz, repeats, steps)
+        runs = [(path, "fast") for path in paths if not quick or path == auto]
+        if name == "peaks_200bp":
+            runs.append((auto, "exact"))
+        for path, sampler in runs:
+            sec = time_train_step(path, nnz, repeats, steps, sampler=sampler)
+            label = f"train: {name} step, {path} path" + (" (auto)" if path == auto else "")
             rows.append({
-                "benchmark": f"train: {name} step, {path} path" + (" (auto)" if path == auto else ""),
+                "benchmark": label + (", exact sampler" if sampler == "exact" else ""),
                 "value": 1.0 / sec,
                 "unit": "steps/s",
                 "notes": f"batch {BATCH}, M={M}, D={D}, ~{nnz} nnz/row, {sec * 1e3:.2f} ms/step = "
-                f"{sec / adam:.2f}x bare Adam, {steps} step(s)/call",
+                f"{sec / adam:.2f}x bare Adam, {steps} step(s)/call, {sampler} sampler",
             })
     return rows
