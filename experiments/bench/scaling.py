@@ -9,10 +9,11 @@ the sharding overhead, not a speed-up); on a machine with several accelerators t
 
 The memory rows train (sparse path, a small model) through one epoch of a sharded data set, each
 in a fresh interpreter, and report the peak resident memory (``VmHWM``) above what the process held
-before the data was touched. Run as a module for one probe::
+before the data was touched (every batch width compiled beforehand). The ``baseline`` row runs the
+same steps on batches cut from a single shard, so ``stream - baseline`` is what streaming costs. Run as a module for one probe::
 
     python -m experiments.bench.scaling devices N_DEVICES MEAN_NNZ REPEATS
-    python -m experiments.bench.scaling memory FOLDER stream|in_memory
+    python -m experiments.bench.scaling memory FOLDER baseline|stream|in_memory
 """
 
 from __future__ import annotations
@@ -153,7 +154,14 @@ def _memory_probe(folder: str, mode: str) -> dict:
     with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
         handle.write("5")  # resets VmHWM (the peak) to the current RSS
     before, t0 = _status_kib("VmRSS"), time.perf_counter()
-    if mode == "stream":
+    if mode == "baseline":  # the same steps on batches cut from one shard read once: the model's own memory
+        X, _ = shards.read_shard(index, 0)
+        for step in range(n_steps):
+            rows = (np.arange(BATCH) + step * BATCH) % X.shape[0]
+            width = data_lib.bucket_for(int(np.diff(X[rows].indptr).max()), index.length_buckets(4))
+            idx, cnt = stream.pad_batch(X[rows], width)
+            state, _ = loop(state, parallel.put_batch(idx[None], mesh, 1), parallel.put_batch(cnt[None], mesh, 1), key)
+    elif mode == "stream":
         with stream.ShardStream(index, BATCH, seed=0) as batches:
             for _ in range(n_steps):
                 idx, cnt = batches.next_block(1)
@@ -173,6 +181,13 @@ def _memory_probe(folder: str, mode: str) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
+MEMORY_MODES = {
+    "baseline": "one shard reused (model, optimiser and step buffers only)",
+    "stream": "streamed from shards",
+    "in_memory": "whole set loaded",
+}
+
+
 def memory_rows(quick: bool) -> list[dict]:
     shard_size, mean_nnz = 500, 3000
     sizes = (12, 48) if not quick else (10, 30)
@@ -183,10 +198,10 @@ def memory_rows(quick: bool) -> list[dict]:
             index = write_random_shards(folder, n_shards, shard_size, mean_nnz)
             on_disk = sum(index.shard_path(i).stat().st_size for i in range(index.n_shards)) / 2**20
             csr_mib = index.nnz * 8 / 2**20
-            for mode in ("stream", "in_memory"):
+            for mode in ("baseline", "stream", "in_memory"):
                 probe = _run_probe(["memory", str(folder), mode])
                 rows.append({
-                    "benchmark": f"scaling: peak RSS increase, {n_shards} shards, {mode.replace('_', ' ')}",
+                    "benchmark": f"scaling: peak RSS increase, {n_shards} shards, {MEMORY_MODES[mode]}",
                     "value": probe["delta_mib"], "unit": "MiB",
                     "notes": f"{index.n_sequences:,} rows x ~{mean_nnz} nnz in shards of {shard_size} "
                     f"(one shard = {csr_mib / n_shards:.0f} MiB CSR; set = {csr_mib:.0f} MiB CSR, {on_disk:.0f} MiB on disk); "
