@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bindvae.errors import InputError
+from bindvae.io import atomic_open
 from bindvae.kmers import FEATURES_FORMAT, load_features
 
 logger = logging.getLogger(__name__)
@@ -120,8 +121,6 @@ def _add_histograms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def write_shard_file(path: Path, X: sp.csr_matrix, names: Sequence[str], fingerprint: str) -> None:
     """Write one shard (a features .npz: csr [n, n_kmers], n names, the fingerprint) via a temporary name."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     arrays = {
         "format": np.array(FEATURES_FORMAT),
         "fingerprint": np.array(fingerprint),
@@ -131,9 +130,8 @@ def write_shard_file(path: Path, X: sp.csr_matrix, names: Sequence[str], fingerp
         "data": X.data.astype(np.float32),
         "names": np.array([str(n) for n in names], dtype=str),
     }
-    with open(tmp, "wb") as handle:
+    with atomic_open(path, "wb") as handle:
         np.savez(handle, **arrays)
-    os.replace(tmp, path)
 
 
 class ShardWriter:
@@ -245,7 +243,8 @@ class ShardWriter:
             "shards": [dataclasses.asdict(s) for s in self.shards],
             "row_nnz_histogram": [int(v) for v in self.histogram],
         }
-        (self.partial / INDEX_NAME).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+        with atomic_open(self.partial / INDEX_NAME, "w") as handle:
+            handle.write(json.dumps(index, indent=1) + "\n")
         old = self.output.with_name(f".{self.output.name}.{os.getpid()}.old")
         if self.output.exists():
             os.replace(self.output, old)
