@@ -114,10 +114,15 @@ def resolve_compute_path(path: str, backend: str | None = None) -> str:
     times faster than ``dense`` and than ``sparse``, whose XLA gathers and scatter-adds run
     elementwise; ``sparse_cpu``'s kernels exist only on the CPU, and on GPUs the dense path's
     matmuls win.
+
+    Raises:
+        ConfigError: ``sparse_cpu`` asked for on another backend.
     """
+    backend = backend or jax.default_backend()
+    if path == "sparse_cpu" and backend != "cpu":
+        raise ConfigError("train.compute_path", f"sparse_cpu runs on the CPU backend only, not {backend}; use auto, sparse or dense")
     if path != "auto":
         return path
-    backend = backend or jax.default_backend()
     return "sparse_cpu" if backend == "cpu" else "dense"
 
 

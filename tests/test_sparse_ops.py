@@ -106,3 +106,14 @@ def test_kernels_run_inside_scan(case):
     for shift in range(3):
         x = objectives.densify((indices + shift) % 200, counts, 200)
         np.testing.assert_allclose(sums[shift], jnp.sum(x @ w1), rtol=1e-5)
+
+
+def test_resolve_compute_path_picks_sparse_cpu_on_cpu_only():
+    from bindvae.errors import ConfigError
+    from bindvae.train import resolve_compute_path
+
+    assert resolve_compute_path("auto", "cpu") == "sparse_cpu"
+    assert resolve_compute_path("auto", "gpu") == "dense"
+    assert resolve_compute_path("sparse", "gpu") == "sparse"
+    with pytest.raises(ConfigError, match="train.compute_path"):
+        resolve_compute_path("sparse_cpu", "gpu")
