@@ -222,7 +222,7 @@ def run(quick: bool, repeats: int) -> list[dict]:
     auto = resolve_compute_path("auto", jax.default_backend())
     rows = []
     for nnz in ((200, 3000) if quick else (200, 1000, 3000, 6000)):
-        for path in ("sparse", "dense"):
+        for path in dict.fromkeys(("sparse", "dense", auto)):
             sec = step_seconds(path, nnz, 100, repeats)
             rows.append({"benchmark": f"scaling: step time, ~{nnz} nnz/row, {path} path", "value": sec * 1e3,
                          "unit": "ms/step", "notes": f"batch {BATCH}, M=100, D={D}" + (" (auto path)" if path == auto else "")})
