@@ -20,6 +20,7 @@ from bindvae.errors import ConfigError
 ACTIVATIONS = ("relu", "gelu", "softplus", "tanh", "elu", "silu")
 COMPUTE_PATHS = ("auto", "sparse", "sparse_cpu", "dense")
 SAMPLERS = ("fast", "exact")
+THETA_INITS = ("glorot", "background")
 DATA_SOURCES = ("synthetic", "npz", "fasta", "reference", "shards")
 LOGGER_KINDS = ("wandb", "none")
 
@@ -41,6 +42,10 @@ class ModelConfig:
         activation: encoder nonlinearity, one of ``ACTIVATIONS``.
         min_concentration: lower clip of posterior and prior concentrations.
         max_concentration: upper clip of posterior and prior concentrations.
+        theta_init: decoder logits at step 0: ``glorot`` (the reference's Glorot-normal logits, so
+            every topic starts near the uniform distribution over k-mers) or ``background`` (the log
+            of the training k-mer frequencies plus N(0, 0.01^2) noise: topics start at the corpus
+            background and only learn deviations from it; see ``bindvae.model.background_theta``).
     """
 
     num_topics: int = 100
@@ -49,6 +54,7 @@ class ModelConfig:
     activation: str = "relu"
     min_concentration: float = 0.1
     max_concentration: float = 1000.0
+    theta_init: str = "glorot"
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
@@ -57,6 +63,7 @@ class ModelConfig:
         _require(len(self.hidden_sizes) >= 1, "model.hidden_sizes", "needs at least one layer")
         _require(all(h >= 1 for h in self.hidden_sizes), "model.hidden_sizes", f"widths must be >= 1, got {self.hidden_sizes}")
         _require(self.activation in ACTIVATIONS, "model.activation", f"unknown {self.activation!r}; one of {ACTIVATIONS}")
+        _require(self.theta_init in THETA_INITS, "model.theta_init", f"unknown {self.theta_init!r}; one of {THETA_INITS}")
         _require(
             0 < self.min_concentration < self.max_concentration,
             "model.min_concentration",

@@ -168,6 +168,31 @@ def build_model(model_config: ModelConfig, n_kmers: int) -> BindVAE:
     )
 
 
+def background_theta(kmer_counts: np.ndarray, num_topics: int, key: jax.Array, noise: float = 0.01,
+                     pseudocount: float = 0.5) -> jax.Array:
+    """Decoder logits that start every topic at the corpus background (``model.theta_init=background``).
+
+    theta[m, j] = log((c_j + pseudocount) / sum(c + pseudocount)) + noise * N(0, 1). With Glorot logits
+    (std ~0.004 for D = 112,800) every topic starts at the uniform distribution, and all topics first
+    spend their updates learning the same background k-mer frequencies, which keeps them alike; from
+    the background each topic only has to learn its deviations (a planted motif's k-mers), and the
+    noise breaks the symmetry between topics.
+
+    Args:
+        kmer_counts: [n_kmers] total count of each k-mer over the training sequences.
+        num_topics: M.
+        key: PRNG key for the noise.
+        noise: standard deviation of the Gaussian noise on the logits.
+        pseudocount: added to every count (k-mers never seen keep a finite logit).
+
+    Returns:
+        float32 [num_topics, n_kmers] logits.
+    """
+    counts = np.asarray(kmer_counts, dtype=np.float64).ravel() + pseudocount
+    base = jnp.asarray(np.log(counts / counts.sum()), jnp.float32)
+    return base[None, :] + noise * jax.random.normal(key, (num_topics, base.shape[0]), jnp.float32)
+
+
 def init_params(model: BindVAE, key: jax.Array) -> dict:
     """Fresh parameters (all submodules) for ``model``; ``key`` is a jax PRNG key."""
     return model.init(key, jnp.zeros((1, model.n_kmers), jnp.float32))["params"]

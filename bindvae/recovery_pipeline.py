@@ -61,6 +61,9 @@ class RecoveryConfig:
         motif_db: ``jaspar`` (that release through pyjaspar) or a MEME file used instead; the
             planted motifs are added to it when missing.
         notes: free text printed under the tables (why a target is missed, what would close it).
+        motif_ranking: how BindVAE's 10-mers are ranked per topic: ``decoder`` (the topic's k-mer
+            log-ratios) or ``encoder`` (probes through the encoder); see
+            :func:`bindvae.analysis.topics.topic_motifs`.
     """
 
     name: str = "default"
@@ -74,6 +77,7 @@ class RecoveryConfig:
     jaspar_release: str = "JASPAR2024"
     motif_db: str = "jaspar"
     notes: str = ""
+    motif_ranking: str = "decoder"
 
 
 @dataclasses.dataclass
@@ -144,7 +148,7 @@ def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) 
     start = time.perf_counter()
     model = load_model(workdir)
     peak_scores = latent_scores(model, X)
-    motifs, _ = topic_motifs(model, n_top=config.n_top)
+    motifs, _ = topic_motifs(model, n_top=config.n_top, ranking=config.motif_ranking)
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold)
     return table, time.perf_counter() - start
@@ -360,6 +364,8 @@ def config_from_dict(values: dict) -> RecoveryConfig:
     config = dataclasses.replace(config, data=data, run=run, lda=lda)
     if not 0 < config.q_threshold < 1:
         raise ConfigError("q_threshold", f"must lie in (0, 1), got {config.q_threshold}")
+    if config.motif_ranking not in ("encoder", "decoder"):
+        raise ConfigError("motif_ranking", f"unknown {config.motif_ranking!r}; encoder or decoder")
     if config.n_top < 10:
         raise ConfigError("n_top", f"must be >= 10, got {config.n_top}")
     if config.lda.passes < 1 or config.lda.batch_size < 1:

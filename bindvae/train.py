@@ -37,8 +37,8 @@ from bindvae import objectives
 from bindvae.config import RunConfig, TrainConfig, run_name, to_dict
 from bindvae.errors import BindVAEError, ConfigError, InputError
 from bindvae.io import check_writable_dir
-from bindvae.shards import ShardIndex
-from bindvae.model import BindVAE, build_model, init_params, prior_alpha
+from bindvae.shards import ShardIndex, read_shard
+from bindvae.model import BindVAE, background_theta, build_model, init_params, prior_alpha
 from bindvae.tracking import MetricLogger, MetricsFile, NullLogger
 
 logger = logging.getLogger(__name__)
@@ -94,9 +94,19 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     )
 
 
-def create_train_state(model: BindVAE, config: TrainConfig, key: jax.Array) -> TrainState:
-    """Fresh parameters (from ``key``) and optimiser state, at step 0."""
+def create_train_state(model: BindVAE, config: TrainConfig, key: jax.Array, theta: jax.Array | None = None) -> TrainState:
+    """Fresh parameters (from ``key``) and optimiser state, at step 0.
+
+    Args:
+        model: the network.
+        config: the training section (optimiser).
+        key: PRNG key of the initialisation.
+        theta: optional decoder logits [M, n_kmers] replacing the Glorot ones (e.g.
+            :func:`bindvae.model.background_theta`).
+    """
     params = init_params(model, key)
+    if theta is not None:
+        params = {**params, "topic_kmer": {**params["topic_kmer"], "theta": jnp.asarray(theta, jnp.float32)}}
     return TrainState.create(
         apply_fn=model.apply,
         params=params,
@@ -378,7 +388,8 @@ def _restore(state: TrainState, workdir, config: RunConfig, vocab_fingerprint: s
     if restored.metadata.get("n_kmers") != n_kmers:
         raise InputError(ckpt.checkpoint_dir(workdir), f"checkpoint has n_kmers={restored.metadata.get('n_kmers')}, data has {n_kmers}")
     saved_model = restored.config.get("model", {})
-    if saved_model and saved_model != to_dict(config)["model"]:
+    # Keys added to the model config after a checkpoint was written take their current values.
+    if saved_model and {**to_dict(config)["model"], **saved_model} != to_dict(config)["model"]:
         raise ConfigError("model", f"differs from the checkpoint's model config {saved_model}; cannot resume")
     ckpt.set_aside_after(workdir, restored.step)  # later folders are unreadable or cut short; redone from here
     logger.info("resuming from step %d in %s", restored.step, workdir)
@@ -539,6 +550,13 @@ def _host_feed(config: RunConfig, train, mesh, start: int, sharded_loop):
     return feed, n_rows, close
 
 
+def _kmer_totals(train_X: sp.csr_matrix | ShardIndex) -> np.ndarray:
+    """[n_kmers] k-mer totals over the training rows (a sharded set: over its first shard, an estimate)."""
+    if isinstance(train_X, ShardIndex):
+        train_X = read_shard(train_X, 0)[0]
+    return np.asarray(train_X.sum(axis=0), dtype=np.float64).ravel()
+
+
 def fit(
     config: RunConfig,
     train_X: sp.csr_matrix | ShardIndex,
@@ -580,7 +598,10 @@ def fit(
     per_call = resolve_steps_per_call(tc.steps_per_call)
     model = build_model(config.model, n_kmers)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(tc.seed), 3)
-    state = create_train_state(model, tc, init_key)
+    theta = None
+    if config.model.theta_init == "background" and not existing:
+        theta = background_theta(_kmer_totals(train_X), config.model.num_topics, jax.random.fold_in(init_key, 1))
+    state = create_train_state(model, tc, init_key, theta)
     if existing:
         state = _restore(state, workdir, config, vocab_fingerprint, n_kmers)
     start = int(jax.device_get(state.step))

@@ -1,6 +1,6 @@
 """Analyse a trained run (or select models across a sweep) from its checkpoints.
 
-    python -m experiments.analyze run_dir=DIR [peaks=FASTA|NPZ] [probes=TSV] [tf_per_block=A,B,...]
+    python -m experiments.analyze run_dir=DIR [peaks=FASTA|NPZ] [probes=TSV] [tf_per_block=A,B,...] [motif_ranking=encoder|decoder]
         [motif_db=jaspar|none|FILE.meme] [jaspar_release=JASPAR2024] [compare=OTHER_RUN_DIR]
         [kind=mean|concentration] [seed=0]
     python -m experiments.analyze sweep_dir=DIR [probes=TSV] [motif_db=...] [n_best=3]
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             jaspar_release=args.get("jaspar_release", AnalysisOptions.jaspar_release),
             compare=args.get("compare") or None,
             kind=args.get("kind", "mean"),
+            motif_ranking=args.get("motif_ranking", "encoder"),
             seed=_int(args, "seed", 0),
             n_probes_per_tf=_int(args, "n_probes_per_tf", 200),
         )

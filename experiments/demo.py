@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run_recovery(config, out, machine=machine_line(), run_subdir="")
         fasta = str(out / "data" / "planted.fa")
         analysis = analyze_run(out, AnalysisOptions(peaks=fasta, n_probes_per_tf=50,
-                                                    jaspar_release=config.jaspar_release))
+                                                    jaspar_release=config.jaspar_release,
+                                                    motif_ranking=config.motif_ranking))
     except BindVAEError as err:
         sys.stderr.write(f"error: {err}\n")
         return 2

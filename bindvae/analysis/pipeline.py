@@ -38,6 +38,9 @@ class AnalysisOptions:
         jaspar_release: pyjaspar release used for ``motif_db="jaspar"``.
         compare: another run directory whose ``analysis/accessibility.tsv`` is overlaid (Fig. 3d).
         kind: latent score used everywhere (``mean`` or ``concentration``).
+        motif_ranking: how each topic's 10-mers are ranked for its motif: ``encoder`` (probes through
+            the encoder) or ``decoder`` (the topic's k-mer log-ratios); see
+            :func:`bindvae.analysis.topics.topic_motifs`.
         n_probes_per_tf: probes sampled per database motif when no probes are given.
         max_q: q-value threshold for Algorithm 1 assignments.
         seed: seed of the probe sampler.
@@ -50,6 +53,7 @@ class AnalysisOptions:
     jaspar_release: str = DEFAULT_JASPAR
     compare: str | None = None
     kind: str = "mean"
+    motif_ranking: str = "encoder"
     n_probes_per_tf: int = 200
     max_q: float = 0.05
     seed: int = 0
@@ -131,6 +135,8 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     Raises:
         InputError, ConfigError: unreadable inputs or bad options.
     """
+    if options.motif_ranking not in topics.RANKINGS:
+        raise ConfigError("motif_ranking", f"must be one of {topics.RANKINGS}, got {options.motif_ranking!r}")
     if options.kind not in ("mean", "concentration"):
         raise ConfigError("kind", f"must be 'mean' or 'concentration', got {options.kind!r}")
     model = load_model(run_dir)
@@ -150,7 +156,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     _figure(plotting.heatmap_figure(topics.topic_kmer_heatmap_matrix(model), "phi: union of each topic's top 20 8-mers",
                                     "8-mer", "topic"), out, "topic_kmer_heatmap.png", "Topic x 8-mer weights (Fig. 1b)",
             figures)
-    motifs, tenmers = topics.topic_motifs(model, kind=options.kind)
+    motifs, tenmers = topics.topic_motifs(model, kind=options.kind, ranking=options.motif_ranking)
     _write_tsv(tenmers, out / "topic_10mers.tsv")
     write_meme(out / "motifs.meme", motifs, comment=f"BindVAE topic motifs of {Path(run_dir).name} (top 200 10-mers)")
     for motif in motifs:

@@ -79,6 +79,40 @@ def score_kmers(model: Model, k: int = 10, kind: str = "mean", batch_size: int =
     return codes, to_scores(concentration_from_windows(model, windows, batch_size), kind)
 
 
+RANKINGS = ("encoder", "decoder")
+
+
+def decoder_kmer_scores(model: Model, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of every canonical k-mer (k >= 8) read from the decoder instead of the encoder.
+
+    For topic m, a k-mer's score is the sum over its 8 bp windows and each window's distinct gapped
+    features j of ``log phi[m, j] - log mean_m' phi[m', j]``: how much more likely topic m makes
+    that k-mer's features than the average topic. Unlike the encoder scores, it does not push a lone
+    10-mer (48 counts) through an encoder trained on whole peaks (thousands of counts).
+
+    Args:
+        model: the model.
+        k: k-mer length.
+
+    Returns:
+        ``(codes [n], scores [n, M])`` like :func:`score_kmers`.
+    """
+    theta = np.asarray(model.params["topic_kmer"]["theta"], dtype=np.float64)
+    log_phi = theta - np.logaddexp.reduce(theta, axis=1, keepdims=True)
+    ratio = log_phi - np.log(np.exp(log_phi).mean(axis=0, keepdims=True))  # [M, D]
+    padded = np.concatenate([ratio.T, np.zeros((1, ratio.shape[0]))]).astype(np.float32)  # [D + 1, M]
+    table = model.vocabulary.window_feature_table()  # [4**8, 16] distinct features per window, -1 padded
+    window_scores = np.zeros((table.shape[0], ratio.shape[0]), np.float32)
+    for col in range(table.shape[1]):
+        window_scores += padded[np.where(table[:, col] < 0, len(padded) - 1, table[:, col])]
+    codes = canonical_kmer_codes(k)
+    windows = window_codes_of_kmers(codes, k)
+    scores = np.zeros((len(codes), ratio.shape[0]), np.float32)
+    for j in range(windows.shape[1]):
+        scores += window_scores[windows[:, j]]
+    return codes, scores
+
+
 def top_kmers_per_topic(codes: np.ndarray, scores: np.ndarray, n_top: int = 200) -> np.ndarray:
     """Indices of each topic's highest-scoring k-mers, best first.
 
@@ -96,20 +130,25 @@ def top_kmers_per_topic(codes: np.ndarray, scores: np.ndarray, n_top: int = 200)
     return np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
 
 
-def topic_motifs(model: Model, n_top: int = 200, k: int = 10, kind: str = "mean") -> tuple[list[Motif], pd.DataFrame]:
+def topic_motifs(model: Model, n_top: int = 200, k: int = 10, kind: str = "mean",
+                 ranking: str = "encoder") -> tuple[list[Motif], pd.DataFrame]:
     """Score every canonical k-mer, build one PWM per topic from its top ``n_top``.
 
     Args:
         model: the model.
         n_top: k-mers per topic used for the PWM.
         k: k-mer length.
-        kind: score used for the ranking.
+        kind: encoder score used for the ranking (``ranking="encoder"``).
+        ranking: ``encoder`` (:func:`score_kmers`, the paper's probes through the encoder) or
+            ``decoder`` (:func:`decoder_kmer_scores`, the topic's k-mer log-ratios).
 
     Returns:
         ``(motifs, table)``: one motif per topic (named like :func:`topic_name`), and a long table
         ``topic, rank, kmer, score`` of the k-mers used.
     """
-    codes, scores = score_kmers(model, k, kind)
+    if ranking not in RANKINGS:
+        raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
+    codes, scores = decoder_kmer_scores(model, k) if ranking == "decoder" else score_kmers(model, k, kind)
     top = top_kmers_per_topic(codes, scores, n_top)
     motifs, frames = [], []
     for m in range(scores.shape[1]):
