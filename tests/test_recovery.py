@@ -179,10 +179,28 @@ def test_presets_compose(preset):
     config = compose_config(["run.train.steps=10", "run.train.prior_burn_in_steps=5"], preset=preset)
     assert config.name == preset and config.run.train.steps == 10
     assert [m[0] for m in config.data.motifs][:2] == ["FOS::JUN", "CTCF"]
-    expected_topics = {"default": 24, "full": 100, "demo": 10, "test": 12}[preset]
+    expected_topics = {"default": 24, "full": 100, "demo": 10, "test": 8}[preset]
     assert config.run.model.num_topics == expected_topics
     if preset == "full":
         assert config.run.model.hidden_sizes == (300, 300, 300) and config.run.train.learning_rate == 3e-4
+
+
+@pytest.mark.slow
+def test_short_run_recovers_the_strongest_planted_motifs(tmp_path):
+    """The ``test`` preset (2,000 x 100 bp, 300 steps; about a minute here): the motifs planted in 30%
+    and 20% of peaks come back as topic motifs with q < 0.05 and their topics rank carrier peaks
+    (AUROC >= 0.9). With the reference's Glorot decoder init and encoder-ranked 10-mers
+    (``run.model.theta_init=glorot motif_ranking=encoder``) the same run misses CTCF (q 0.59, AUROC 0.77)."""
+    from experiments.demo import compose_config
+
+    config = compose_config([], preset="test")
+    result = recovery_pipeline.run_recovery(config, tmp_path / "out", run_subdir="")
+    table = result.methods["BindVAE"].table.set_index("feature")
+    strongest = table[table["kind"].eq("motif") & (table["fraction"] >= 0.19)]
+    assert list(strongest.index) == ["FOS::JUN", "CTCF"]
+    assert (strongest["q_value"] < 0.05).all(), strongest[["consensus", "q_value", "auroc"]]
+    assert (strongest["auroc"] >= 0.9).all(), strongest[["consensus", "q_value", "auroc"]]
+    assert strongest["topic"].nunique() == 2  # each has its own topic
 
 
 def test_demo_compose_rejects_unknown_override():
