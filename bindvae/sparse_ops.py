@@ -2,7 +2,7 @@
 
 XLA:CPU lowers gathers and scatter-adds elementwise, so the pure-XLA sparse path spends most of a
 step in them. Here the two sparse pieces of a step run as numba kernels (``bindvae._sparse_kernels``)
-called by XLA itself through its FFI (``jax.ffi.ffi_call``), each with a ``jax.custom_vjp`` whose
+called by XLA itself through its FFI (``jax.ffi.ffi_call``; handlers in ``bindvae._sparse_ffi``), each with a ``jax.custom_vjp`` whose
 backward pass is a kernel too:
 
     h1[b]   = sum_k counts[b, k] * W1[indices[b, k]]            (:func:`first_layer`)
@@ -15,7 +15,8 @@ own layout (the parameter tree is unchanged). The FFI handlers receive XLA's buf
 ``jax.pure_callback`` would copy W1, phi and their gradients on every call (measured: ~100 ms per
 135 MB on a 2-core CPU), more than the whole step should cost.
 
-Importing this module registers the handlers as XLA CPU targets named ``bindvae_*``. They exist on
+The heavy kernels run on numba's thread pool when its threading layer is thread-safe (OpenMP
+or TBB, see :data:`PARALLEL`), single-threaded otherwise. Importing this module registers the handlers as XLA CPU targets named ``bindvae_*``. They exist on
 the CPU backend only: ``bindvae.train.resolve_compute_path`` picks this path on the CPU alone.
 All arrays are float32 / int32.
 """
@@ -24,23 +25,52 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numba
+import numpy as np
 
-from bindvae import _sparse_kernels as kernels
+from bindvae import _sparse_ffi
 
 
 def _register_targets() -> None:
     new_capsule = ctypes.pythonapi.PyCapsule_New
     new_capsule.restype = ctypes.py_object
     new_capsule.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
-    for name, handler in kernels.HANDLERS.items():
+    for name, handler in _sparse_ffi.HANDLERS.items():
         jax.ffi.register_ffi_target(name, new_capsule(handler.address, b"xla._CUSTOM_CALL_TARGET", None), platform="cpu")
 
 
 _register_targets()
+
+
+def _thread_safe_layer() -> bool:
+    """Whether numba's parallel kernels may be entered from several threads at once.
+
+    The OpenMP and TBB threading layers allow that; the fallback ``workqueue`` layer aborts the
+    process, and XLA may call two handlers (or a user two jitted functions) concurrently.
+    """
+    if numba.config.THREADING_LAYER == "workqueue":
+        return False
+    for module in ("numba.np.ufunc.tbbpool", "numba.np.ufunc.omppool"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        return True
+    return False
+
+
+# Whether the heavy kernels may use numba's thread pool (decided once per process; a constant).
+PARALLEL = _thread_safe_layer()
+
+
+def _thread_count() -> jax.Array:
+    # The kernels' thread count, read when a step is traced (numba.set_num_threads applies).
+    return jnp.asarray(np.array([numba.get_num_threads() if PARALLEL else 1], np.int32))
 
 
 class ColumnOrder(NamedTuple):
@@ -98,7 +128,7 @@ def first_layer(w1: jax.Array, order: ColumnOrder, n_batch: int) -> jax.Array:
         [B, H]; differentiable in ``w1`` (dW1 [D, H] is written densely, zero rows included).
     """
     shape = jax.ShapeDtypeStruct((n_batch, w1.shape[1]), jnp.float32)
-    return _call("bindvae_first_layer_forward", shape, order.col_ptr, order.rows, order.values, w1)
+    return _call("bindvae_first_layer_forward", shape, order.col_ptr, order.rows, order.values, w1, _thread_count())
 
 
 def _first_layer_fwd(w1, order, n_batch):
@@ -107,7 +137,9 @@ def _first_layer_fwd(w1, order, n_batch):
 
 def _first_layer_bwd(n_batch, order, dh1):
     shape = jax.ShapeDtypeStruct((order.col_ptr.shape[0] - 1, dh1.shape[1]), jnp.float32)
-    dw1 = _call("bindvae_first_layer_backward", shape, order.col_ptr, order.rows, order.values, dh1.astype(jnp.float32))
+    dw1 = _call(
+        "bindvae_first_layer_backward", shape, order.col_ptr, order.rows, order.values, dh1.astype(jnp.float32), _thread_count()
+    )
     return dw1, None
 
 
@@ -128,7 +160,7 @@ def topic_mixture(z: jax.Array, phi: jax.Array, order: ColumnOrder, width: int) 
         [B, K]; padding slots hold 1. Differentiable in z and phi.
     """
     shape = jax.ShapeDtypeStruct((z.shape[0], width), jnp.float32)
-    return _call("bindvae_mixture_forward", shape, order.col_ptr, order.rows, order.slots, z, phi)
+    return _call("bindvae_mixture_forward", shape, order.col_ptr, order.rows, order.slots, z, phi, _thread_count())
 
 
 def _topic_mixture_fwd(z, phi, order, width):
@@ -138,7 +170,9 @@ def _topic_mixture_fwd(z, phi, order, width):
 def _topic_mixture_bwd(width, residuals, dp):
     z, phi, order = residuals
     shapes = (jax.ShapeDtypeStruct(z.shape, jnp.float32), jax.ShapeDtypeStruct(phi.shape, jnp.float32))
-    dz, dphi = _call("bindvae_mixture_backward", shapes, order.col_ptr, order.rows, order.slots, z, phi, dp.astype(jnp.float32))
+    dz, dphi = _call(
+        "bindvae_mixture_backward", shapes, order.col_ptr, order.rows, order.slots, z, phi, dp.astype(jnp.float32), _thread_count()
+    )
     return dz, dphi, None
 
 

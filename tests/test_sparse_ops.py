@@ -117,3 +117,26 @@ def test_resolve_compute_path_picks_sparse_cpu_on_cpu_only():
     assert resolve_compute_path("sparse", "gpu") == "sparse"
     with pytest.raises(ConfigError, match="train.compute_path"):
         resolve_compute_path("sparse_cpu", "gpu")
+
+
+def test_kernels_called_from_two_threads_at_once(case):
+    # XLA, or a user's threads, may enter the kernels concurrently; with numba's thread pool this
+    # needs a thread-safe threading layer (sparse_ops.PARALLEL is False otherwise).
+    import threading
+
+    indices, counts, w1, *_ = case
+    fn = jax.jit(jax.grad(lambda w: jnp.sum(sparse_ops.first_layer(w, sparse_ops.column_order(indices, counts, 200), 6) ** 2)))
+    want = np.asarray(fn(w1))
+    results = []
+
+    def work():
+        results.extend(np.asarray(fn(w1 + 0.0)) for _ in range(20))
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 60
+    for got in results:
+        np.testing.assert_allclose(got, want, rtol=1e-6)
