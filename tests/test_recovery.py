@@ -208,3 +208,53 @@ def test_demo_compose_rejects_unknown_override():
 
     with pytest.raises(ConfigError, match="overrides"):
         compose_config(["run.train.bogus=1"])
+
+
+def test_decoder_kmer_scores_are_feature_log_ratios():
+    """Parity: a 10-mer's decoder score is its gapped 8-mer counts times the topic log-ratios, and a
+    topic whose logits favour a planted 10-mer's features builds that 10-mer as its motif."""
+    import jax
+
+    from bindvae.analysis.topics import decoder_kmer_scores, topic_motifs
+    from bindvae.kmers import Vocabulary, featurize
+    from tests.helpers_analysis import planted_model
+
+    vocab = Vocabulary.gapped8()
+    planted = ["GACGTCATTG", "CCAATTAGGA"]
+    model = planted_model(vocab, planted, num_topics=2)
+    theta = np.asarray(jax.random.normal(jax.random.key(3), (2, len(vocab)))) * 0.1
+    for i, kmer in enumerate(planted):
+        theta[i, featurize([kmer], vocab).indices] += 3.0
+    model.params["topic_kmer"] = {"theta": theta.astype(np.float32)}
+    codes, scores = decoder_kmer_scores(model)
+    log_phi = theta - np.logaddexp.reduce(theta, axis=1, keepdims=True)
+    ratio = log_phi - np.log(np.exp(log_phi).mean(axis=0, keepdims=True))
+    pick = np.random.default_rng(2).choice(len(codes), 40, replace=False)
+    expected = featurize(decode_kmers(codes[pick], 10), vocab) @ ratio.T
+    np.testing.assert_allclose(scores[pick], expected, rtol=1e-4, atol=1e-3)
+    motifs, table = topic_motifs(model, n_top=50, ranking="decoder")
+    rc = str.maketrans("ACGT", "TGCA")
+    for motif, kmer in zip(motifs, planted):
+        # The PWM's weak flanks may be trimmed; its core is the planted 10-mer.
+        assert len(motif.consensus) >= 8, motif.consensus
+        assert motif.consensus in kmer or motif.consensus in kmer[::-1].translate(rc), (motif.consensus, kmer)
+    best = table[table["rank"] == 1]["kmer"].tolist()
+    assert [b in (k, k[::-1].translate(rc)) for b, k in zip(best, planted)] == [True, True]
+    with pytest.raises(ValueError, match="ranking"):
+        topic_motifs(model, ranking="phi")
+
+
+def test_background_theta_starts_topics_at_corpus_frequencies():
+    import jax
+
+    from bindvae.model import background_theta
+
+    counts = np.array([0.0, 1.0, 10.0, 100.0, 1000.0])
+    theta = np.asarray(background_theta(counts, 3, jax.random.key(0), noise=0.01))
+    assert theta.shape == (3, 5) and theta.dtype == np.float32
+    freq = (counts + 0.5) / (counts + 0.5).sum()
+    np.testing.assert_allclose(np.exp(theta - np.logaddexp.reduce(theta, axis=1, keepdims=True)),
+                               np.broadcast_to(freq, (3, 5)), rtol=0.05)
+    assert not np.allclose(theta[0], theta[1])  # the noise breaks the symmetry between topics
+    with pytest.raises(ConfigError, match="model.theta_init"):
+        recovery_pipeline.config_from_dict({"run": {"model": {"theta_init": "zeros"}}})
