@@ -551,10 +551,16 @@ def _host_feed(config: RunConfig, train, mesh, start: int, sharded_loop):
 
 
 def _kmer_totals(train_X: sp.csr_matrix | ShardIndex) -> np.ndarray:
-    """[n_kmers] k-mer totals over the training rows (a sharded set: over its first shard, an estimate)."""
+    """[n_kmers] k-mer totals over the training rows (a sharded set: over its first shard, an estimate).
+
+    Non-finite counts are left out: such a row is skipped by the train step, and it must not make
+    every topic's starting logits infinite.
+    """
     if isinstance(train_X, ShardIndex):
         train_X = read_shard(train_X, 0)[0]
-    return np.asarray(train_X.sum(axis=0), dtype=np.float64).ravel()
+    train_X = sp.csr_matrix(train_X)
+    weights = np.where(np.isfinite(train_X.data), train_X.data, 0.0).astype(np.float64)
+    return np.bincount(train_X.indices, weights=weights, minlength=train_X.shape[1])
 
 
 def fit(
