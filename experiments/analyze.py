@@ -17,7 +17,7 @@ import sys
 from bindvae.errors import BindVAEError, ConfigError
 
 _KEYS = {"run_dir", "sweep_dir", "peaks", "probes", "tf_per_block", "motif_db", "jaspar_release", "compare",
-         "kind", "seed", "n_best", "n_probes_per_tf"}
+         "kind", "motif_ranking", "seed", "n_best", "n_probes_per_tf"}
 
 
 def _parse(argv: list[str]) -> dict[str, str]:
