@@ -98,18 +98,39 @@ def _window_sums(codes, rows, bias, out):  # pragma: no cover - compiled
         out[i] = acc
 
 
+# Row and column block sizes of _csr_times_dense: 1,024 rows of h1 (1.2 MB at H0 = 300) against
+# 512 kernel rows (600 KB) at a time, measured fastest of 256..4,096 x 256..1,024 on 50,000 peaks.
+_CSR_ROWS_PER_BLOCK = 1024
+_CSR_COLS_PER_BLOCK = 512
+
+
 @numba.njit(parallel=True, fastmath=True, cache=True)
-def _csr_times_dense(indptr, indices, data, kernel, bias, out):  # pragma: no cover - compiled
-    # Row i of out = bias + X[i] @ kernel, reading only the kernel rows at X[i]'s nonzeros.
+def _csr_times_dense(indptr, indices, data, kernel, bias, out, rows_per_block, cols_per_block):  # pragma: no cover
+    # Row i of out = bias + X[i] @ kernel, reading only the kernel rows at X[i]'s nonzeros (sorted
+    # column indices). Blocked over rows and kernel columns so that a block of kernel rows stays in
+    # cache while every row of the block adds its nonzeros in that range: reading a random 1.2 KB
+    # kernel row per nonzero from memory made this 2.6x slower. Each row still adds its nonzeros in
+    # ascending column order, so the sums are the same as a plain row-by-row loop.
+    n = len(indptr) - 1
     hidden = kernel.shape[1]
-    for i in numba.prange(len(indptr) - 1):
-        acc = bias.copy()
-        for p in range(indptr[i], indptr[i + 1]):
-            weight = data[p]
-            column = indices[p]
-            for k in range(hidden):
-                acc[k] += weight * kernel[column, k]
-        out[i] = acc
+    n_features = kernel.shape[0]
+    for block in numba.prange((n + rows_per_block - 1) // rows_per_block):
+        first = block * rows_per_block
+        last = min(n, first + rows_per_block)
+        cursor = indptr[first:last].copy()
+        for i in range(first, last):
+            out[i] = bias
+        for column_end in range(cols_per_block, n_features + cols_per_block, cols_per_block):
+            for i in range(first, last):
+                p = cursor[i - first]
+                end = indptr[i + 1]
+                while p < end and indices[p] < column_end:
+                    weight = data[p]
+                    column = indices[p]
+                    for k in range(hidden):
+                        out[i, k] += weight * kernel[column, k]
+                    p += 1
+                cursor[i - first] = p
 
 
 def _concentration_from_h1(model: Model, h1: np.ndarray, batch_size: int) -> np.ndarray:
@@ -213,10 +234,14 @@ def _concentration_from_csr(model: Model, features: sp.csr_matrix, batch_size: i
     if features.shape[1] != model.network.n_kmers:
         raise ValueError(f"features have {features.shape[1]} columns, the model expects {model.network.n_kmers}")
     features = sp.csr_matrix(features)
+    if not features.has_sorted_indices:
+        features = features.sorted_indices()
     kernel, bias = model.first_layer_host
     h1 = np.empty((features.shape[0], kernel.shape[1]), np.float32)
-    _csr_times_dense(features.indptr.astype(np.int64), features.indices.astype(np.int64),
-                     features.data.astype(np.float32), kernel, bias, h1)
+    # copy=False: a featurized matrix already has these dtypes, and a copy of 150M nonzeros costs seconds.
+    _csr_times_dense(features.indptr.astype(np.int64, copy=False), features.indices.astype(np.int32, copy=False),
+                     features.data.astype(np.float32, copy=False), kernel, bias, h1,
+                     _CSR_ROWS_PER_BLOCK, _CSR_COLS_PER_BLOCK)
     return _concentration_from_h1(model, h1, batch_size)
 
 

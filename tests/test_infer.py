@@ -43,6 +43,30 @@ def test_latent_scores_sequences_csr_and_dense_agree(model, vocab):
     assert from_seqs.shape == (len(seqs), model.num_topics)
 
 
+
+def test_csr_first_layer_matches_dense_across_blocks_and_unsorted_rows(model):
+    # More rows than one row block and nonzeros in every column block; then the same rows with their
+    # nonzeros shuffled within each row (a CSR not made by featurize), and an int64-index copy.
+    import scipy.sparse as sp
+
+    from bindvae.infer import _CSR_ROWS_PER_BLOCK
+
+    n_rows, n_kmers = _CSR_ROWS_PER_BLOCK + 37, model.network.n_kmers
+    X = sp.random(n_rows, n_kmers, density=3e-4, format="csr", random_state=1, dtype=np.float32)
+    X.data[:] = np.random.default_rng(2).integers(1, 4, size=X.nnz)
+    expected = np.asarray(model_lib.posterior_concentration_dense(model.network, model.params, X.toarray()))
+    np.testing.assert_allclose(latent_scores(model, X, kind="concentration"), expected, rtol=2e-5, atol=2e-6)
+    shuffled = X.copy()
+    rng = np.random.default_rng(3)
+    for i in range(n_rows):
+        lo, hi = shuffled.indptr[i], shuffled.indptr[i + 1]
+        order = lo + rng.permutation(hi - lo)
+        shuffled.indices[lo:hi], shuffled.data[lo:hi] = X.indices[order], X.data[order]
+    shuffled.has_sorted_indices = False
+    np.testing.assert_allclose(latent_scores(model, shuffled, kind="concentration"), expected, rtol=2e-5, atol=2e-6)
+    wide = sp.csr_matrix((X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64)), shape=X.shape)
+    np.testing.assert_allclose(latent_scores(model, wide, kind="concentration"), expected, rtol=2e-5, atol=2e-6)
+
 def test_latent_scores_mean_is_normalised_concentration(model):
     seqs = _sequences()
     conc = latent_scores(model, seqs, kind="concentration")
