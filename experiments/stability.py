@@ -1,7 +1,7 @@
 """Numerical stability of long runs across prior concentrations.
 
     python -m experiments.stability [steps=20000] [alphas=0.1,1,10,50] [num_topics=100]
-        [hidden=300,300,300] [n_peaks=4096] [jsonl=PATH]
+        [hidden=300,300,300] [n_peaks=4096] [length=200] [jsonl=PATH]
 
 Trains the paper-size model (M = 100, 3 x 300 encoder, D = 112,800, batch 128) for ``steps``
 steps at each ``alpha`` on random 200 bp peaks with planted 10-mers (featurized for real), with the
@@ -31,7 +31,7 @@ from bindvae.kmers import featurize
 from bindvae.model import build_model
 from bindvae.train import create_train_state, make_train_loop, resolve_compute_path, resolve_steps_per_call
 
-_KEYS = {"steps", "alphas", "num_topics", "hidden", "n_peaks", "jsonl", "seed"}
+_KEYS = {"steps", "alphas", "num_topics", "hidden", "n_peaks", "length", "jsonl", "seed"}
 
 
 def planted_peaks(rng: np.random.Generator, n_peaks: int, length: int = 200, n_motifs: int = 10) -> list[str]:
@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     hidden = tuple(int(h) for h in args.get("hidden", "300,300,300").split(","))
     seed = int(args.get("seed", 0))
     rng = np.random.default_rng(seed)
-    X = featurize(planted_peaks(rng, int(args.get("n_peaks", 4096))))
+    length = int(args.get("length", 200))
+    if length <= 10:
+        raise SystemExit(f"error: length must be > 10 (peaks carry a planted 10-mer), got {length}")
+    X = featurize(planted_peaks(rng, int(args.get("n_peaks", 4096)), length=length))
     data = pad_rows(X, n_buckets=1)
     rows = []
     lines = ["| alpha | steps | skipped | params finite | min mean KL | final KL | final ELBO | learned prior | steps/s |",
@@ -121,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         sys.stdout.write(lines[-1] + "\n")
         sys.stdout.flush()
-    sys.stdout.write(f"Device: {jax.devices()[0].device_kind} ({jax.default_backend()})\n" + "\n".join(lines) + "\n")
+    sys.stdout.write(
+        f"Device: {jax.devices()[0].device_kind} ({jax.default_backend()}); {X.shape[0]} peaks of {length} bp, "
+        f"M={args.get('num_topics', 100)}, hidden {list(hidden)}, batch 128\n" + "\n".join(lines) + "\n"
+    )
     if "jsonl" in args:
         write_text_atomic(args["jsonl"], "".join(json.dumps(r) + "\n" for r in rows))
     return 0

@@ -179,7 +179,7 @@ def test_presets_compose(preset):
     config = compose_config(["run.train.steps=10", "run.train.prior_burn_in_steps=5"], preset=preset)
     assert config.name == preset and config.run.train.steps == 10
     assert [m[0] for m in config.data.motifs][:2] == ["FOS::JUN", "CTCF"]
-    expected_topics = {"default": 24, "full": 100, "demo": 10, "test": 8}[preset]
+    expected_topics = {"default": 24, "full": 100, "demo": 16, "test": 8}[preset]
     assert config.run.model.num_topics == expected_topics
     if preset == "full":
         assert config.run.model.hidden_sizes == (300, 300, 300) and config.run.train.learning_rate == 3e-4
