@@ -126,3 +126,36 @@ def test_analyze_sweep_selects_runs(tmp_path, reference_dir):
     ensemble = pd.read_csv(tmp_path / "analysis" / "ensemble.tsv", sep="\t", comment="#")
     assert set(ensemble["run"]) == {"a"} and set(",".join(ensemble["new_tfs"]).split(",")) == {
         "HOX_A", "HOX_B", "EBOX", "HOX_C", "B4"}
+
+
+def test_topic_with_many_assigned_tfs_names_a_few_and_points_to_the_table():
+    # Probes sampled from a whole database can assign hundreds of TFs to one (e.g. GC-rich) topic.
+    from bindvae.analysis.report import HEADING_TFS, TABLE_TFS, TopicSection, render_report
+
+    tfs = [(f"TF{i:02d}", 1e-6 * (i + 1), 0.9 - 0.01 * i) for i in range(30)]
+    section = TopicSection("topic_000", "logos/topic_000.png", "ACGT", [], [], [], tfs)
+    html = render_report("r", {}, [section], [])
+    heading = re.search(r"<h3>(.*?)</h3>", html).group(1)
+    assert heading == "topic_000: " + ", ".join(f"TF{i:02d}" for i in range(HEADING_TFS)) + " (+25 more)"
+    assert html.count("<td>TF") == TABLE_TFS and "TF09" in html and "TF10" not in html
+    assert "20 more assigned TFs in tf_mapping.tsv" in html
+    few = render_report("r", {}, [TopicSection("topic_001", "l.png", "A", [], [], [], tfs[:2])], [])
+    assert "<h3>topic_001: TF00, TF01</h3>" in few and "more" not in few
+
+
+def test_accessibility_figure_keeps_the_most_accessible_tfs(tmp_path, monkeypatch):
+    from bindvae import plotting
+    from bindvae.analysis import pipeline
+
+    n_topics = pipeline.FIGURE_TFS + 20
+    acc = pd.DataFrame({"topic": [f"topic_{m:03d}" for m in range(n_topics)],
+                        "tfs": [f"TF{m:02d}" for m in range(n_topics)],
+                        "accessibility": np.arange(1.0, n_topics + 1.0), "mean_score": 0.0})
+    drawn = {}
+    monkeypatch.setattr(plotting, "accessibility_figure", lambda table, labels: drawn.setdefault("t", table))
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, path: None)
+    figures = []
+    pipeline._accessibility_figure(acc, tmp_path / "run", None, tmp_path, figures)
+    assert list(drawn["t"]["tf"]) == [f"TF{m:02d}" for m in range(20, n_topics)]  # ascending, the top 40
+    assert figures == [(f"Accessibility per mapped TF (Fig. 3d): the 40 most accessible of {n_topics}",
+                        "accessibility.png")]

@@ -24,6 +24,7 @@ from bindvae.io import check_writable_dir
 logger = logging.getLogger(__name__)
 
 DEFAULT_JASPAR = "JASPAR2024"
+FIGURE_TFS = 40  # bars in the accessibility figure (the most accessible TFs when more are mapped)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,8 +208,12 @@ def _accessibility_figure(acc: pd.DataFrame, run_dir, compare: str | None, out: 
         labels = (label,)
         table = peaks.accessibility_per_tf(acc).sort_values(kind="stable").rename(label).rename_axis("tf").reset_index()
     if len(table):
-        _figure(plotting.accessibility_figure(table, list(labels)), out, "accessibility.png",
-                "Accessibility per mapped TF (Fig. 3d)", figures)
+        caption = "Accessibility per mapped TF (Fig. 3d)"
+        if len(table) > FIGURE_TFS:  # a bar per TF stays readable; accessibility.tsv keeps them all
+            caption += f": the {FIGURE_TFS} most accessible of {len(table)}"
+            top = table[list(labels)].max(axis=1).nlargest(FIGURE_TFS).index
+            table = table.loc[sorted(top)]
+        _figure(plotting.accessibility_figure(table, list(labels)), out, "accessibility.png", caption, figures)
 
 
 def _sections(names, motifs, kmer_table, tenmers, matches, mapping_table, acc) -> list[report.TopicSection]:
@@ -218,12 +223,13 @@ def _sections(names, motifs, kmer_table, tenmers, matches, mapping_table, acc) -
         k10 = tenmers[tenmers["topic"] == name].head(5)
         hits = matches[(matches["query"] == name) & (matches["rank"] <= 3)]
         tfs = mapping_table[(mapping_table["topic"] == name) & mapping_table["assigned"]]
+        tfs = tfs.sort_values(["q_value", "effect_size"], ascending=[True, False], kind="stable")
         sections.append(report.TopicSection(
             topic=name, logo=f"logos/{name}.png", consensus=motifs[m].consensus,
             top_kmers=list(zip(k8["kmer"], k8["weight"].astype(float))),
             top_10mers=list(zip(k10["kmer"], k10["score"].astype(float))),
             matches=list(zip(hits["target"], hits["target_name"], hits["q_value"].astype(float))),
-            tfs=list(zip(tfs["tf"], tfs["q_value"].astype(float))),
+            tfs=list(zip(tfs["tf"], tfs["q_value"].astype(float), tfs["effect_size"].astype(float))),
             accessibility=None if acc is None else float(acc["accessibility"].iloc[m]),
         ))
     return sections

@@ -25,6 +25,10 @@ img { max-width: 100%; }
 """
 
 
+HEADING_TFS = 5  # assigned TFs named in a topic's heading
+TABLE_TFS = 10  # assigned TFs listed in a topic's Algorithm 1 table
+
+
 @dataclasses.dataclass(frozen=True)
 class TopicSection:
     """What the report shows for one topic.
@@ -36,7 +40,10 @@ class TopicSection:
         top_kmers: best 8-mers by decoder weight ``(kmer, weight)``.
         top_10mers: best 10-mers by latent score ``(kmer, score)``.
         matches: best database matches ``(target id, target name, q-value)``.
-        tfs: TFs assigned by Algorithm 1 ``(tf, q-value)``.
+        tfs: TFs assigned by Algorithm 1 ``(tf, q-value, effect size)``, best first. With probes
+            sampled from a whole database a topic (e.g. a GC-rich one) may be assigned hundreds; the
+            page names the first :data:`HEADING_TFS` and lists :data:`TABLE_TFS`, the rest stay in
+            ``tf_mapping.tsv``.
         accessibility: sum of the topic's scores over the peaks, or None without peaks.
     """
 
@@ -67,7 +74,12 @@ def _fmt(value) -> str:
 
 def _topic_html(section: TopicSection) -> str:
     acc = "" if section.accessibility is None else f" · accessibility {section.accessibility:.4g}"
-    tfs = ", ".join(tf for tf, _ in section.tfs) or "unassigned"
+    n_tfs = len(section.tfs)
+    tfs = ", ".join(tf for tf, *_ in section.tfs[:HEADING_TFS]) or "unassigned"
+    if n_tfs > HEADING_TFS:
+        tfs += f" (+{n_tfs - HEADING_TFS} more)"
+    rest = (f'<p class="muted">{n_tfs - TABLE_TFS} more assigned TFs in tf_mapping.tsv</p>'
+            if n_tfs > TABLE_TFS else "")
     return (
         f'<section class="topic" id="{escape(section.topic)}"><h3>{escape(section.topic)}: {escape(tfs)}</h3>'
         f'<p class="muted">consensus <code>{escape(section.consensus)}</code>{escape(acc)}</p>'
@@ -75,7 +87,7 @@ def _topic_html(section: TopicSection) -> str:
         f"<div><b>top 8-mers</b>{_table(['k-mer', 'phi'], section.top_kmers)}</div>"
         f"<div><b>top 10-mers</b>{_table(['10-mer', 'score'], section.top_10mers)}</div>"
         f"<div><b>database matches</b>{_table(['id', 'name', 'q'], section.matches)}</div>"
-        f"<div><b>Algorithm 1</b>{_table(['TF', 'q'], section.tfs)}</div></div></section>"
+        f"<div><b>Algorithm 1</b>{_table(['TF', 'q', 'effect'], section.tfs[:TABLE_TFS])}{rest}</div></div></section>"
     )
 
 
