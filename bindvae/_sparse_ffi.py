@@ -192,10 +192,163 @@ def mixture_backward_handler(frame):  # pragma: no cover - compiled
     return 0
 
 
+# --- The fused step's handlers (``bindvae.fused``) ---------------------------------------------
+# The Adam handlers' parameter and moment results alias their arguments (``input_output_aliases``),
+# so they are updated in place; should XLA ever hand over distinct buffers, the arguments are copied
+# into the results first.
+
+
+@numba.njit(inline="always")
+def _same_or_copy(src, dst, shape):  # pragma: no cover - compiled
+    # src, dst: buffer addresses of an argument and the result that aliases it.
+    if src != dst:
+        _f32(dst, shape)[:] = _f32(src, shape)
+
+
+@numba.cfunc(_HANDLER, cache=True)
+def transpose_handler(frame):  # pragma: no cover - compiled
+    if _not_execute(frame):
+        return 0
+    a0, d0 = _buffer(frame, 9, 0)
+    a1, _ = _buffer(frame, 9, 1)
+    r0, _ = _buffer(frame, 14, 0)
+    src, scale, dst = _f32(a0, (d0[0], d0[1])), _f32(a1, (d0[0],)), _f32(r0, (d0[1], d0[0]))
+    n_threads = _n_threads(frame, 2)
+    if n_threads > 1:
+        k.transpose_parallel(src, scale, dst, n_threads)
+    else:
+        k.transpose(src, scale, 0, d0[1], dst)
+    return 0
+
+
+@numba.cfunc(_HANDLER, cache=True)
+def mixture_forward_t_handler(frame):  # pragma: no cover - compiled
+    if _not_execute(frame):
+        return 0
+    a0, d0 = _buffer(frame, 9, 0)
+    a1, d1 = _buffer(frame, 9, 1)
+    a2, _ = _buffer(frame, 9, 2)
+    a3, d3 = _buffer(frame, 9, 3)
+    a4, d4 = _buffer(frame, 9, 4)
+    r0, e0 = _buffer(frame, 14, 0)
+    col_ptr, rows, slots = _i32(a0, (d0[0],)), _i32(a1, (d1[0],)), _i32(a2, (d1[0],))
+    z, phi_t = _f32(a3, (d3[0], d3[1])), _f32(a4, (d4[0], d4[1]))
+    p = _f32(r0, (e0[0] * e0[1],))
+    p[:] = 1.0  # padding slots: p = 1, log p = 0
+    n_threads = _n_threads(frame, 5)
+    if n_threads > 1:
+        k.mixture_forward_t_parallel(col_ptr, rows, slots, z, phi_t, p, n_threads)
+    else:
+        k.mixture_forward_t(col_ptr, rows, slots, z, phi_t, 0, d0[0] - 1, p)
+    return 0
+
+
+@numba.cfunc(_HANDLER, cache=True)
+def mixture_backward_stats_handler(frame):  # pragma: no cover - compiled
+    if _not_execute(frame):
+        return 0
+    a0, d0 = _buffer(frame, 9, 0)
+    a1, d1 = _buffer(frame, 9, 1)
+    a2, _ = _buffer(frame, 9, 2)
+    a3, d3 = _buffer(frame, 9, 3)
+    a4, d4 = _buffer(frame, 9, 4)
+    a5, d5 = _buffer(frame, 9, 5)
+    r0, _ = _buffer(frame, 14, 0)
+    r1, _ = _buffer(frame, 14, 1)
+    col_ptr, rows, slots = _i32(a0, (d0[0],)), _i32(a1, (d1[0],)), _i32(a2, (d1[0],))
+    z, phi_t, dp = _f32(a3, (d3[0], d3[1])), _f32(a4, (d4[0], d4[1])), _f32(a5, (d5[0] * d5[1],))
+    dz, out = _f32(r0, (d3[0], d3[1])), _f32(r1, (4, d4[1]))
+    stats = np.zeros((4, d4[1]), np.float64)
+    n_threads = _n_threads(frame, 6)
+    if n_threads > 1:
+        k.mixture_backward_stats_parallel(col_ptr, rows, slots, z, phi_t, dp, dz, stats, n_threads)
+    else:
+        dz[:] = 0.0
+        k.mixture_backward_stats(col_ptr, rows, slots, z, phi_t, dp, 0, d0[0] - 1, dz, stats)
+    for i in range(4):
+        for m in range(d4[1]):
+            out[i, m] = stats[i, m]
+    return 0
+
+
+@numba.cfunc(_HANDLER, cache=True)
+def adam_first_layer_handler(frame):  # pragma: no cover - compiled
+    if _not_execute(frame):
+        return 0
+    a0, d0 = _buffer(frame, 9, 0)
+    a1, d1 = _buffer(frame, 9, 1)
+    a2, _ = _buffer(frame, 9, 2)
+    a3, d3 = _buffer(frame, 9, 3)
+    a4, d4 = _buffer(frame, 9, 4)
+    a5, _ = _buffer(frame, 9, 5)
+    a6, _ = _buffer(frame, 9, 6)
+    a7, d7 = _buffer(frame, 9, 7)
+    r0, _ = _buffer(frame, 14, 0)
+    r1, _ = _buffer(frame, 14, 1)
+    r2, _ = _buffer(frame, 14, 2)
+    r3, _ = _buffer(frame, 14, 3)
+    col_ptr, rows, values = _i32(a0, (d0[0],)), _i32(a1, (d1[0],)), _f32(a2, (d1[0],))
+    dh1, hyper = _f32(a3, (d3[0], d3[1])), _f32(a7, (d7[0],))
+    shape = (d4[0], d4[1])
+    _same_or_copy(a4, r0, shape)
+    _same_or_copy(a5, r1, shape)
+    _same_or_copy(a6, r2, shape)
+    w1, mu, nu = _f32(r0, shape), _f32(r1, shape), _f32(r2, shape)
+    sq = np.zeros(1, np.float64)
+    n_threads = _n_threads(frame, 8)
+    if n_threads > 1:
+        k.adam_first_layer_parallel(col_ptr, rows, values, dh1, w1, mu, nu, hyper, sq, n_threads)
+    else:
+        k.adam_first_layer(col_ptr, rows, values, dh1, w1, mu, nu, hyper, 0, d0[0] - 1, sq)
+    _f32(r3, (1,))[0] = sq[0]
+    return 0
+
+
+@numba.cfunc(_HANDLER, cache=True)
+def adam_theta_handler(frame):  # pragma: no cover - compiled
+    if _not_execute(frame):
+        return 0
+    a0, d0 = _buffer(frame, 9, 0)
+    a1, d1 = _buffer(frame, 9, 1)
+    a2, _ = _buffer(frame, 9, 2)
+    a3, d3 = _buffer(frame, 9, 3)
+    a4, d4 = _buffer(frame, 9, 4)
+    a5, d5 = _buffer(frame, 9, 5)
+    a6, _ = _buffer(frame, 9, 6)
+    a7, _ = _buffer(frame, 9, 7)
+    a8, _ = _buffer(frame, 9, 8)
+    a9, _ = _buffer(frame, 9, 9)
+    a10, d10 = _buffer(frame, 9, 10)
+    r0, _ = _buffer(frame, 14, 0)
+    r1, _ = _buffer(frame, 14, 1)
+    r2, _ = _buffer(frame, 14, 2)
+    col_ptr, rows, slots = _i32(a0, (d0[0],)), _i32(a1, (d1[0],)), _i32(a2, (d1[0],))
+    shape = (d4[1], d4[0])  # theta [M, D]; phi_t is [D, M]
+    z, phi_t, dp = _f32(a3, (d3[0], d3[1])), _f32(a4, (d4[0], d4[1])), _f32(a5, (d5[0] * d5[1],))
+    s, hyper = _f32(a6, (d4[1],)), _f32(a10, (d10[0],))
+    _same_or_copy(a7, r0, shape)
+    _same_or_copy(a8, r1, shape)
+    _same_or_copy(a9, r2, shape)
+    theta, mu, nu = _f32(r0, shape), _f32(r1, shape), _f32(r2, shape)
+    if hyper[0] == 0.0:
+        return 0
+    n_threads = _n_threads(frame, 11)
+    if n_threads > 1:
+        k.adam_theta_parallel(col_ptr, rows, slots, z, phi_t, dp, s, theta, mu, nu, hyper, n_threads)
+    else:
+        k.adam_theta(col_ptr, rows, slots, z, phi_t, dp, s, theta, mu, nu, hyper, 0, d0[0] - 1)
+    return 0
+
+
 HANDLERS = {
     "bindvae_column_order": column_order_handler,
     "bindvae_first_layer_forward": first_layer_forward_handler,
     "bindvae_first_layer_backward": first_layer_backward_handler,
     "bindvae_mixture_forward": mixture_forward_handler,
     "bindvae_mixture_backward": mixture_backward_handler,
+    "bindvae_transpose": transpose_handler,
+    "bindvae_mixture_forward_t": mixture_forward_t_handler,
+    "bindvae_mixture_backward_stats": mixture_backward_stats_handler,
+    "bindvae_adam_first_layer": adam_first_layer_handler,
+    "bindvae_adam_theta": adam_theta_handler,
 }

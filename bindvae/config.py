@@ -18,7 +18,7 @@ from typing import Any, Optional
 from bindvae.errors import ConfigError
 
 ACTIVATIONS = ("relu", "gelu", "softplus", "tanh", "elu", "silu")
-COMPUTE_PATHS = ("auto", "sparse", "sparse_cpu", "dense")
+COMPUTE_PATHS = ("auto", "sparse", "sparse_cpu", "fused_cpu", "dense")
 SAMPLERS = ("fast", "exact")
 THETA_INITS = ("glorot", "background")
 DATA_SOURCES = ("synthetic", "npz", "fasta", "reference", "shards")
@@ -96,8 +96,10 @@ class TrainConfig:
         val_fraction: fraction of sequences held out for validation.
         resume: continue from the run directory's latest checkpoint.
         overwrite: delete an existing run's checkpoints and start over.
-        compute_path: ``sparse`` (gathers at nonzero k-mers), ``dense`` (count matrix), or
-            ``auto`` (the faster one measured for the backend: see ``bindvae.train.resolve_compute_path``).
+        compute_path: ``sparse`` (gathers at nonzero k-mers), ``dense`` (count matrix), the CPU-only
+            ``sparse_cpu`` (numba kernels) and ``fused_cpu`` (the same kernels with Adam applied to
+            W1 and theta inside them, ``bindvae.fused``), or ``auto`` (the fastest measured for the
+            backend: see ``bindvae.train.resolve_compute_path``).
         sampler: Dirichlet sampler for z: ``fast`` (fixed-width Marsaglia-Tsang, no rejection loop;
             see ``bindvae.sampling``) or ``exact`` (``jax.random.dirichlet``); both give implicit gradients.
         steps_per_call: optimiser steps per device dispatch (``lax.scan``); 0 = auto

@@ -195,3 +195,85 @@ def log_likelihood(z: jax.Array, theta: jax.Array, counts: jax.Array, order: Col
     p = topic_mixture(z.astype(jnp.float32), phi, order, counts.shape[1])
     log_p = jnp.log(jnp.maximum(p, jnp.finfo(p.dtype).tiny))
     return jnp.sum(jnp.where(counts > 0, counts * log_p, 0.0), axis=-1)
+
+
+# --- Pieces of the fused step (``bindvae.fused``) ---------------------------------------------
+
+
+def first_layer_value(w1: jax.Array, order: ColumnOrder, n_batch: int) -> jax.Array:
+    """h1 = x @ W1 with no gradient (the fused step builds W1's gradient inside Adam)."""
+    shape = jax.ShapeDtypeStruct((n_batch, w1.shape[1]), jnp.float32)
+    return _call("bindvae_first_layer_forward", shape, order.col_ptr, order.rows, order.values, w1, _thread_count())
+
+
+def scaled_transpose(x: jax.Array, scale: jax.Array) -> jax.Array:
+    """(x * scale[:, None])^T of a float32 [M, D] matrix, [D, M] (XLA:CPU's transpose of phi took ~50 ms on 2 cores)."""
+    shape = jax.ShapeDtypeStruct(x.shape[::-1], jnp.float32)
+    return _call("bindvae_transpose", shape, x.astype(jnp.float32), scale.astype(jnp.float32), _thread_count())
+
+
+def topic_mixture_value(z: jax.Array, phi_t: jax.Array, order: ColumnOrder, width: int) -> jax.Array:
+    """p[b, k] = (z @ phi)[b, indices[b, k]] with no gradient, from phi_t = phi^T [D, M]; padding slots hold 1."""
+    shape = jax.ShapeDtypeStruct((z.shape[0], width), jnp.float32)
+    return _call("bindvae_mixture_forward_t", shape, order.col_ptr, order.rows, order.slots, z, phi_t, _thread_count())
+
+
+def mixture_backward_stats(z: jax.Array, phi_t: jax.Array, dp: jax.Array, order: ColumnOrder) -> tuple[jax.Array, jax.Array]:
+    """dz and the per-topic sums that stand in for dphi [M, D], which is not written.
+
+    phi_t is phi^T [D, M] (each k-mer's topic probabilities contiguous). With
+    dphi[m, j] = sum over the nonzeros (b, j) of dp[b, k] z[b, m]:
+
+    Returns:
+        (dz [B, M] = sum_k dp[b, k] phi[:, indices[b, k]],
+         stats [4, M]: sum_j phi dphi, sum_j (phi dphi)^2, sum_j phi^2 dphi, sum_j phi^2),
+        the sums accumulated in float64. theta's gradient is phi (dphi - stats[0]) and its squared
+        norm ``sum(stats[1] - 2 stats[0] stats[2] + stats[0]^2 stats[3])``.
+    """
+    shapes = (jax.ShapeDtypeStruct(z.shape, jnp.float32), jax.ShapeDtypeStruct((4, phi_t.shape[1]), jnp.float32))
+    return _call("bindvae_mixture_backward_stats", shapes, order.col_ptr, order.rows, order.slots, z, phi_t, dp, _thread_count())
+
+
+def _call_in_place(name: str, aliases: dict, shapes, *args):
+    return jax.ffi.ffi_call(name, shapes, vmap_method="sequential", input_output_aliases=aliases)(*args)
+
+
+def adam_first_layer(order: ColumnOrder, dh1, w1, mu, nu, hyper) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Adam on W1 with dW1 = x^T dh1 rebuilt row by row from the batch (never written whole).
+
+    Args:
+        order: the batch's :func:`column_order`.
+        dh1: float32 [B, H] gradient of the loss at the first layer's output.
+        w1, mu, nu: float32 [D, H] parameter and Adam moments, updated in place (their buffers
+            are aliased to the results; donate them).
+        hyper: float32 [9] ``bindvae.fused.adam_hyper`` (ok flag, learning rate, decays, eps,
+            bias corrections); ok = 0 returns the three unchanged.
+
+    Returns:
+        (w1, mu, nu) after the update and [1] the squared norm of dW1 (summed in float64).
+    """
+    shape = jax.ShapeDtypeStruct(w1.shape, jnp.float32)
+    return _call_in_place(
+        "bindvae_adam_first_layer", {4: 0, 5: 1, 6: 2}, (shape, shape, shape, jax.ShapeDtypeStruct((1,), jnp.float32)),
+        order.col_ptr, order.rows, order.values, dh1, w1, mu, nu, hyper, _thread_count(),
+    )
+
+
+def adam_theta(order: ColumnOrder, z, phi_t, dp, s, theta, mu, nu, hyper) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Adam on theta with dtheta = phi (dphi - s) rebuilt per column tile (never written whole).
+
+    Args:
+        order: the batch's :func:`column_order`.
+        z: [B, M] topic proportions; phi_t: [D, M] softmax(theta)^T; dp: [B, K] gradient at p.
+        s: [M] sum_j phi dphi (``mixture_backward_stats``' first row).
+        theta, mu, nu: float32 [M, D], updated in place (aliased to the results).
+        hyper: as for :func:`adam_first_layer`.
+
+    Returns:
+        (theta, mu, nu) after the update.
+    """
+    shape = jax.ShapeDtypeStruct(theta.shape, jnp.float32)
+    return _call_in_place(
+        "bindvae_adam_theta", {7: 0, 8: 1, 9: 2}, (shape, shape, shape),
+        order.col_ptr, order.rows, order.slots, z, phi_t, dp, s, theta, mu, nu, hyper, _thread_count(),
+    )

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import scipy.sparse as sp
+from flax import struct
 from flax.training import train_state
 
 from bindvae import checkpoint as ckpt
@@ -47,10 +48,16 @@ METRIC_KEYS = ("loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alph
 
 
 class TrainState(train_state.TrainState):
-    """Flax TrainState plus non-finite step counters (int32 scalars)."""
+    """Flax TrainState plus non-finite step counters (int32 scalars).
+
+    ``learning_rate`` and ``moment_dtype`` (static) are the optimiser's settings, which the fused
+    CPU step (``bindvae.fused``) applies itself to W1 and theta.
+    """
 
     bad_steps: jax.Array
     skipped_steps: jax.Array
+    learning_rate: float = struct.field(pytree_node=False, default=0.0)
+    moment_dtype: str = struct.field(pytree_node=False, default="float32")
 
 
 class FreezeState(NamedTuple):
@@ -113,29 +120,42 @@ def create_train_state(model: BindVAE, config: TrainConfig, key: jax.Array, thet
         tx=make_optimizer(config),
         bad_steps=jnp.zeros([], jnp.int32),
         skipped_steps=jnp.zeros([], jnp.int32),
+        learning_rate=float(config.learning_rate),
+        moment_dtype=config.optimizer_state_dtype,
     )
 
 
-def resolve_compute_path(path: str, backend: str | None = None) -> str:
-    """``sparse``, ``sparse_cpu`` or ``dense`` for a configured path; ``auto`` picks per backend.
+def resolve_compute_path(path: str, backend: str | None = None, *, moment_dtype: str = "float32", n_devices: int = 1) -> str:
+    """``fused_cpu``, ``sparse_cpu``, ``sparse`` or ``dense`` for a configured path; ``auto`` picks per backend.
 
     Measured with ``python -m experiments.benchmark only=train`` (batch 128, M = 100, D = 112,800):
-    on the CPU, ``sparse_cpu`` (numba kernels that stream W1 and phi in k-mer order) is several
-    times faster than ``dense`` and than ``sparse``, whose XLA gathers and scatter-adds run
-    elementwise; ``sparse_cpu``'s kernels exist only on the CPU, and on GPUs the dense path's
-    matmuls win.
+    on the CPU, ``fused_cpu`` (``bindvae.fused``: numba kernels that stream W1 and phi in k-mer
+    order and apply Adam to W1 and theta inside their gradient kernels) is the fastest, then
+    ``sparse_cpu`` (the same kernels writing dense gradients for optax), well ahead of ``dense`` and
+    of ``sparse``, whose XLA gathers and scatter-adds run elementwise. The numba kernels exist only
+    on the CPU; on GPUs the dense path's matmuls win. ``fused_cpu`` needs float32 Adam moments and
+    one device, so ``auto`` picks ``sparse_cpu`` on the CPU otherwise.
 
     Raises:
-        ConfigError: ``sparse_cpu`` asked for on another backend.
+        ConfigError: a CPU path asked for on another backend, or ``fused_cpu`` with bfloat16
+            moments or several devices.
     """
     backend = backend or jax.default_backend()
-    if path == "sparse_cpu" and backend != "cpu":
+    if path in ("sparse_cpu", "fused_cpu") and backend != "cpu":
         raise ConfigError(
-            "train.compute_path", f"sparse_cpu runs on the CPU backend only, not {backend}; use auto, sparse or dense"
+            "train.compute_path", f"{path} runs on the CPU backend only, not {backend}; use auto, sparse or dense"
+        )
+    fusable = moment_dtype == "float32" and n_devices == 1
+    if path == "fused_cpu" and not fusable:
+        raise ConfigError(
+            "train.compute_path",
+            "fused_cpu needs float32 Adam moments (train.optimizer_state_dtype) and one device (train.devices); use auto or sparse_cpu",
         )
     if path != "auto":
         return path
-    return "sparse_cpu" if backend == "cpu" else "dense"
+    if backend != "cpu":
+        return "dense"
+    return "fused_cpu" if fusable else "sparse_cpu"
 
 
 def resolve_steps_per_call(steps_per_call: int, backend: str | None = None) -> int:
@@ -161,7 +181,7 @@ def row_terms(model: BindVAE, params, indices, counts, key, path: str, sampler: 
     Returns:
         (log_likelihood [B], kl [B], prior_alpha [M]).
     """
-    if path == "sparse_cpu":
+    if path in ("sparse_cpu", "fused_cpu"):  # fused_cpu differs in its update only (bindvae.fused)
         from bindvae import sparse_ops  # numba kernels as XLA CPU targets: loaded only on this path
 
         order = sparse_ops.column_order(indices, counts, model.n_kmers)
@@ -190,7 +210,11 @@ def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str, sa
         (loss, {"loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean"}).
         ``reconstruction`` is the mean log-likelihood (<= 0).
     """
-    ll, kl, prior = row_terms(model, params, indices, counts, key, path, sampler)
+    return batch_metrics(*row_terms(model, params, indices, counts, key, path, sampler), counts)
+
+
+def batch_metrics(ll, kl, prior, counts):
+    """(loss, metrics) of :func:`loss_and_metrics` from the per-sequence terms of a batch."""
     elbo = ll - kl
     loss = -jnp.mean(elbo)
     metrics = {
@@ -229,11 +253,20 @@ def _update_if(ok, state: TrainState, grads):
 
 def _apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, key, sampler: str = "fast"):
     step_key = jax.random.fold_in(key, state.step)
-    grad_fn = jax.value_and_grad(lambda p: loss_and_metrics(model, p, indices, counts, step_key, path, sampler), has_aux=True)
-    (loss, metrics), grads = grad_fn(state.params)
-    grad_norm = optax.global_norm(grads)
-    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    params, opt_state = _update_if(ok, state, grads)
+    if path == "fused_cpu":
+        from bindvae import fused  # numba kernels as XLA CPU targets: loaded only on this path
+
+        if state.moment_dtype != "float32" or not state.learning_rate:
+            raise ConfigError("train.compute_path", "fused_cpu needs float32 Adam moments and a state from create_train_state")
+        params, opt_state, metrics, grad_norm, ok = fused.fused_step(
+            model, state, indices, counts, step_key, sampler, state.learning_rate, batch_metrics
+        )
+    else:
+        grad_fn = jax.value_and_grad(lambda p: loss_and_metrics(model, p, indices, counts, step_key, path, sampler), has_aux=True)
+        (loss, metrics), grads = grad_fn(state.params)
+        grad_norm = optax.global_norm(grads)
+        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        params, opt_state = _update_if(ok, state, grads)
     state = state.replace(
         step=state.step + 1,
         params=params,
@@ -600,7 +633,6 @@ def fit(
     if train_X.shape[0] == 0:
         raise ConfigError("data", "no training sequences")
     existing = prepare_run_dir(workdir, tc)
-    path = resolve_compute_path(tc.compute_path)
     per_call = resolve_steps_per_call(tc.steps_per_call)
     model = build_model(config.model, n_kmers)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(tc.seed), 3)
@@ -616,6 +648,7 @@ def fit(
     metric_logger.log_config(to_dict(config))
     val_data = data_lib.pad_rows(val_X, tc.n_length_buckets) if val_X is not None and val_X.shape[0] else None
     mesh = parallel.make_mesh(tc.devices)
+    path = resolve_compute_path(tc.compute_path, moment_dtype=tc.optimizer_state_dtype, n_devices=int(mesh.devices.size))
     loop, eval_step = make_train_loop(model, path, tc.sampler), make_eval_step(model, path, tc.sampler)
     if mesh.devices.size == 1 and not isinstance(train_X, ShardIndex):
         feed, n_train, close_feed = _resident_feed(tc, train_X, loop)

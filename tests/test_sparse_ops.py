@@ -112,7 +112,7 @@ def test_resolve_compute_path_picks_sparse_cpu_on_cpu_only():
     from bindvae.errors import ConfigError
     from bindvae.train import resolve_compute_path
 
-    assert resolve_compute_path("auto", "cpu") == "sparse_cpu"
+    assert resolve_compute_path("auto", "cpu") == "fused_cpu"
     assert resolve_compute_path("auto", "gpu") == "dense"
     assert resolve_compute_path("sparse", "gpu") == "sparse"
     with pytest.raises(ConfigError, match="train.compute_path"):

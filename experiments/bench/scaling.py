@@ -76,7 +76,8 @@ def _device_probe(max_devices: int, mean_nnz: int, repeats: int) -> dict:
 
     from bindvae.train import resolve_compute_path
 
-    path = resolve_compute_path("auto", jax.default_backend())
+    # The path auto picks for several devices (fused_cpu applies to one only), at every count alike.
+    path = resolve_compute_path("auto", jax.default_backend(), n_devices=2)
     counts = [n for n in (1, 2, 4, 8) if n <= min(max_devices, jax.device_count())]
     return {"backend": jax.default_backend(), "path": path,
             "seconds": {n: step_seconds(path, mean_nnz, 100, repeats, n) for n in counts}}

@@ -7,7 +7,8 @@ of ``steps_per_call`` steps (the training loop of ``bindvae.train.make_train_loo
 the device), after a warm-up call that compiles.
 
 Paths: ``dense``, ``sparse`` (XLA gathers) and, on the CPU only, ``sparse_cpu`` (numba kernels as
-XLA CPU targets); z is drawn with the default ``fast`` sampler, plus one row with the ``exact``
+XLA CPU targets) and ``fused_cpu`` (the same kernels with Adam applied to W1 and theta inside them,
+``bindvae.fused``); z is drawn with the default ``fast`` sampler, plus one row with the ``exact``
 sampler (``jax.random.dirichlet``'s rejection loop) on the auto path for comparison.
 
 On the CPU, the auto path and bare Adam are measured once more in a child process started with
@@ -149,7 +150,7 @@ def run(quick: bool, repeats: int, child: bool = False) -> list[dict]:
          "notes": f"{n_params / 1e6:.1f}M params, {adam * 1e3:.2f} ms/update, {steps} update(s)/call"}
     ]
     auto = resolve_compute_path("auto", backend)
-    paths = ("sparse", "sparse_cpu", "dense") if backend == "cpu" else ("sparse", "dense")
+    paths = ("sparse", "sparse_cpu", "fused_cpu", "dense") if backend == "cpu" else ("sparse", "dense")
     shapes = {"peaks_200bp": SHAPES["peaks_200bp"]} if quick else SHAPES
     for name, nnz in shapes.items():
         runs = [(path, "fast") for path in paths if not quick or path == auto]

@@ -1,0 +1,147 @@
+"""The fused CPU training step (``train.compute_path=fused_cpu``, what ``auto`` picks on the CPU).
+
+On a CPU the paper-size step is bound by memory traffic: W1 [D, H] and theta [M, D] hold 45M of the
+model's 45M parameters, and Adam alone reads and writes their values and both moments. The
+``sparse_cpu`` step adds to that the dense gradients dW1 and dtheta (written by the backward
+kernels, read again by Adam and by the gradient norm) and their zero fills. Here they are never
+formed: the backward pass stops at dh1 [B, H] (the first layer's output) and at dp [B, K] (the
+mixture at the batch's nonzeros), and two Adam kernels (``bindvae.sparse_ops.adam_first_layer``,
+``adam_theta``) rebuild each row of dW1 / column tile of dtheta from the batch's nonzeros and
+update the parameter and its moments there, in place.
+
+The arithmetic is optax.adam's (b1 0.9, b2 0.999, eps 1e-8, the learning rate of the run), element
+by element, and the step keeps the rest of ``bindvae.train``'s contract: the gradient's global norm
+(``l2_grads``) covers every parameter (W1's part summed by its Adam kernel, theta's from per-topic
+sums), and a step whose loss or gradient is not finite changes nothing: that is decided before
+any update from the loss, the small parameters' gradients and theta's sums (dW1 = x^T dh1 is finite
+whenever dh1 is, and dh1 reaches the first layer's bias gradient). The other parameters
+(the small encoder layers, the prior with its burn-in) go through the run's optax transformation
+as before, and the optimiser state keeps optax's layout, so checkpoints are interchangeable with
+the other paths'. Adam moments in bfloat16 are not supported here (``auto`` then picks
+``sparse_cpu``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bindvae import objectives, sparse_ops
+from bindvae.model import BindVAE, prior_alpha
+
+B1, B2, EPS = 0.9, 0.999, 1e-8  # optax.adam's defaults, used by bindvae.train.make_optimizer
+_W1 = ("encoder", "input_kernel")
+_THETA = ("topic_kmer", "theta")
+
+
+def _get(tree, path):
+    return tree[path[0]][path[1]]
+
+
+def _put(tree, path, value):
+    return {**tree, path[0]: {**tree[path[0]], path[1]: value}}
+
+
+def _net_adam(opt_state):
+    """The ``net`` branch's optax.adam state (count, mu, nu) inside ``make_optimizer``'s state."""
+    adam = opt_state.inner_states["net"].inner_state[0]
+    if not isinstance(adam, optax.ScaleByAdamState):  # pragma: no cover - guards a change of optax's layout
+        raise TypeError(f"unexpected optimiser state layout: {type(adam).__name__}")
+    return adam
+
+
+def _with_net_adam(opt_state, adam):
+    net = opt_state.inner_states["net"]
+    inner = (adam,) + tuple(net.inner_state[1:])
+    return opt_state._replace(inner_states={**opt_state.inner_states, "net": net._replace(inner_state=inner)})
+
+
+def adam_hyper(ok: jax.Array, learning_rate: float, count: jax.Array) -> jax.Array:
+    """float32 [9] for the Adam kernels: [ok, lr, 1 - b1, b1, 1 - b2, b2, eps, 1 - b1^t, 1 - b2^t].
+
+    ``count`` is Adam's step count after this update (t), as optax's bias correction uses it.
+    """
+    values = [ok.astype(jnp.float32), learning_rate, 1 - B1, B1, 1 - B2, B2, EPS, 1 - B1**count, 1 - B2**count]
+    return jnp.stack([jnp.asarray(v, jnp.float32) for v in values])
+
+
+def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learning_rate: float, metrics_fn):
+    """One training step with W1 and theta updated inside their gradient kernels.
+
+    Args:
+        model: the BindVAE.
+        state: ``bindvae.train.TrainState``.
+        indices, counts: the padded batch [B, K].
+        key: this step's PRNG key.
+        sampler: Dirichlet sampler.
+        learning_rate: Adam's learning rate (the run's).
+        metrics_fn: ``(ll, kl, prior, counts) -> (loss, metrics)`` of ``bindvae.train``.
+
+    Returns:
+        (params, opt_state, metrics, grad_norm, ok); unchanged params and state when not ok.
+    """
+    params = state.params
+    w1, theta = _get(params, _W1), _get(params, _THETA)
+    n_batch, width = indices.shape
+    order = sparse_ops.column_order(indices, counts, model.n_kmers)
+    h1 = sparse_ops.first_layer_value(w1, order, n_batch)
+    frozen_w1, frozen_theta = jax.lax.stop_gradient(w1), jax.lax.stop_gradient(theta)
+
+    def head(small, h1):
+        full = _put(_put(small, _W1, frozen_w1), _THETA, frozen_theta)
+        conc = model.apply({"params": full}, h1 + full["encoder"]["input_bias"], method=BindVAE.from_preactivation)
+        prior = prior_alpha(full, model.min_concentration, model.max_concentration)
+        z = objectives.sample_topics(key, conc, sampler)
+        return z.astype(jnp.float32), objectives.dirichlet_kl(conc, prior), prior
+
+    small = _put(_put(params, _W1, None), _THETA, None)
+    (z, kl, prior), head_vjp = jax.vjp(head, small, h1)
+    # phi^T [D, M]: the kernels read each k-mer's topic probabilities as one contiguous run.
+    # (softmax's exponentials from XLA; the normalisation is folded into the transposing kernel)
+    logits = theta.astype(jnp.float32)
+    unnormalized = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+    phi_t = sparse_ops.scaled_transpose(unnormalized, 1.0 / jnp.sum(unnormalized, axis=-1))
+    p = sparse_ops.topic_mixture_value(z, phi_t, order, width)
+    tiny = jnp.finfo(jnp.float32).tiny
+    present = counts > 0
+    ll = jnp.sum(jnp.where(present, counts * jnp.log(jnp.maximum(p, tiny)), 0.0), axis=-1)
+    loss, metrics = metrics_fn(ll, kl, prior, counts)
+    # loss = -mean_b(ll_b - kl_b): d loss / d p[b, k] = -counts[b, k] / (B p[b, k]), d loss / d kl_b = 1 / B.
+    dp = jnp.where(present & (p > tiny), -counts / (n_batch * jnp.maximum(p, tiny)), 0.0).astype(jnp.float32)
+    dz, stats = sparse_ops.mixture_backward_stats(z, phi_t, dp, order)
+    d_small, dh1 = head_vjp((dz, jnp.full_like(kl, 1.0 / n_batch), jnp.zeros_like(prior)))
+
+    s, sq_phi_grad, phi2_grad, phi2 = stats
+    sq_theta = jnp.maximum(jnp.sum(sq_phi_grad - 2.0 * s * phi2_grad + s * s * phi2), 0.0)
+    sq_small = sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(d_small))
+    # dW1 = x^T dh1 is finite when dh1 is, and dh1 enters sq_small through the first layer's bias
+    # gradient (sum_b dh1[b]); its squared norm comes out of the Adam kernel, which forms each row.
+    ok = jnp.isfinite(loss) & jnp.isfinite(sq_small + sq_theta)
+
+    # The small parameters through the run's optax transformation; its updates of W1 and theta
+    # (zero gradients here) are dropped below, so XLA removes them.
+    grads = _put(_put(d_small, _W1, jnp.zeros_like(w1)), _THETA, jnp.zeros_like(theta))
+    updates, new_opt = state.tx.update(grads, state.opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+    new_params = jax.tree.map(keep, _put(_put(new_params, _W1, w1), _THETA, theta), params)
+    old_adam, new_adam = _net_adam(state.opt_state), _net_adam(new_opt)
+    mu = _put(_put(new_adam.mu, _W1, _get(old_adam.mu, _W1)), _THETA, _get(old_adam.mu, _THETA))
+    nu = _put(_put(new_adam.nu, _W1, _get(old_adam.nu, _W1)), _THETA, _get(old_adam.nu, _THETA))
+    new_opt = jax.tree.map(keep, _with_net_adam(new_opt, new_adam._replace(mu=mu, nu=nu)), state.opt_state)
+
+    hyper = adam_hyper(ok, learning_rate, new_adam.count)
+    w1_new, w1_mu, w1_nu, sq_w1 = sparse_ops.adam_first_layer(
+        order, dh1, w1, _get(old_adam.mu, _W1), _get(old_adam.nu, _W1), hyper
+    )
+    grad_norm = jnp.sqrt(sq_small + sq_theta + sq_w1[0])
+    th_new, th_mu, th_nu = sparse_ops.adam_theta(
+        order, z, phi_t, dp, s, theta, _get(old_adam.mu, _THETA), _get(old_adam.nu, _THETA), hyper
+    )
+    new_params = _put(_put(new_params, _W1, w1_new), _THETA, th_new)
+    adam = _net_adam(new_opt)
+    adam = adam._replace(
+        mu=_put(_put(adam.mu, _W1, w1_mu), _THETA, th_mu), nu=_put(_put(adam.nu, _W1, w1_nu), _THETA, th_nu)
+    )
+    return new_params, _with_net_adam(new_opt, adam), metrics, grad_norm, ok

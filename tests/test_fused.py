@@ -1,0 +1,99 @@
+"""The fused CPU step (Adam applied to W1 and theta inside their gradient kernels) against the
+unfused sparse_cpu step, which runs optax on dense gradients."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numba
+import numpy as np
+import pytest
+
+from bindvae import train
+from bindvae.config import ModelConfig, TrainConfig
+from bindvae.errors import ConfigError
+from bindvae.model import build_model
+
+pytest.importorskip("bindvae.sparse_ops")
+pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA CPU targets")
+
+N_KMERS = 300  # several 64-column tiles and a partial last one
+
+
+def _batches(n, seed=0, batch=8, width=40):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        indices = rng.integers(0, N_KMERS, (batch, width)).astype(np.int32)
+        counts = rng.integers(1, 4, (batch, width)).astype(np.float32)
+        for b in range(batch):
+            counts[b, rng.integers(width // 4, width):] = 0.0  # padding, arbitrary ids
+        out.append({"indices": jnp.asarray(indices), "counts": jnp.asarray(counts)})
+    return out
+
+
+def _run(path, batches, config, threads=None):
+    model = build_model(ModelConfig(num_topics=6, hidden_sizes=(32, 16)), N_KMERS)
+    state = train.create_train_state(model, config, jax.random.key(0))
+    previous = numba.get_num_threads()
+    if threads:
+        numba.set_num_threads(threads)  # read when the step is traced
+    try:
+        step = train.make_train_step(model, path)
+        metrics = []
+        for batch in batches:
+            state, m = step(state, batch, jax.random.key(3))
+            metrics.append(jax.device_get(m))
+    finally:
+        numba.set_num_threads(previous)
+    return state, metrics
+
+
+def _assert_trees_close(a, b, what):
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        scale = max(float(np.abs(x).max()), 1e-30)
+        np.testing.assert_allclose(x / scale, y / scale, atol=2e-6, err_msg=f"{what}{jax.tree_util.keystr(path)}")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_step_matches_optax_on_dense_gradients(threads):
+    # Six steps across the prior's thaw (burn-in 3): parameters, both Adam moments of every leaf,
+    # the step counts and every metric (l2_grads included) agree with the unfused path.
+    config = TrainConfig(batch_size=8, prior_burn_in_steps=3, learning_rate=0.01)
+    batches = _batches(6)
+    ref, ref_metrics = _run("sparse_cpu", batches, config)
+    fused, fused_metrics = _run("fused_cpu", batches, config, threads)
+    _assert_trees_close(ref.params, fused.params, "params")
+    _assert_trees_close(ref.opt_state, fused.opt_state, "opt_state")
+    assert int(fused.step) == 6 and int(fused.skipped_steps) == 0
+    for r, f in zip(ref_metrics, fused_metrics):
+        for key in train.METRIC_KEYS:
+            np.testing.assert_allclose(f[key], r[key], rtol=2e-5, err_msg=key)
+    # The parameters did move (W1 and theta are the fused ones).
+    start, _ = _run("fused_cpu", [], config)
+    for leaf in (("encoder", "input_kernel"), ("topic_kmer", "theta")):
+        assert float(jnp.abs(fused.params[leaf[0]][leaf[1]] - start.params[leaf[0]][leaf[1]]).max()) > 1e-3
+
+
+def test_fused_step_skips_a_non_finite_batch_and_changes_nothing():
+    config = TrainConfig(batch_size=8, prior_burn_in_steps=0, learning_rate=0.01)
+    good = _batches(2, seed=1)
+    bad = {"indices": good[1]["indices"], "counts": good[1]["counts"].at[0, 0].set(jnp.inf)}
+    before, _ = _run("fused_cpu", good[:1], config)
+    after, metrics = _run("fused_cpu", [good[0], bad], config)
+    assert not bool(metrics[-1]["finite"])
+    assert int(after.skipped_steps) == 1 and int(after.bad_steps) == 1
+    _assert_trees_close(before.params, after.params, "params")
+    _assert_trees_close(before.opt_state, after.opt_state, "opt_state")
+
+
+def test_auto_picks_the_fused_step_on_the_cpu_only_where_it_applies():
+    assert train.resolve_compute_path("auto", "cpu") == "fused_cpu"
+    assert train.resolve_compute_path("auto", "cpu", moment_dtype="bfloat16") == "sparse_cpu"
+    assert train.resolve_compute_path("auto", "cpu", n_devices=2) == "sparse_cpu"
+    assert train.resolve_compute_path("auto", "gpu") == "dense"
+    with pytest.raises(ConfigError, match="bfloat16|float32"):
+        train.resolve_compute_path("fused_cpu", "cpu", moment_dtype="bfloat16")
+    with pytest.raises(ConfigError, match="CPU backend only"):
+        train.resolve_compute_path("fused_cpu", "gpu")
