@@ -119,19 +119,16 @@ def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learni
     # gradient (sum_b dh1[b]); its squared norm comes out of the Adam kernel, which forms each row.
     ok = jnp.isfinite(loss) & jnp.isfinite(sq_small + sq_theta)
 
-    # The small parameters through the run's optax transformation; its updates of W1 and theta
-    # (zero gradients here) are dropped below, so XLA removes them.
+    # The small parameters through the run's optax transformation; its results for W1 and theta
+    # (zero gradients here) are replaced by the kernels' below, so XLA removes their computation.
     grads = _put(_put(d_small, _W1, jnp.zeros_like(w1)), _THETA, jnp.zeros_like(theta))
     updates, new_opt = state.tx.update(grads, state.opt_state, params)
-    new_params = optax.apply_updates(params, updates)
     keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
-    new_params = jax.tree.map(keep, _put(_put(new_params, _W1, w1), _THETA, theta), params)
-    old_adam, new_adam = _net_adam(state.opt_state), _net_adam(new_opt)
-    mu = _put(_put(new_adam.mu, _W1, _get(old_adam.mu, _W1)), _THETA, _get(old_adam.mu, _THETA))
-    nu = _put(_put(new_adam.nu, _W1, _get(old_adam.nu, _W1)), _THETA, _get(old_adam.nu, _THETA))
-    new_opt = jax.tree.map(keep, _with_net_adam(new_opt, new_adam._replace(mu=mu, nu=nu)), state.opt_state)
+    new_params = jax.tree.map(keep, optax.apply_updates(params, updates), params)
+    new_opt = jax.tree.map(keep, new_opt, state.opt_state)
 
-    hyper = adam_hyper(ok, learning_rate, new_adam.count)
+    old_adam = _net_adam(state.opt_state)
+    hyper = adam_hyper(ok, learning_rate, _net_adam(new_opt).count)
     w1_new, w1_mu, w1_nu, sq_w1 = sparse_ops.adam_first_layer(
         order, dh1, w1, _get(old_adam.mu, _W1), _get(old_adam.nu, _W1), hyper
     )
