@@ -108,7 +108,7 @@ def test_kernels_run_inside_scan(case):
         np.testing.assert_allclose(sums[shift], jnp.sum(x @ w1), rtol=1e-5)
 
 
-def test_resolve_compute_path_picks_sparse_cpu_on_cpu_only():
+def test_resolve_compute_path_picks_the_numba_paths_on_cpu_only():
     from bindvae.errors import ConfigError
     from bindvae.train import resolve_compute_path
 
