@@ -175,7 +175,7 @@ def row_terms(model: BindVAE, params, indices, counts, key, path: str, sampler: 
         indices: int32 [B, K] k-mer ids (padding: any id, count 0).
         counts: float32 [B, K].
         key: PRNG key for z.
-        path: ``sparse``, ``sparse_cpu`` (numba kernels, CPU only) or ``dense`` (same values up to float rounding).
+        path: ``sparse``, ``sparse_cpu`` or ``fused_cpu`` (numba kernels, CPU only; the same terms) or ``dense`` (same values up to float rounding).
         sampler: ``fast`` or ``exact`` Dirichlet sampler (``bindvae.objectives.sample_topics``).
 
     Returns:
@@ -351,7 +351,7 @@ class FitResult:
         metrics: the last logged training metrics (plain keys).
         val_metrics: the last validation metrics (``val_elbo``, ``val_perplexity``, ...), may be empty.
         workdir: the run directory.
-        compute_path: ``sparse`` or ``dense``, as used.
+        compute_path: the resolved path (``dense``, ``sparse``, ``sparse_cpu`` or ``fused_cpu``), as used.
         steps_per_call: steps per dispatch, as used.
         steps_per_sec: optimiser steps per second over this call (compilation included).
         elapsed_s: wall time of the training loop.
