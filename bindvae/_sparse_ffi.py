@@ -206,18 +206,25 @@ def _same_or_copy(src, dst, shape):  # pragma: no cover - compiled
 
 
 @numba.cfunc(_HANDLER, cache=True)
-def transpose_handler(frame):  # pragma: no cover - compiled
+def exp_transposed_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
     a0, d0 = _buffer(frame, 9, 0)
-    a1, _ = _buffer(frame, 9, 1)
     r0, _ = _buffer(frame, 14, 0)
-    src, scale, dst = _f32(a0, (d0[0], d0[1])), _f32(a1, (d0[0],)), _f32(r0, (d0[1], d0[0]))
+    r1, _ = _buffer(frame, 14, 1)
+    r2, _ = _buffer(frame, 14, 2)
+    theta, out = _f32(a0, (d0[0], d0[1])), _f32(r0, (d0[1], d0[0]))  # argument 1 aliases out; unread
+    row_sum = np.zeros(d0[0], np.float64)
+    n_bad = np.zeros(1, np.int64)
     n_threads = _n_threads(frame, 2)
     if n_threads > 1:
-        k.transpose_parallel(src, scale, dst, n_threads)
+        k.exp_transposed_parallel(theta, out, row_sum, n_bad, n_threads)
     else:
-        k.transpose(src, scale, 0, d0[1], dst)
+        k.exp_transposed(theta, out, row_sum, n_bad)
+    sums = _f32(r1, (d0[0],))
+    for m in range(d0[0]):
+        sums[m] = row_sum[m]
+    _f32(r2, (1,))[0] = n_bad[0]
     return 0
 
 
@@ -244,7 +251,7 @@ def mixture_forward_t_handler(frame):  # pragma: no cover - compiled
 
 
 @numba.cfunc(_HANDLER, cache=True)
-def mixture_backward_stats_handler(frame):  # pragma: no cover - compiled
+def mixture_backward_dz_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
     a0, d0 = _buffer(frame, 9, 0)
@@ -252,22 +259,16 @@ def mixture_backward_stats_handler(frame):  # pragma: no cover - compiled
     a2, _ = _buffer(frame, 9, 2)
     a3, d3 = _buffer(frame, 9, 3)
     a4, d4 = _buffer(frame, 9, 4)
-    a5, d5 = _buffer(frame, 9, 5)
-    r0, _ = _buffer(frame, 14, 0)
-    r1, _ = _buffer(frame, 14, 1)
+    r0, e0 = _buffer(frame, 14, 0)
     col_ptr, rows, slots = _i32(a0, (d0[0],)), _i32(a1, (d1[0],)), _i32(a2, (d1[0],))
-    z, phi_t, dp = _f32(a3, (d3[0], d3[1])), _f32(a4, (d4[0], d4[1])), _f32(a5, (d5[0] * d5[1],))
-    dz, out = _f32(r0, (d3[0], d3[1])), _f32(r1, (4, d4[1]))
-    stats = np.zeros((4, d4[1]), np.float64)
-    n_threads = _n_threads(frame, 6)
+    phi_t, dp = _f32(a3, (d3[0], d3[1])), _f32(a4, (d4[0] * d4[1],))
+    dz = _f32(r0, (e0[0], e0[1]))
+    n_threads = _n_threads(frame, 5)
     if n_threads > 1:
-        k.mixture_backward_stats_parallel(col_ptr, rows, slots, z, phi_t, dp, dz, stats, n_threads)
+        k.mixture_backward_dz_parallel(col_ptr, rows, slots, phi_t, dp, dz, n_threads)
     else:
         dz[:] = 0.0
-        k.mixture_backward_stats(col_ptr, rows, slots, z, phi_t, dp, 0, d0[0] - 1, dz, stats)
-    for i in range(4):
-        for m in range(d4[1]):
-            out[i, m] = stats[i, m]
+        k.mixture_backward_dz(col_ptr, rows, slots, phi_t, dp, 0, d0[0] - 1, dz)
     return 0
 
 
@@ -313,30 +314,32 @@ def adam_theta_handler(frame):  # pragma: no cover - compiled
     a2, _ = _buffer(frame, 9, 2)
     a3, d3 = _buffer(frame, 9, 3)
     a4, d4 = _buffer(frame, 9, 4)
-    a5, d5 = _buffer(frame, 9, 5)
-    a6, _ = _buffer(frame, 9, 6)
+    a5, _ = _buffer(frame, 9, 5)
+    a6, d6 = _buffer(frame, 9, 6)
     a7, _ = _buffer(frame, 9, 7)
     a8, _ = _buffer(frame, 9, 8)
     a9, _ = _buffer(frame, 9, 9)
-    a10, d10 = _buffer(frame, 9, 10)
+    a10, _ = _buffer(frame, 9, 10)
+    a11, d11 = _buffer(frame, 9, 11)
     r0, _ = _buffer(frame, 14, 0)
     r1, _ = _buffer(frame, 14, 1)
     r2, _ = _buffer(frame, 14, 2)
+    r3, _ = _buffer(frame, 14, 3)
     col_ptr, rows, slots = _i32(a0, (d0[0],)), _i32(a1, (d1[0],)), _i32(a2, (d1[0],))
     shape = (d4[1], d4[0])  # theta [M, D]; phi_t is [D, M]
-    z, phi_t, dp = _f32(a3, (d3[0], d3[1])), _f32(a4, (d4[0], d4[1])), _f32(a5, (d5[0] * d5[1],))
-    s, hyper = _f32(a6, (d4[1],)), _f32(a10, (d10[0],))
-    _same_or_copy(a7, r0, shape)
-    _same_or_copy(a8, r1, shape)
-    _same_or_copy(a9, r2, shape)
+    z, phi_t, scale = _f32(a3, (d3[0], d3[1])), _f32(a4, (d4[0], d4[1])), _f32(a5, (d4[1],))
+    dp, s, hyper = _f32(a6, (d6[0] * d6[1],)), _f32(a7, (d4[1],)), _f32(a11, (d11[0],))
+    _same_or_copy(a8, r0, shape)
+    _same_or_copy(a9, r1, shape)
+    _same_or_copy(a10, r2, shape)
     theta, mu, nu = _f32(r0, shape), _f32(r1, shape), _f32(r2, shape)
-    if hyper[0] == 0.0:
-        return 0
-    n_threads = _n_threads(frame, 11)
+    sq = np.zeros(1, np.float64)
+    n_threads = _n_threads(frame, 12)
     if n_threads > 1:
-        k.adam_theta_parallel(col_ptr, rows, slots, z, phi_t, dp, s, theta, mu, nu, hyper, n_threads)
+        k.adam_theta_parallel(col_ptr, rows, slots, z, phi_t, scale, dp, s, theta, mu, nu, hyper, sq, n_threads)
     else:
-        k.adam_theta(col_ptr, rows, slots, z, phi_t, dp, s, theta, mu, nu, hyper, 0, d0[0] - 1)
+        k.adam_theta(col_ptr, rows, slots, z, phi_t, scale, dp, s, theta, mu, nu, hyper, 0, d0[0] - 1, sq)
+    _f32(r3, (1,))[0] = sq[0]
     return 0
 
 
@@ -346,9 +349,9 @@ HANDLERS = {
     "bindvae_first_layer_backward": first_layer_backward_handler,
     "bindvae_mixture_forward": mixture_forward_handler,
     "bindvae_mixture_backward": mixture_backward_handler,
-    "bindvae_transpose": transpose_handler,
+    "bindvae_exp_transposed": exp_transposed_handler,
     "bindvae_mixture_forward_t": mixture_forward_t_handler,
-    "bindvae_mixture_backward_stats": mixture_backward_stats_handler,
+    "bindvae_mixture_backward_dz": mixture_backward_dz_handler,
     "bindvae_adam_first_layer": adam_first_layer_handler,
     "bindvae_adam_theta": adam_theta_handler,
 }

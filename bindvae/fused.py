@@ -9,12 +9,17 @@ mixture at the batch's nonzeros), and two Adam kernels (``bindvae.sparse_ops.ada
 ``adam_theta``) rebuild each row of dW1 / column tile of dtheta from the batch's nonzeros and
 update the parameter and its moments there, in place.
 
+The softmax over theta is one kernel too (``exp_transposed``: XLA's version made two 45 MB
+temporaries and four passes over them), writing phi^T unnormalised into a buffer kept across steps
+(``TrainState.workspace``), so no step allocates (and page-faults in) a fresh 45 MB array.
+
 The arithmetic is optax.adam's (b1 0.9, b2 0.999, eps 1e-8, the learning rate of the run), element
 by element, and the step keeps the rest of ``bindvae.train``'s contract: the gradient's global norm
-(``l2_grads``) covers every parameter (W1's part summed by its Adam kernel, theta's from per-topic
-sums), and a step whose loss or gradient is not finite changes nothing: that is decided before
-any update from the loss, the small parameters' gradients and theta's sums (dW1 = x^T dh1 is finite
-whenever dh1 is, and dh1 reaches the first layer's bias gradient). The other parameters
+(``l2_grads``) covers every parameter (W1's and theta's parts summed by their Adam kernels), and a
+step whose loss or gradient is not finite changes nothing. That is decided before any update,
+from the loss, the small parameters' gradients and a bound on theta's gradient norm that holds
+because the likelihood's gradient at the mixture is never positive (see :func:`fused_step`; dW1 =
+x^T dh1 is finite whenever dh1 is, and dh1 reaches the first layer's bias gradient). The other parameters
 (the small encoder layers, the prior with its burn-in) go through the run's optax transformation
 as before, and the optimiser state keeps optax's layout, so checkpoints are interchangeable with
 the other paths'. Adam moments in bfloat16 are not supported here (``auto`` then picks
@@ -66,12 +71,22 @@ def adam_hyper(ok: jax.Array, learning_rate: float, count: jax.Array) -> jax.Arr
     return jnp.stack([jnp.asarray(v, jnp.float32) for v in values])
 
 
+def new_workspace(model: BindVAE) -> dict:
+    """The fused step's buffers kept across steps (``TrainState.workspace``): phi^T [D, M].
+
+    Each step overwrites it (``sparse_ops.softmax_t`` writes into it in place), so a step allocates
+    no 45 MB temporary; at the paper's size a fresh one cost ~18 ms of first-touch page faults
+    per step on a 2-core CPU, about as much as the kernel that fills it.
+    """
+    return {"phi_t": jnp.zeros((model.n_kmers, model.num_topics), jnp.float32)}
+
+
 def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learning_rate: float, metrics_fn):
     """One training step with W1 and theta updated inside their gradient kernels.
 
     Args:
         model: the BindVAE.
-        state: ``bindvae.train.TrainState``.
+        state: ``bindvae.train.TrainState`` with its ``workspace`` (:func:`new_workspace`).
         indices, counts: the padded batch [B, K].
         key: this step's PRNG key.
         sampler: Dirichlet sampler.
@@ -79,7 +94,7 @@ def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learni
         metrics_fn: ``(ll, kl, prior, counts) -> (loss, metrics)`` of ``bindvae.train``.
 
     Returns:
-        (params, opt_state, metrics, grad_norm, ok); unchanged params and state when not ok.
+        (params, opt_state, metrics, grad_norm, ok, workspace); unchanged params and state when not ok.
     """
     params = state.params
     w1, theta = _get(params, _W1), _get(params, _THETA)
@@ -97,27 +112,36 @@ def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learni
 
     small = _put(_put(params, _W1, None), _THETA, None)
     (z, kl, prior), head_vjp = jax.vjp(head, small, h1)
-    # phi^T [D, M]: the kernels read each k-mer's topic probabilities as one contiguous run.
-    # (softmax's exponentials from XLA; the normalisation is folded into the transposing kernel)
-    logits = theta.astype(jnp.float32)
-    unnormalized = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
-    phi_t = sparse_ops.scaled_transpose(unnormalized, 1.0 / jnp.sum(unnormalized, axis=-1))
-    p = sparse_ops.topic_mixture_value(z, phi_t, order, width)
+    # phi^T [D, M] = e_t * scale: the kernels read each k-mer's topic probabilities as one
+    # contiguous run; the softmax's division is folded into their inputs (z * scale, dz * scale).
+    e_t, row_sum, theta_bad = sparse_ops.exp_transposed(theta, state.workspace["phi_t"])
+    scale = 1.0 / row_sum
+    p = sparse_ops.topic_mixture_value(z * scale, e_t, order, width)
     tiny = jnp.finfo(jnp.float32).tiny
     present = counts > 0
     ll = jnp.sum(jnp.where(present, counts * jnp.log(jnp.maximum(p, tiny)), 0.0), axis=-1)
     loss, metrics = metrics_fn(ll, kl, prior, counts)
     # loss = -mean_b(ll_b - kl_b): d loss / d p[b, k] = -counts[b, k] / (B p[b, k]), d loss / d kl_b = 1 / B.
     dp = jnp.where(present & (p > tiny), -counts / (n_batch * jnp.maximum(p, tiny)), 0.0).astype(jnp.float32)
-    dz, stats = sparse_ops.mixture_backward_stats(z, phi_t, dp, order)
+    dz = sparse_ops.mixture_backward_dz(e_t, dp, order) * scale
     d_small, dh1 = head_vjp((dz, jnp.full_like(kl, 1.0 / n_batch), jnp.zeros_like(prior)))
+    # The softmax's backward: dtheta = phi (dphi - s) with s[m] = sum_j phi dphi = sum_b z[b, m] dz[b, m].
+    s = jnp.sum(z * dz, axis=0)
 
-    s, sq_phi_grad, phi2_grad, phi2 = stats
-    sq_theta = jnp.maximum(jnp.sum(sq_phi_grad - 2.0 * s * phi2_grad + s * s * phi2), 0.0)
     sq_small = sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(d_small))
-    # dW1 = x^T dh1 is finite when dh1 is, and dh1 enters sq_small through the first layer's bias
-    # gradient (sum_b dh1[b]); its squared norm comes out of the Adam kernel, which forms each row.
-    ok = jnp.isfinite(loss) & jnp.isfinite(sq_small + sq_theta)
+    # Whether the step is taken is decided before W1 and theta are updated, so from bounds: dp <= 0,
+    # z, phi >= 0 make dphi <= 0 and s a phi-weighted mean of dphi, hence |dphi - s| <= max(|dphi|, |s|)
+    # and |dtheta|^2 = sum phi^2 (dphi - s)^2 <= 2 sum_m s_m^2 (sum_j phi = 1, sum_j phi |dphi| = |s|).
+    # With sum |dp| finite no partial sum of dphi overflows, so a finite bound means a finite
+    # dtheta and a finite norm. dW1 = x^T dh1 is finite when dh1 is, and dh1 enters sq_small
+    # through the first layer's bias gradient (sum_b dh1[b]). The norms themselves come out of the
+    # Adam kernels, which form each row of dW1 / tile of dtheta.
+    theta_bound = 2.0 * jnp.sum(jnp.square(s))
+    ok = (
+        jnp.isfinite(loss)
+        & jnp.isfinite(sq_small + theta_bound - jnp.sum(dp))
+        & (theta_bad[0] == 0)
+    )
 
     # The small parameters through the run's optax transformation; its results for W1 and theta
     # (zero gradients here) are replaced by the kernels' below, so XLA removes their computation.
@@ -132,13 +156,13 @@ def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learni
     w1_new, w1_mu, w1_nu, sq_w1 = sparse_ops.adam_first_layer(
         order, dh1, w1, _get(old_adam.mu, _W1), _get(old_adam.nu, _W1), hyper
     )
-    grad_norm = jnp.sqrt(sq_small + sq_theta + sq_w1[0])
-    th_new, th_mu, th_nu = sparse_ops.adam_theta(
-        order, z, phi_t, dp, s, theta, _get(old_adam.mu, _THETA), _get(old_adam.nu, _THETA), hyper
+    th_new, th_mu, th_nu, sq_theta = sparse_ops.adam_theta(
+        order, z, e_t, scale, dp, s, theta, _get(old_adam.mu, _THETA), _get(old_adam.nu, _THETA), hyper
     )
+    grad_norm = jnp.sqrt(sq_small + sq_theta[0] + sq_w1[0])
     new_params = _put(_put(new_params, _W1, w1_new), _THETA, th_new)
     adam = _net_adam(new_opt)
     adam = adam._replace(
         mu=_put(_put(adam.mu, _W1, w1_mu), _THETA, th_mu), nu=_put(_put(adam.nu, _W1, w1_nu), _THETA, th_nu)
     )
-    return new_params, _with_net_adam(new_opt, adam), metrics, grad_norm, ok
+    return new_params, _with_net_adam(new_opt, adam), metrics, grad_norm, ok, {"phi_t": e_t}

@@ -93,6 +93,10 @@ def _call(name: str, shapes, *args):
     return jax.ffi.ffi_call(name, shapes, vmap_method="sequential")(*args)
 
 
+def _call_in_place(name: str, aliases: dict, shapes, *args):
+    return jax.ffi.ffi_call(name, shapes, vmap_method="sequential", input_output_aliases=aliases)(*args)
+
+
 def column_order(indices: jax.Array, counts: jax.Array, n_kmers: int) -> ColumnOrder:
     """Sort a padded batch's nonzero slots by k-mer id (slots with count 0 are dropped).
 
@@ -206,10 +210,26 @@ def first_layer_value(w1: jax.Array, order: ColumnOrder, n_batch: int) -> jax.Ar
     return _call("bindvae_first_layer_forward", shape, order.col_ptr, order.rows, order.values, w1, _thread_count())
 
 
-def scaled_transpose(x: jax.Array, scale: jax.Array) -> jax.Array:
-    """(x * scale[:, None])^T of a float32 [M, D] matrix, [D, M] (XLA:CPU's transpose of phi took ~50 ms on 2 cores)."""
-    shape = jax.ShapeDtypeStruct(x.shape[::-1], jnp.float32)
-    return _call("bindvae_transpose", shape, x.astype(jnp.float32), scale.astype(jnp.float32), _thread_count())
+def exp_transposed(theta: jax.Array, out: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """softmax(theta, axis=-1)^T unnormalised: e^(theta - row max)^T [D, M] of float32 theta [M, D].
+
+    One kernel instead of XLA's max, exponentials, sum and a transpose (each a pass over 45 MB at
+    the paper's size, and two 45 MB temporaries): the row maxima in one pass, then the
+    exponentials written transposed while they are summed. phi^T = result / row_sum (the fused
+    step folds the division into its other kernels' inputs). Exponentials within a few ulp of
+    float32's; entries more than 87 below their row's maximum (e^-87 ~ 1e-38) are 0. The result
+    is written into ``out`` (float32 [D, M], its contents unused; aliased to the result: donate it).
+
+    Returns:
+        (float32 [D, M], row_sum float32 [M] (summed in float64), float32 [1] the number of
+        non-finite entries of theta; the first two are not meaningful when it is above 0).
+    """
+    shapes = (
+        jax.ShapeDtypeStruct(theta.shape[::-1], jnp.float32),
+        jax.ShapeDtypeStruct(theta.shape[:1], jnp.float32),
+        jax.ShapeDtypeStruct((1,), jnp.float32),
+    )
+    return _call_in_place("bindvae_exp_transposed", {1: 0}, shapes, theta.astype(jnp.float32), out, _thread_count())
 
 
 def topic_mixture_value(z: jax.Array, phi_t: jax.Array, order: ColumnOrder, width: int) -> jax.Array:
@@ -218,24 +238,14 @@ def topic_mixture_value(z: jax.Array, phi_t: jax.Array, order: ColumnOrder, widt
     return _call("bindvae_mixture_forward_t", shape, order.col_ptr, order.rows, order.slots, z, phi_t, _thread_count())
 
 
-def mixture_backward_stats(z: jax.Array, phi_t: jax.Array, dp: jax.Array, order: ColumnOrder) -> tuple[jax.Array, jax.Array]:
-    """dz and the per-topic sums that stand in for dphi [M, D], which is not written.
+def mixture_backward_dz(phi_t: jax.Array, dp: jax.Array, order: ColumnOrder) -> jax.Array:
+    """dz [B, M] = sum_k dp[b, k] phi[:, indices[b, k]], from phi_t = phi^T [D, M] (any scaling of
+    phi's rows carries over to dz's columns) and dp [B, K], the gradient at the mixture's nonzeros.
 
-    phi_t is phi^T [D, M] (each k-mer's topic probabilities contiguous). With
-    dphi[m, j] = sum over the nonzeros (b, j) of dp[b, k] z[b, m]:
-
-    Returns:
-        (dz [B, M] = sum_k dp[b, k] phi[:, indices[b, k]],
-         stats [4, M]: sum_j phi dphi, sum_j (phi dphi)^2, sum_j phi^2 dphi, sum_j phi^2),
-        the sums accumulated in float64. theta's gradient is phi (dphi - stats[0]) and its squared
-        norm ``sum(stats[1] - 2 stats[0] stats[2] + stats[0]^2 stats[3])``.
+    dphi [M, D] itself is not formed: ``adam_theta`` rebuilds it tile by tile.
     """
-    shapes = (jax.ShapeDtypeStruct(z.shape, jnp.float32), jax.ShapeDtypeStruct((4, phi_t.shape[1]), jnp.float32))
-    return _call("bindvae_mixture_backward_stats", shapes, order.col_ptr, order.rows, order.slots, z, phi_t, dp, _thread_count())
-
-
-def _call_in_place(name: str, aliases: dict, shapes, *args):
-    return jax.ffi.ffi_call(name, shapes, vmap_method="sequential", input_output_aliases=aliases)(*args)
+    shape = jax.ShapeDtypeStruct((dp.shape[0], phi_t.shape[1]), jnp.float32)
+    return _call("bindvae_mixture_backward_dz", shape, order.col_ptr, order.rows, order.slots, phi_t, dp, _thread_count())
 
 
 def adam_first_layer(order: ColumnOrder, dh1, w1, mu, nu, hyper) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -259,21 +269,22 @@ def adam_first_layer(order: ColumnOrder, dh1, w1, mu, nu, hyper) -> tuple[jax.Ar
     )
 
 
-def adam_theta(order: ColumnOrder, z, phi_t, dp, s, theta, mu, nu, hyper) -> tuple[jax.Array, jax.Array, jax.Array]:
+def adam_theta(order: ColumnOrder, z, phi_t, scale, dp, s, theta, mu, nu, hyper) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Adam on theta with dtheta = phi (dphi - s) rebuilt per column tile (never written whole).
 
     Args:
         order: the batch's :func:`column_order`.
-        z: [B, M] topic proportions; phi_t: [D, M] softmax(theta)^T; dp: [B, K] gradient at p.
-        s: [M] sum_j phi dphi (``mixture_backward_stats``' first row).
+        z: [B, M] topic proportions; dp: [B, K] gradient at p.
+        phi_t, scale: phi^T = phi_t * scale[None, :] (``exp_transposed``'s result and 1 / row_sum).
+        s: [M] sum_j phi dphi (= sum_b z[b] dz[b]).
         theta, mu, nu: float32 [M, D], updated in place (aliased to the results).
-        hyper: as for :func:`adam_first_layer`.
+        hyper: as for :func:`adam_first_layer`; ok = 0 leaves the three unchanged.
 
     Returns:
-        (theta, mu, nu) after the update.
+        (theta, mu, nu) after the update and [1] the squared norm of dtheta (summed in float64).
     """
     shape = jax.ShapeDtypeStruct(theta.shape, jnp.float32)
     return _call_in_place(
-        "bindvae_adam_theta", {7: 0, 8: 1, 9: 2}, (shape, shape, shape),
-        order.col_ptr, order.rows, order.slots, z, phi_t, dp, s, theta, mu, nu, hyper, _thread_count(),
+        "bindvae_adam_theta", {8: 0, 9: 1, 10: 2}, (shape, shape, shape, jax.ShapeDtypeStruct((1,), jnp.float32)),
+        order.col_ptr, order.rows, order.slots, z, phi_t, scale, dp, s, theta, mu, nu, hyper, _thread_count(),
     )

@@ -51,11 +51,14 @@ class TrainState(train_state.TrainState):
     """Flax TrainState plus non-finite step counters (int32 scalars).
 
     ``learning_rate`` and ``moment_dtype`` (static) are the optimiser's settings, which the fused
-    CPU step (``bindvae.fused``) applies itself to W1 and theta.
+    CPU step (``bindvae.fused``) applies itself to W1 and theta. ``workspace`` holds that step's
+    buffers kept from one step to the next (``bindvae.fused.new_workspace``; None on the other
+    paths); it is derived data, never checkpointed.
     """
 
     bad_steps: jax.Array
     skipped_steps: jax.Array
+    workspace: Any = None
     learning_rate: float = struct.field(pytree_node=False, default=0.0)
     moment_dtype: str = struct.field(pytree_node=False, default="float32")
 
@@ -258,9 +261,10 @@ def _apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, k
 
         if state.moment_dtype != "float32" or not state.learning_rate:
             raise ConfigError("train.compute_path", "fused_cpu needs float32 Adam moments and a state from create_train_state")
-        params, opt_state, metrics, grad_norm, ok = fused.fused_step(
+        params, opt_state, metrics, grad_norm, ok, workspace = fused.fused_step(
             model, state, indices, counts, step_key, sampler, state.learning_rate, batch_metrics
         )
+        state = state.replace(workspace=workspace)
     else:
         grad_fn = jax.value_and_grad(lambda p: loss_and_metrics(model, p, indices, counts, step_key, path, sampler), has_aux=True)
         (loss, metrics), grads = grad_fn(state.params)
@@ -287,7 +291,24 @@ def make_train_step(model: BindVAE, path: str, sampler: str = "fast"):
     def step(state, batch, key):
         return _apply_step(model, path, state, batch["indices"], batch["counts"], key, sampler)
 
-    return jax.jit(step, donate_argnums=0)
+    return _with_workspace(jax.jit(step, donate_argnums=0), model, path)
+
+
+def _with_workspace(jitted, model: BindVAE, path: str):
+    # The fused step keeps buffers across steps in ``state.workspace``; a state without them gets
+    # them here, before the first call, so that the jitted step sees one pytree structure only.
+    if path != "fused_cpu":
+        return jitted
+
+    @functools.wraps(jitted)
+    def call(state, *args, **kwargs):
+        if state.workspace is None:
+            from bindvae import fused
+
+            state = state.replace(workspace=fused.new_workspace(model))
+        return jitted(state, *args, **kwargs)
+
+    return call
 
 
 def make_train_loop(model: BindVAE, path: str, sampler: str = "fast"):
@@ -310,7 +331,7 @@ def make_train_loop(model: BindVAE, path: str, sampler: str = "fast"):
         sums["n_finite"] = jnp.sum(finite.astype(jnp.int32))
         return state, sums
 
-    return jax.jit(run, static_argnames=("width",), donate_argnums=0)
+    return _with_workspace(jax.jit(run, static_argnames=("width",), donate_argnums=0), model, path)
 
 
 def make_eval_step(model: BindVAE, path: str, sampler: str = "fast"):

@@ -17,7 +17,7 @@ from bindvae.model import build_model
 pytest.importorskip("bindvae.sparse_ops")
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA CPU targets")
 
-N_KMERS = 300  # several 64-column tiles and a partial last one
+N_KMERS = 2200  # several 64-column tiles, two 1024-column Adam tiles of theta and partial last ones
 
 
 def _batches(n, seed=0, batch=8, width=40):
@@ -97,3 +97,31 @@ def test_auto_picks_the_fused_step_on_the_cpu_only_where_it_applies():
         train.resolve_compute_path("fused_cpu", "cpu", moment_dtype="bfloat16")
     with pytest.raises(ConfigError, match="CPU backend only"):
         train.resolve_compute_path("fused_cpu", "gpu")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_exp_transposed_kernel_is_the_softmax_transposed(threads):
+    from bindvae import sparse_ops
+
+    rng = np.random.default_rng(4)
+    theta = (rng.standard_normal((7, 2500)) * 25).astype(np.float32)  # rows span more than e^-87
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        run = jax.jit(sparse_ops.exp_transposed, donate_argnums=1)
+        e_t, row_sum, n_bad = run(jnp.asarray(theta), jnp.zeros(theta.shape[::-1], jnp.float32))
+        bad = theta.copy()
+        bad[2, 100], bad[5, 2400] = np.nan, np.inf
+        _, _, n_bad_of_bad = run(jnp.asarray(bad), jnp.zeros(theta.shape[::-1], jnp.float32))
+    finally:
+        numba.set_num_threads(previous)
+    shifted = (theta - theta.max(axis=1, keepdims=True)).astype(np.float64)  # the float32 difference
+    expected = np.exp(shifted)
+    got = np.asarray(e_t).T.astype(np.float64)
+    normal = shifted >= -87.0
+    np.testing.assert_allclose(got[normal], expected[normal], rtol=1e-6)
+    assert np.all(got[~normal] == 0.0) and (~normal).sum() > 1000
+    np.testing.assert_allclose(np.asarray(row_sum), expected.sum(axis=1), rtol=1e-6)
+    softmax = got / np.asarray(row_sum, np.float64)[:, None]
+    np.testing.assert_allclose(softmax.sum(axis=1), 1.0, rtol=1e-6)
+    assert float(n_bad[0]) == 0.0 and float(n_bad_of_bad[0]) == 2.0
