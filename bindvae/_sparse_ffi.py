@@ -83,6 +83,11 @@ _i32 = numba.njit(inline="always")(_i32)
 _HANDLER = types.int64(types.CPointer(types.int64))
 
 
+@numba.njit(inline="always")
+def _n_threads(frame, i):  # pragma: no cover - compiled
+    return _i32(_buffer(frame, 9, i)[0], (1,))[0]
+
+
 @numba.cfunc(_HANDLER, cache=True)
 def column_order_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
@@ -95,16 +100,17 @@ def column_order_handler(frame):  # pragma: no cover - compiled
     r3, _ = _buffer(frame, 14, 3)
     shape = (d0[0], d0[1])
     rows, slots, values = _i32(r1, (e1[0],)), _i32(r2, (e1[0],)), _f32(r3, (e1[0],))
-    rows[:] = 0
-    slots[:] = 0
-    values[:] = 0.0
-    k.column_order(_i32(a0, shape), _f32(a1, shape), e0[0] - 1, _i32(r0, (e0[0],)), rows, slots, values)
+    indices, counts, col_ptr = _i32(a0, shape), _f32(a1, shape), _i32(r0, (e0[0],))
+    n_threads = _n_threads(frame, 2)
+    if n_threads > 1:
+        k.column_order_parallel(indices, counts, e0[0] - 1, col_ptr, rows, slots, values, n_threads)
+    else:
+        k.column_order(indices, counts, e0[0] - 1, col_ptr, rows, slots, values)
+    used = col_ptr[e0[0] - 1]  # the slots past the nonzeros are never read; zeroed all the same
+    rows[used:] = 0
+    slots[used:] = 0
+    values[used:] = 0.0
     return 0
-
-
-@numba.njit(inline="always")
-def _n_threads(frame, i):  # pragma: no cover - compiled
-    return _i32(_buffer(frame, 9, i)[0], (1,))[0]
 
 
 @numba.cfunc(_HANDLER, cache=True)

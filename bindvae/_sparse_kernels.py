@@ -23,11 +23,13 @@ from numba.extending import intrinsic
 # Columns per tile of the [M, D] decoder arrays: 64 float32 = 4 cache lines per topic row, so a
 # tile of M = 100 rows (25 KB) stays in L1/L2 while its columns are used.
 TILE = 64
-# Columns per tile of theta's Adam update (``_adam_theta``): long runs of each topic row keep the
-# hardware prefetcher on 300 streams (theta, mu, nu); the tile's gradient buffer rows are padded by
-# PAD floats so that its column walk does not hit one cache set (a 4 KB stride). Measured on 2
-# cores, [100, 112,800]: tiles of 64 columns 41 ms, of 1024 padded 20 ms.
-ADAM_TILE = 1024
+# Columns per tile where a kernel walks theta's [M, D] rows and a [D, M] array's columns together
+# (theta's Adam update, the transposed softmax): long runs of each topic row keep the hardware
+# prefetcher on every stream, and the tile buffer's rows are padded by PAD floats so that walking
+# its columns does not hit one cache set (a 4 KB stride). Measured on 2 cores, [100, 112,800]:
+# theta's Adam 41 ms with 64-column tiles, 20 ms with 512-1024 padded; a transposing copy
+# 12.5 ms with 64, 4-7 ms with 512.
+WIDE_TILE = 512
 PAD = 16
 
 
@@ -218,6 +220,41 @@ def _column_bounds(n_kmers, n_parts):  # pragma: no cover - compiled
     return bounds
 
 
+@numba.njit(cache=True, parallel=True)
+def column_order_parallel(indices, counts, n_kmers, col_ptr, rows, slots, values, n_parts):  # pragma: no cover - compiled
+    # column_order with each thread counting, then placing, the nonzeros of its own block of rows:
+    # thread t's entries of column j go after those of threads < t, so every column still lists
+    # its rows in increasing order (the serial kernel's result, exactly).
+    n_batch, width = indices.shape
+    block = (n_batch + n_parts - 1) // n_parts
+    seen = np.zeros((n_parts, n_kmers), np.int32)
+    for t in numba.prange(n_parts):
+        for b in range(t * block, min(n_batch, (t + 1) * block)):
+            for k in range(width):
+                j = indices[b, k]
+                if counts[b, k] != 0 and 0 <= j < n_kmers:
+                    seen[t, j] += 1
+    col_ptr[0] = 0
+    for j in range(n_kmers):  # seen[t, j] becomes thread t's first slot in column j
+        total = col_ptr[j]
+        for t in range(n_parts):
+            c = seen[t, j]
+            seen[t, j] = total
+            total += c
+        col_ptr[j + 1] = total
+    for t in numba.prange(n_parts):
+        fill = seen[t]
+        for b in range(t * block, min(n_batch, (t + 1) * block)):
+            for k in range(width):
+                j = indices[b, k]
+                if counts[b, k] != 0 and 0 <= j < n_kmers:
+                    e = fill[j]
+                    fill[j] = e + 1
+                    rows[e] = b
+                    slots[e] = b * width + k
+                    values[e] = counts[b, k]
+
+
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def first_layer_forward_parallel(col_ptr, rows, values, w1, out, n_parts):  # pragma: no cover - compiled
     bounds = _entry_bounds(col_ptr, n_parts)
@@ -303,9 +340,9 @@ def _exp_transposed(theta, row_max, j0, j1, out, row_sum):  # pragma: no cover -
     # (float64 across tiles). Per tile: the exponentials row by row into a padded buffer, then
     # written out transposed, in order.
     n_topics = theta.shape[0]
-    buf = np.empty((n_topics, TILE + PAD), np.float32)
-    for t0 in range(j0, j1, TILE):
-        nt = min(TILE, j1 - t0)
+    buf = np.empty((n_topics, WIDE_TILE + PAD), np.float32)
+    for t0 in range(j0, j1, WIDE_TILE):
+        nt = min(WIDE_TILE, j1 - t0)
         for m in range(n_topics):
             top = row_max[m]
             part = np.float32(0.0)
@@ -384,11 +421,11 @@ def _adam_theta(col_ptr, rows, slots, z, phi_t, scale, dp, s, theta, mu, nu, hyp
     # (phi_t unnormalised), then Adam on theta, mu, nu there (skipped when hyper[0] == 0);
     # sq[0] += sum of dtheta^2 (float64), the gradient's squared norm.
     n_topics = phi_t.shape[1]
-    grad = np.empty((n_topics, ADAM_TILE + PAD), np.float32)
+    grad = np.empty((n_topics, WIDE_TILE + PAD), np.float32)
     col = np.empty(n_topics, np.float32)
     total = 0.0
-    for t0 in range(j0, j1, ADAM_TILE):
-        nt = min(ADAM_TILE, j1 - t0)
+    for t0 in range(j0, j1, WIDE_TILE):
+        nt = min(WIDE_TILE, j1 - t0)
         for t in range(nt):
             j = t0 + t
             col[:] = 0.0
@@ -443,7 +480,7 @@ def adam_theta_parallel(col_ptr, rows, slots, z, phi_t, scale, dp, s, theta, mu,
     n_kmers = theta.shape[1]
     bounds = np.empty(n_parts + 1, np.int64)
     for t in range(n_parts + 1):  # tile-aligned column ranges
-        bounds[t] = min(n_kmers, (n_kmers * t // n_parts + ADAM_TILE - 1) // ADAM_TILE * ADAM_TILE)
+        bounds[t] = min(n_kmers, (n_kmers * t // n_parts + WIDE_TILE - 1) // WIDE_TILE * WIDE_TILE)
     bounds[n_parts] = n_kmers
     parts = np.zeros((n_parts, 1), np.float64)
     for t in numba.prange(n_parts):
@@ -456,7 +493,7 @@ def exp_transposed_parallel(theta, out, row_sum, n_bad, n_parts):  # pragma: no 
     n_topics, n_kmers = theta.shape
     bounds = np.empty(n_parts + 1, np.int64)
     for t in range(n_parts + 1):  # tile-aligned column ranges
-        bounds[t] = min(n_kmers, (n_kmers * t // n_parts + TILE - 1) // TILE * TILE)
+        bounds[t] = min(n_kmers, (n_kmers * t // n_parts + WIDE_TILE - 1) // WIDE_TILE * WIDE_TILE)
     bounds[n_parts] = n_kmers
     part_max = np.empty((n_parts, n_topics), np.float32)
     part_bad = np.zeros((n_parts, 1), np.int64)

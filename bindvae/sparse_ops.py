@@ -116,7 +116,7 @@ def column_order(indices: jax.Array, counts: jax.Array, n_kmers: int) -> ColumnO
         jax.ShapeDtypeStruct((size,), jnp.float32),
     )
     counts = jax.lax.stop_gradient(counts).astype(jnp.float32)
-    return ColumnOrder(*_call("bindvae_column_order", shapes, indices.astype(jnp.int32), counts))
+    return ColumnOrder(*_call("bindvae_column_order", shapes, indices.astype(jnp.int32), counts, _thread_count()))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

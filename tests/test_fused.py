@@ -17,7 +17,7 @@ from bindvae.model import build_model
 pytest.importorskip("bindvae.sparse_ops")
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA CPU targets")
 
-N_KMERS = 2200  # several 64-column tiles, two 1024-column Adam tiles of theta and partial last ones
+N_KMERS = 2200  # several 64-column tiles, four 512-column tiles of theta and partial last ones
 
 
 def _batches(n, seed=0, batch=8, width=40):

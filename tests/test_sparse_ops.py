@@ -47,6 +47,43 @@ def test_column_order_is_a_counting_sort_of_nonzero_slots(case):
     np.testing.assert_array_equal(np.asarray(order.rows)[:nnz], slots // indices.shape[1])
 
 
+def test_column_order_on_several_threads_is_the_serial_one(case):
+    # Each thread sorts its own block of rows; every column must still list its slots in batch
+    # order, so the result is the serial kernel's, element for element (padding tail included).
+    import numba
+
+    from bindvae import _sparse_kernels
+
+    if not sparse_ops.PARALLEL:
+        pytest.skip("numba has no thread-safe threading layer here")
+    indices, counts, *_ = case
+    previous = numba.get_num_threads()
+    results = []
+    for n in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+        numba.set_num_threads(n)  # read when the call is traced
+        try:
+            results.append(jax.device_get(jax.jit(sparse_ops.column_order, static_argnums=2)(indices, counts, 200)))
+        finally:
+            numba.set_num_threads(previous)
+    for serial, parallel in zip(*results):
+        np.testing.assert_array_equal(parallel, serial)
+    # More row blocks than threads, and blocks that get no rows (6 rows in 5 and 7 parts).
+    for n_parts in (3, 5, 7):
+        out = [np.zeros(201, np.int32), np.zeros(indices.size, np.int32), np.zeros(indices.size, np.int32), np.zeros(indices.size, np.float32)]
+        _sparse_kernels.column_order_parallel(np.asarray(indices), np.asarray(counts), 200, *out, n_parts)
+        col_ptr, entries = out[0], out[1:]
+        np.testing.assert_array_equal(col_ptr, results[0].col_ptr)
+        nnz = int(col_ptr[-1])
+        for got, want in zip(entries, results[0][1:]):
+            np.testing.assert_array_equal(got[:nnz], want[:nnz])
+    nnz = int((counts > 0).sum())
+    col_ptr, slots = results[1].col_ptr, results[1].slots
+    for j in range(200):
+        run = slots[col_ptr[j] : col_ptr[j + 1]]
+        assert np.all(np.diff(run) > 0)
+    assert np.all(results[1].rows[nnz:] == 0)
+
+
 def test_first_layer_value_and_gradient_match_dense_matmul(case):
     indices, counts, w1, *_ = case
     x = objectives.densify(indices, counts, 200)
