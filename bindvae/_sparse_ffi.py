@@ -235,46 +235,31 @@ def exp_transposed_handler(frame):  # pragma: no cover - compiled
 
 
 @numba.cfunc(_HANDLER, cache=True)
-def mixture_forward_t_handler(frame):  # pragma: no cover - compiled
+def mixture_value_and_dz_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
     a0, d0 = _buffer(frame, 9, 0)
     a1, d1 = _buffer(frame, 9, 1)
     a2, _ = _buffer(frame, 9, 2)
-    a3, d3 = _buffer(frame, 9, 3)
+    a3, _ = _buffer(frame, 9, 3)
     a4, d4 = _buffer(frame, 9, 4)
+    a5, d5 = _buffer(frame, 9, 5)
+    a6, _ = _buffer(frame, 9, 6)
     r0, e0 = _buffer(frame, 14, 0)
+    r1, _ = _buffer(frame, 14, 1)
+    r2, _ = _buffer(frame, 14, 2)
     col_ptr, rows, slots = _i32(a0, (d0[0],)), _i32(a1, (d1[0],)), _i32(a2, (d1[0],))
-    z, phi_t = _f32(a3, (d3[0], d3[1])), _f32(a4, (d4[0], d4[1]))
-    p = _f32(r0, (e0[0] * e0[1],))
-    p[:] = 1.0  # padding slots: p = 1, log p = 0
-    n_threads = _n_threads(frame, 5)
+    values, zs, phi_t = _f32(a3, (d1[0],)), _f32(a4, (d4[0], d4[1])), _f32(a5, (d5[0], d5[1]))
+    factor = _f32(a6, (1,))[0]
+    p, dp, dz = _f32(r0, (e0[0] * e0[1],)), _f32(r1, (e0[0] * e0[1],)), _f32(r2, (d4[0], d4[1]))
+    p[:] = 1.0  # padding slots: p = 1 (log p = 0), dp = 0
+    dp[:] = 0.0
+    n_threads = _n_threads(frame, 7)
     if n_threads > 1:
-        k.mixture_forward_t_parallel(col_ptr, rows, slots, z, phi_t, p, n_threads)
-    else:
-        k.mixture_forward_t(col_ptr, rows, slots, z, phi_t, 0, d0[0] - 1, p)
-    return 0
-
-
-@numba.cfunc(_HANDLER, cache=True)
-def mixture_backward_dz_handler(frame):  # pragma: no cover - compiled
-    if _not_execute(frame):
-        return 0
-    a0, d0 = _buffer(frame, 9, 0)
-    a1, d1 = _buffer(frame, 9, 1)
-    a2, _ = _buffer(frame, 9, 2)
-    a3, d3 = _buffer(frame, 9, 3)
-    a4, d4 = _buffer(frame, 9, 4)
-    r0, e0 = _buffer(frame, 14, 0)
-    col_ptr, rows, slots = _i32(a0, (d0[0],)), _i32(a1, (d1[0],)), _i32(a2, (d1[0],))
-    phi_t, dp = _f32(a3, (d3[0], d3[1])), _f32(a4, (d4[0] * d4[1],))
-    dz = _f32(r0, (e0[0], e0[1]))
-    n_threads = _n_threads(frame, 5)
-    if n_threads > 1:
-        k.mixture_backward_dz_parallel(col_ptr, rows, slots, phi_t, dp, dz, n_threads)
+        k.mixture_value_and_dz_parallel(col_ptr, rows, slots, values, zs, phi_t, factor, p, dp, dz, n_threads)
     else:
         dz[:] = 0.0
-        k.mixture_backward_dz(col_ptr, rows, slots, phi_t, dp, 0, d0[0] - 1, dz)
+        k.mixture_value_and_dz(col_ptr, rows, slots, values, zs, phi_t, factor, 0, d0[0] - 1, p, dp, dz)
     return 0
 
 
@@ -356,8 +341,7 @@ HANDLERS = {
     "bindvae_mixture_forward": mixture_forward_handler,
     "bindvae_mixture_backward": mixture_backward_handler,
     "bindvae_exp_transposed": exp_transposed_handler,
-    "bindvae_mixture_forward_t": mixture_forward_t_handler,
-    "bindvae_mixture_backward_dz": mixture_backward_dz_handler,
+    "bindvae_mixture_value_and_dz": mixture_value_and_dz_handler,
     "bindvae_adam_first_layer": adam_first_layer_handler,
     "bindvae_adam_theta": adam_theta_handler,
 }

@@ -288,8 +288,8 @@ def mixture_backward_parallel(col_ptr, rows, slots, z, phi, dp, dz, dphi, n_part
 
 
 # --- The fused step (``bindvae.fused``): gradients of W1 and theta consumed by Adam in place ----
-# dW1 [D, H] and dtheta [M, D] are never written: the backward kernel hands back only what the
-# rest of the step needs (dz), and the Adam kernels rebuild each row (W1) or column tile (theta)
+# dW1 [D, H] and dtheta [M, D] are never written: the mixture's kernel hands back only what the
+# rest of the step needs (p, its gradient dp and dz), and the Adam kernels rebuild each row (W1) or column tile (theta)
 # of the gradient from the batch's nonzeros, add its squares to the gradient's norm and update
 # the parameter and both moments of that row or tile at once. ``hyper`` is float32
 # [ok, lr, 1 - b1, b1, 1 - b2, b2, eps, bias correction 1, bias correction 2]; ok = 0 leaves
@@ -297,27 +297,23 @@ def mixture_backward_parallel(col_ptr, rows, slots, z, phi, dp, dz, dphi, n_part
 # writes phi^T unnormalised; the other kernels take it with a per-topic scale.
 
 
-def _mixture_forward_t(col_ptr, rows, slots, z, phi_t, j0, j1, p):  # pragma: no cover - compiled
-    # p[slot] = z[b] . phi_t[j] for each nonzero (b, j), j in [j0, j1); phi_t is phi^T [D, M].
+def _mixture_value_and_dz(col_ptr, rows, slots, values, zs, phi_t, factor, j0, j1, p, dp, dz):  # pragma: no cover - compiled
+    # For each nonzero (b, j), j in [j0, j1), in one walk: p[slot] = zs[b] . phi_t[j], the mixture;
+    # dp[slot] = factor * count / p (0 where p is not above float32's smallest normal), the
+    # gradient there; dz[b] += dp[slot] phi_t[j] into this thread's dz [B, M]. phi_t [D, M].
     n_topics = phi_t.shape[1]
+    tiny = np.float32(1.17549435e-38)
     for j in range(j0, j1):
         for e in range(col_ptr[j], col_ptr[j + 1]):
             b = rows[e]
-            acc = np.float32(0.0)
+            acc = np.float32(0.0)  # a float64 accumulator halves the speed of this loop
             for m in range(n_topics):
-                acc += z[b, m] * phi_t[j, m]
+                acc += zs[b, m] * phi_t[j, m]
+            d = factor * values[e] / acc if acc > tiny else np.float32(0.0)
             p[slots[e]] = acc
-
-
-def _mixture_backward_dz(col_ptr, rows, slots, phi_t, dp, j0, j1, dz):  # pragma: no cover - compiled
-    # dz[b] += dp_e phi_t[j] for each nonzero (b, j), j in [j0, j1), into this thread's dz [B, M].
-    n_topics = phi_t.shape[1]
-    for j in range(j0, j1):
-        for e in range(col_ptr[j], col_ptr[j + 1]):
-            b = rows[e]
-            g = dp[slots[e]]
+            dp[slots[e]] = d
             for m in range(n_topics):
-                dz[b, m] += g * phi_t[j, m]
+                dz[b, m] += d * phi_t[j, m]
 
 
 def _row_max(theta, j0, j1, row_max, n_bad):  # pragma: no cover - compiled
@@ -370,10 +366,8 @@ def exp_transposed(theta, out, row_sum, n_bad):  # pragma: no cover - compiled
     _exp_transposed_inline(theta, row_max, 0, theta.shape[1], out, row_sum)
 
 
-mixture_forward_t = _serial(_mixture_forward_t)
-_mixture_forward_t_inline = _inline(_mixture_forward_t)
-mixture_backward_dz = _serial(_mixture_backward_dz)
-_mixture_backward_dz_inline = _inline(_mixture_backward_dz)
+mixture_value_and_dz = _serial(_mixture_value_and_dz)
+_mixture_value_and_dz_inline = _inline(_mixture_value_and_dz)
 
 
 @numba.njit(inline="always")
@@ -451,18 +445,11 @@ _adam_theta_inline = _inline(_adam_theta)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def mixture_forward_t_parallel(col_ptr, rows, slots, z, phi_t, p, n_parts):  # pragma: no cover - compiled
-    bounds = _entry_bounds(col_ptr, n_parts)
-    for t in numba.prange(n_parts):
-        _mixture_forward_t_inline(col_ptr, rows, slots, z, phi_t, bounds[t], bounds[t + 1], p)
-
-
-@numba.njit(cache=True, parallel=True, fastmath=True)
-def mixture_backward_dz_parallel(col_ptr, rows, slots, phi_t, dp, dz, n_parts):  # pragma: no cover - compiled
+def mixture_value_and_dz_parallel(col_ptr, rows, slots, values, zs, phi_t, factor, p, dp, dz, n_parts):  # pragma: no cover - compiled
     bounds = _entry_bounds(col_ptr, n_parts)
     parts = np.zeros((n_parts,) + dz.shape, dz.dtype)
     for t in numba.prange(n_parts):
-        _mixture_backward_dz_inline(col_ptr, rows, slots, phi_t, dp, bounds[t], bounds[t + 1], parts[t])
+        _mixture_value_and_dz_inline(col_ptr, rows, slots, values, zs, phi_t, factor, bounds[t], bounds[t + 1], p, dp, parts[t])
     dz[:] = parts.sum(axis=0)
 
 

@@ -116,14 +116,12 @@ def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learni
     # contiguous run; the softmax's division is folded into their inputs (z * scale, dz * scale).
     e_t, row_sum, theta_bad = sparse_ops.exp_transposed(theta, state.workspace["phi_t"])
     scale = 1.0 / row_sum
-    p = sparse_ops.topic_mixture_value(z * scale, e_t, order, width)
-    tiny = jnp.finfo(jnp.float32).tiny
-    present = counts > 0
-    ll = jnp.sum(jnp.where(present, counts * jnp.log(jnp.maximum(p, tiny)), 0.0), axis=-1)
-    loss, metrics = metrics_fn(ll, kl, prior, counts)
     # loss = -mean_b(ll_b - kl_b): d loss / d p[b, k] = -counts[b, k] / (B p[b, k]), d loss / d kl_b = 1 / B.
-    dp = jnp.where(present & (p > tiny), -counts / (n_batch * jnp.maximum(p, tiny)), 0.0).astype(jnp.float32)
-    dz = sparse_ops.mixture_backward_dz(e_t, dp, order) * scale
+    p, dp, dz_unscaled = sparse_ops.mixture_value_and_dz(z * scale, e_t, order, width, -1.0 / n_batch)
+    dz = dz_unscaled * scale
+    tiny = jnp.finfo(jnp.float32).tiny
+    ll = jnp.sum(jnp.where(counts > 0, counts * jnp.log(jnp.maximum(p, tiny)), 0.0), axis=-1)
+    loss, metrics = metrics_fn(ll, kl, prior, counts)
     d_small, dh1 = head_vjp((dz, jnp.full_like(kl, 1.0 / n_batch), jnp.zeros_like(prior)))
     # The softmax's backward: dtheta = phi (dphi - s) with s[m] = sum_j phi dphi = sum_b z[b, m] dz[b, m].
     s = jnp.sum(z * dz, axis=0)

@@ -232,20 +232,27 @@ def exp_transposed(theta: jax.Array, out: jax.Array) -> tuple[jax.Array, jax.Arr
     return _call_in_place("bindvae_exp_transposed", {1: 0}, shapes, theta.astype(jnp.float32), out, _thread_count())
 
 
-def topic_mixture_value(z: jax.Array, phi_t: jax.Array, order: ColumnOrder, width: int) -> jax.Array:
-    """p[b, k] = (z @ phi)[b, indices[b, k]] with no gradient, from phi_t = phi^T [D, M]; padding slots hold 1."""
-    shape = jax.ShapeDtypeStruct((z.shape[0], width), jnp.float32)
-    return _call("bindvae_mixture_forward_t", shape, order.col_ptr, order.rows, order.slots, z, phi_t, _thread_count())
+def mixture_value_and_dz(zs: jax.Array, phi_t: jax.Array, order: ColumnOrder, width: int, factor: float):
+    """The mixture at the batch's nonzeros, its gradient there and dz, in one walk over phi_t.
 
+    With phi_t [D, M] (phi^T, or any scaling of its columns) and zs [B, M]:
 
-def mixture_backward_dz(phi_t: jax.Array, dp: jax.Array, order: ColumnOrder) -> jax.Array:
-    """dz [B, M] = sum_k dp[b, k] phi[:, indices[b, k]], from phi_t = phi^T [D, M] (any scaling of
-    phi's rows carries over to dz's columns) and dp [B, K], the gradient at the mixture's nonzeros.
+        p[b, k]  = zs[b] . phi_t[indices[b, k]]                  (padding slots: 1)
+        dp[b, k] = factor * counts[b, k] / p[b, k]                 (0 where p <= float32 tiny, padding 0)
+        dz[b]    = sum_k dp[b, k] phi_t[indices[b, k]]
 
-    dphi [M, D] itself is not formed: ``adam_theta`` rebuilds it tile by tile.
+    For the loss -mean_b sum_k counts log p, ``factor`` is -1 / B. No gradient flows through it.
+
+    Returns:
+        (p [B, width], dp [B, width], dz [B, M]), float32.
     """
-    shape = jax.ShapeDtypeStruct((dp.shape[0], phi_t.shape[1]), jnp.float32)
-    return _call("bindvae_mixture_backward_dz", shape, order.col_ptr, order.rows, order.slots, phi_t, dp, _thread_count())
+    n_batch = zs.shape[0]
+    slot = jax.ShapeDtypeStruct((n_batch, width), jnp.float32)
+    shapes = (slot, slot, jax.ShapeDtypeStruct(zs.shape, jnp.float32))
+    return _call(
+        "bindvae_mixture_value_and_dz", shapes, order.col_ptr, order.rows, order.slots, order.values,
+        zs.astype(jnp.float32), phi_t, jnp.full((1,), factor, jnp.float32), _thread_count(),
+    )
 
 
 def adam_first_layer(order: ColumnOrder, dh1, w1, mu, nu, hyper) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
