@@ -4,8 +4,9 @@ Batch 128, M = 100, D = 112,800, a 3 x 300 encoder (~45M parameters). Inputs are
 rows with realistic lengths (200 bp peaks: ~3,000 nonzero k-mers; 20 bp probes: ~200), made here
 so no data file is needed. Each figure is the median over ``repeats`` timed calls of one dispatch
 of ``steps_per_call`` steps (the training loop of ``bindvae.train.make_train_loop``, data resident on
-the device), after a warm-up call that compiles. The bare update is timed again just before each
-step it is compared with (the notes give both), since a shared machine's memory bandwidth drifts.
+the device), after a warm-up call that compiles. Each step is timed alternately with a bare update
+(bare, step, bare, step, ...) and compared with the median of those bare timings (the notes give
+both), since a shared machine's memory bandwidth drifts by tens of percent over minutes.
 
 Paths: ``dense``, ``sparse`` (XLA gathers) and, on the CPU only, ``sparse_cpu`` (numba kernels as
 XLA CPU targets) and ``fused_cpu`` (the same kernels with Adam applied to W1 and theta inside them,
@@ -13,9 +14,10 @@ XLA CPU targets) and ``fused_cpu`` (the same kernels with Adam applied to W1 and
 sampler (``jax.random.dirichlet``'s rejection loop) on the auto path for comparison.
 
 On the CPU, the auto path and bare Adam are measured once more in a child process started with
-``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``: XLA:CPU allocates each step's large temporaries (dW1 is
-135 MB) afresh, and with 4 KB pages the first touch of each page costs more than the kernels that
-fill it; with the tunable glibc backs them with 2 MB transparent huge pages.
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``: XLA:CPU allocates a step's large temporaries afresh
+(``sparse_cpu``'s dW1 is 135 MB), and with 4 KB pages the first touch of each page can cost as much
+as the kernel that fills it; with the tunable glibc backs them with 2 MB transparent huge pages.
+(``fused_cpu`` keeps its one large buffer across steps, so the two figures should agree.)
 
 Only jax, flax, optax, numpy and scipy are imported here (the benchmark also runs on bare GPU
 boxes); ``bindvae.sparse_ops`` (the CPU kernels) is loaded only when the ``sparse_cpu`` path is built.
@@ -62,18 +64,25 @@ def random_padded(n_rows: int, mean_nnz: int, n_kmers: int, seed: int = 0) -> tu
     return indices, counts, width
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # compile and warm up
-    times = []
+def _median_times(fns, repeats: int) -> list[float]:
+    """Median seconds per call of each of ``fns``, timed in turn (A B A B ...) after one warm-up call each.
+
+    Interleaving pairs each timing of one function with a timing of the others taken moments
+    apart, so a drift of the machine's speed over minutes moves all medians alike.
+    """
+    for fn in fns:
+        fn()  # compile and warm up
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, out in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
-def time_bare_adam(params, repeats: int, n_steps: int) -> float:
-    """Seconds per bare ``optax.adam`` update over ``params``' shapes (gradients = params)."""
+def bare_adam_call(params, n_steps: int):
+    """A call running ``n_steps`` bare ``optax.adam`` updates over ``params``' shapes (gradients = params)."""
     tx = optax.adam(3e-4)
     grads = jax.tree.map(lambda p: p * 1e-3, params)
 
@@ -93,13 +102,11 @@ def time_bare_adam(params, repeats: int, n_steps: int) -> float:
         carry[0], carry[1] = run(carry[0], carry[1])
         jax.block_until_ready(carry[0])
 
-    return _median_time(once, repeats) / n_steps
+    return once
 
 
-def time_train_step(
-    path: str, mean_nnz: int, repeats: int, n_steps: int, n_rows: int = 1024, sampler: str = "fast", **train_overrides
-) -> float:
-    """Seconds per full training step (forward, backward, Adam) on ``path`` with rows of ~mean_nnz."""
+def train_call(path: str, mean_nnz: int, n_steps: int, n_rows: int = 1024, sampler: str = "fast", **train_overrides):
+    """A call running ``n_steps`` full training steps (forward, backward, Adam) on ``path`` with rows of ~mean_nnz."""
     model = build_model(ModelConfig(num_topics=M), D)
     config = TrainConfig(batch_size=BATCH, prior_burn_in_steps=0, **train_overrides)
     state = create_train_state(model, config, jax.random.key(0))
@@ -115,7 +122,7 @@ def time_train_step(
         holder[0], sums = loop(holder[0], indices, counts, rows, key, width=width)
         jax.block_until_ready(sums)
 
-    return _median_time(once, repeats) / n_steps
+    return once
 
 
 HUGE_PAGES = "glibc.malloc.hugetlb=1"
@@ -160,20 +167,21 @@ def run(quick: bool, repeats: int, child: bool = False) -> list[dict]:
         if child:
             runs = [(auto, "fast")]
         for path, sampler in runs:
-            adam = time_bare_adam(params, repeats, steps)
+            adam, sec = (t / steps for t in _median_times(
+                [bare_adam_call(params, steps), train_call(path, nnz, steps, sampler=sampler)], repeats
+            ))
             adams.append(adam)
-            sec = time_train_step(path, nnz, repeats, steps, sampler=sampler)
             label = f"train: {name} step, {path} path" + (" (auto)" if path == auto else "")
             rows.append({
                 "benchmark": label + (", exact sampler" if sampler == "exact" else ""),
                 "value": 1.0 / sec,
                 "unit": "steps/s",
                 "notes": f"batch {BATCH}, M={M}, D={D}, ~{nnz} nnz/row, {sec * 1e3:.2f} ms/step = "
-                f"{sec / adam:.2f}x bare Adam ({adam * 1e3:.1f} ms, timed just before), {steps} step(s)/call, {sampler} sampler",
+                f"{sec / adam:.2f}x bare Adam ({adam * 1e3:.1f} ms, timed alternately with it), {steps} step(s)/call, {sampler} sampler",
             })
     adam = statistics.median(adams)
     rows[0].update(value=1.0 / adam, notes=f"{n_params / 1e6:.1f}M params, {adam * 1e3:.2f} ms/update "
-                   f"(median of {len(adams)} timings, one before each step below), {steps} update(s)/call")
+                   f"(median over the {len(adams)} rows below, each timed alternately with its step), {steps} update(s)/call")
     if backend == "cpu" and not child:
         rows += _huge_page_rows(quick, repeats)
     return rows
