@@ -88,6 +88,22 @@ def test_fused_step_skips_a_non_finite_batch_and_changes_nothing():
     _assert_trees_close(before.opt_state, after.opt_state, "opt_state")
 
 
+def test_fused_step_skips_a_batch_whose_gradient_norm_overflows_as_optax_does():
+    # A finite count of 1e30 gives a finite loss but a gradient whose squared norm overflows
+    # float32: the unfused path sees a non-finite global norm and skips; the fused step must too,
+    # from its bound on theta's gradient (decided before any update).
+    config = TrainConfig(batch_size=8, prior_burn_in_steps=0, learning_rate=0.01)
+    good = _batches(2, seed=2)
+    huge = {"indices": good[1]["indices"], "counts": good[1]["counts"].at[0, 0].set(1e30)}
+    for path in ("sparse_cpu", "fused_cpu"):
+        before, _ = _run(path, good[:1], config)
+        after, metrics = _run(path, [good[0], huge], config)
+        assert np.isfinite(metrics[-1]["loss"]), path
+        assert not bool(metrics[-1]["finite"]), path
+        assert int(after.skipped_steps) == 1, path
+        _assert_trees_close(before.params, after.params, f"{path} params")
+
+
 def test_auto_picks_the_fused_step_on_the_cpu_only_where_it_applies():
     assert train.resolve_compute_path("auto", "cpu") == "fused_cpu"
     assert train.resolve_compute_path("auto", "cpu", moment_dtype="bfloat16") == "sparse_cpu"
