@@ -72,13 +72,13 @@ def adam_hyper(ok: jax.Array, learning_rate: float, count: jax.Array) -> jax.Arr
 
 
 def new_workspace(model: BindVAE) -> dict:
-    """The fused step's buffers kept across steps (``TrainState.workspace``): phi^T [D, M].
+    """The fused step's buffers kept across steps (``TrainState.workspace``): e^theta^T [D, M].
 
-    Each step overwrites it (``sparse_ops.softmax_t`` writes into it in place), so a step allocates
+    Each step overwrites it (``sparse_ops.exp_transposed`` writes into it in place), so a step allocates
     no 45 MB temporary; at the paper's size a fresh one cost ~18 ms of first-touch page faults
     per step on a 2-core CPU, about as much as the kernel that fills it.
     """
-    return {"phi_t": jnp.zeros((model.n_kmers, model.num_topics), jnp.float32)}
+    return {"exp_theta_t": jnp.zeros((model.n_kmers, model.num_topics), jnp.float32)}
 
 
 def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learning_rate: float, metrics_fn):
@@ -114,7 +114,7 @@ def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learni
     (z, kl, prior), head_vjp = jax.vjp(head, small, h1)
     # phi^T [D, M] = e_t * scale: the kernels read each k-mer's topic probabilities as one
     # contiguous run; the softmax's division is folded into their inputs (z * scale, dz * scale).
-    e_t, row_sum, theta_bad = sparse_ops.exp_transposed(theta, state.workspace["phi_t"])
+    e_t, row_sum, theta_bad = sparse_ops.exp_transposed(theta, state.workspace["exp_theta_t"])
     scale = 1.0 / row_sum
     # loss = -mean_b(ll_b - kl_b): d loss / d p[b, k] = -counts[b, k] / (B p[b, k]), d loss / d kl_b = 1 / B.
     p, dp, dz_unscaled = sparse_ops.mixture_value_and_dz(z * scale, e_t, order, width, -1.0 / n_batch)
@@ -163,4 +163,4 @@ def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learni
     adam = adam._replace(
         mu=_put(_put(adam.mu, _W1, w1_mu), _THETA, th_mu), nu=_put(_put(adam.nu, _W1, w1_nu), _THETA, th_nu)
     )
-    return new_params, _with_net_adam(new_opt, adam), metrics, grad_norm, ok, {"phi_t": e_t}
+    return new_params, _with_net_adam(new_opt, adam), metrics, grad_norm, ok, {"exp_theta_t": e_t}
