@@ -25,7 +25,15 @@ img { max-width: 100%; }
 """
 
 
-HEADING_TFS = 5  # assigned TFs named in a topic's heading
+HEADING_TFS = 5  # assigned TFs named in a topic's heading when it has no title
+NAMING_NOTE = (
+    "How topics are named: a TF is assigned to a topic by probes (Algorithm 1: its probes outscore all "
+    "other TFs' probes in the topic, one-sided Mann-Whitney, BH q below the level, effect size = AUROC at "
+    "least the floor, at most a few TFs per topic by effect) or by motif similarity (the topic's motif "
+    "matches the database's at q below the level). Repeat, background and AT-/GC-rich topics are titled by "
+    "their composition and lose their probe assignments. Per-peak TFs come from assigned topics only, "
+    "scored by the peak's topic score times the effect size. Thresholds are listed above; see "
+    "topic_titles.tsv for every topic's measures.")
 TABLE_TFS = 10  # assigned TFs listed in a topic's Algorithm 1 table
 
 
@@ -45,6 +53,8 @@ class TopicSection:
             page names the first :data:`HEADING_TFS` and lists :data:`TABLE_TFS`, the rest stay in
             ``tf_mapping.tsv``.
         accessibility: sum of the topic's scores over the peaks, or None without peaks.
+        title: the topic's title (:mod:`bindvae.analysis.titles`); empty: named by ``tfs``.
+        evidence: what the title rests on (``probes``, ``motif similarity``, ``composition``, ...).
     """
 
     topic: str
@@ -55,6 +65,8 @@ class TopicSection:
     matches: list
     tfs: list
     accessibility: float | None = None
+    title: str = ""
+    evidence: str = ""
 
 
 def _table(header: list[str], rows) -> str:
@@ -78,11 +90,13 @@ def _topic_html(section: TopicSection) -> str:
     tfs = ", ".join(tf for tf, *_ in section.tfs[:HEADING_TFS]) or "unassigned"
     if n_tfs > HEADING_TFS:
         tfs += f" (+{n_tfs - HEADING_TFS} more)"
+    tfs = section.title or tfs
+    evidence = f" · title from {section.evidence}" if section.evidence else ""
     rest = (f'<p class="muted">{n_tfs - TABLE_TFS} more assigned TFs in tf_mapping.tsv</p>'
             if n_tfs > TABLE_TFS else "")
     return (
         f'<section class="topic" id="{escape(section.topic)}"><h3>{escape(section.topic)}: {escape(tfs)}</h3>'
-        f'<p class="muted">consensus <code>{escape(section.consensus)}</code>{escape(acc)}</p>'
+        f'<p class="muted">consensus <code>{escape(section.consensus)}</code>{escape(acc)}{escape(evidence)}</p>'
         f'<div class="grid"><div><img class="logo" src="{escape(section.logo)}" alt="logo of {escape(section.topic)}"></div>'
         f"<div><b>top 8-mers</b>{_table(['k-mer', 'phi'], section.top_kmers)}</div>"
         f"<div><b>top 10-mers</b>{_table(['10-mer', 'score'], section.top_10mers)}</div>"
@@ -119,7 +133,7 @@ def render_report(title: str, facts: dict, sections: list[TopicSection], figures
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
         f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"
-        f"{_table(['', ''], fact_rows)}<p class='muted'>written {stamp}</p>"
+        f"{_table(['', ''], fact_rows)}<p class='muted'>written {stamp}</p><p>{escape(NAMING_NOTE)}</p>"
         f"<h2>Figures</h2>{figs or '<p class=muted>none</p>'}{extra}"
         f"<h2>Topics ({len(sections)})</h2><p>{nav}</p>{''.join(_topic_html(s) for s in sections)}"
         "</body></html>"

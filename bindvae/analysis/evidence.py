@@ -1,0 +1,99 @@
+"""All the evidence that names one run's topics: motifs, database matches, Algorithm 1, composition.
+
+Shared by the analysis of a run and by model selection across a sweep, so both name topics alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from bindvae.analysis import naming, titles, topics
+from bindvae.analysis.compare import compare_motifs
+from bindvae.analysis.families import family_of
+from bindvae.analysis.meme import Motif
+from bindvae.infer import Model, latent_scores
+
+MATCH_COLUMNS = ["query", "target", "target_name", "offset", "strand", "overlap_p", "p_value", "e_value", "q_value",
+                 "rank", "assigned"]
+MATCHES_KEPT = 10  # database matches per topic written to motif_matches.tsv
+
+
+@dataclasses.dataclass(frozen=True)
+class NamingRules:
+    """Thresholds of every naming rule (defaults and their measurements in the README).
+
+    Attributes:
+        max_q: Benjamini-Hochberg level of Algorithm 1.
+        min_effect: Algorithm 1's effect-size (AUROC) floor.
+        max_tfs_per_topic: most TFs assigned per topic, by probes and by motif similarity each.
+        motif_max_q: q-value level of motif-similarity matches.
+        titles: composition thresholds (:class:`bindvae.analysis.titles.TitleRules`).
+    """
+
+    max_q: float = 0.05
+    min_effect: float = naming.MIN_EFFECT
+    max_tfs_per_topic: int = naming.MAX_TFS_PER_TOPIC
+    motif_max_q: float = 0.05
+    titles: titles.TitleRules = titles.TitleRules()
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicNames:
+    """What :func:`name_topics` found.
+
+    Attributes:
+        motifs: one motif per topic.
+        tenmers: the 10-mers each motif was built from (``topic, rank, kmer, score``).
+        matches: the best :data:`MATCHES_KEPT` database matches per topic, with ``assigned``.
+        mapping: Algorithm 1 table after the composition rules, with each TF's ``family``.
+        titles: one row per topic (:data:`bindvae.analysis.titles.TITLE_COLUMNS`).
+        probe_data: ``(scores [n_probes, M], labels)``, or None without probes.
+    """
+
+    motifs: list
+    tenmers: pd.DataFrame
+    matches: pd.DataFrame
+    mapping: pd.DataFrame
+    titles: pd.DataFrame
+    probe_data: tuple | None
+
+
+def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None, families: dict[str, str],
+                rules: NamingRules = NamingRules(), kind: str = "mean", ranking: str = "encoder") -> TopicNames:
+    """Motifs, database matches, Algorithm 1 and titles of every topic.
+
+    Args:
+        model: the model.
+        database: motifs to match against (may be empty).
+        probes: labelled probes (``sequence``, ``tf``), or None.
+        families: TF name -> family key (:mod:`bindvae.analysis.families`).
+        rules: thresholds.
+        kind: latent score (``mean`` or ``concentration``).
+        ranking: how topic 10-mers are ranked (:data:`bindvae.analysis.topics.RANKINGS`).
+
+    Returns:
+        The evidence and the titles.
+    """
+    motifs, tenmers = topics.topic_motifs(model, kind=kind, ranking=ranking)
+    matches = pd.DataFrame(columns=MATCH_COLUMNS)
+    if database:
+        matches = naming.assign_matches(compare_motifs(motifs, database), rules.motif_max_q, rules.max_tfs_per_topic)
+        matches = matches[matches["rank"] <= MATCHES_KEPT].reset_index(drop=True)
+    probe_data = None
+    mapping = pd.DataFrame(columns=naming.MAPPING_COLUMNS).astype({"assigned": bool, "effect_size": float})
+    if probes is not None and probes["tf"].nunique() >= 2:
+        probe_data = (latent_scores(model, probes["sequence"].tolist(), kind=kind), probes["tf"].tolist())
+        mapping = naming.map_topics_to_tfs(*probe_data, max_q=rules.max_q, min_effect=rules.min_effect,
+                                           max_tfs_per_topic=rules.max_tfs_per_topic)
+    composition = titles.topic_composition(model, rules.titles.n_top)
+    table, mapping = titles.title_topics(composition, mapping, matches, rules.titles)
+    mapping.insert(2, "family", [family_of(tf, families) for tf in mapping["tf"]])
+    return TopicNames(motifs, tenmers, matches, mapping, table, probe_data)
+
+
+def sampled_probes(database: list[Motif], n_per_tf: int, seed: int) -> pd.DataFrame | None:
+    """Probes sampled from the database's PWMs (None for an empty database)."""
+    return naming.sample_probes(np.random.default_rng(seed), database, n_per_tf) if database else None
