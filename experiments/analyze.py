@@ -2,8 +2,20 @@
 
     python -m experiments.analyze run_dir=DIR [peaks=FASTA|NPZ] [probes=TSV] [tf_per_block=A,B,...] [motif_ranking=encoder|decoder]
         [motif_db=jaspar|none|FILE.meme] [jaspar_release=JASPAR2024] [compare=OTHER_RUN_DIR]
-        [kind=mean|concentration] [seed=0]
-    python -m experiments.analyze sweep_dir=DIR [probes=TSV] [motif_db=...] [n_best=3]
+        [kind=mean|concentration] [seed=0] [naming thresholds, below]
+    python -m experiments.analyze sweep_dir=DIR [probes=TSV] [motif_db=...] [n_best=3] [max_topics_per_tf=3]
+
+Naming thresholds (README, "How topics get their names"), with their defaults:
+
+    n_probes_per_tf=200      probes sampled per TF from the database's PWMs when probes= is not given
+    max_q=0.05               Algorithm 1: Benjamini-Hochberg level
+    min_effect=0.75          Algorithm 1: effect-size (AUROC) floor
+    max_tfs_per_topic=3      most TFs per topic, by probes and by motif similarity each
+    motif_max_q=0.05         motif similarity: q-value level
+    min_repeat_share=0.5     titles: share of repeat k-mers from which a topic is "low complexity"
+    min_fold=20              titles: fold over the other topics below which a topic is "background"
+    min_gc_shift=0.25        titles: GC difference from the corpus for "AT-rich" / "GC-rich"
+    max_topics_per_tf=3      model selection: a TF on more topics than this does not count
 
 Writes into ``DIR/analysis/`` (see ``bindvae.analysis.pipeline``). A user mistake prints one line,
 ``error: <message>``, and exits with status 2.
@@ -11,13 +23,17 @@ Writes into ``DIR/analysis/`` (see ``bindvae.analysis.pipeline``). A user mistak
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 
 from bindvae.errors import BindVAEError, ConfigError
 
+_FLOATS = {"max_q": None, "min_effect": None, "motif_max_q": None, "min_repeat_share": "titles",
+           "min_fold": "titles", "min_gc_shift": "titles"}
+_INTS = {"max_tfs_per_topic": None}
 _KEYS = {"run_dir", "sweep_dir", "peaks", "probes", "tf_per_block", "motif_db", "jaspar_release", "compare",
-         "kind", "motif_ranking", "seed", "n_best", "n_probes_per_tf"}
+         "kind", "motif_ranking", "seed", "n_best", "n_probes_per_tf", "max_topics_per_tf", *_FLOATS, *_INTS}
 
 
 def _parse(argv: list[str]) -> dict[str, str]:
@@ -32,11 +48,19 @@ def _parse(argv: list[str]) -> dict[str, str]:
     return args
 
 
-def _int(args: dict, key: str, default: int) -> int:
+def _number(args: dict, key: str, default, kind=int):
     try:
-        return int(args.get(key, default))
+        return kind(args.get(key, default))
     except ValueError:
-        raise ConfigError(key, f"must be an integer, got {args[key]!r}") from None
+        raise ConfigError(key, f"must be {'an integer' if kind is int else 'a number'}, got {args[key]!r}") from None
+
+
+def _rules(args: dict, defaults):
+    """The naming rules with the thresholds given on the command line."""
+    titles = {k: _number(args, k, getattr(defaults.titles, k), float) for k, where in _FLOATS.items() if where}
+    rules = {k: _number(args, k, getattr(defaults, k), float) for k, where in _FLOATS.items() if not where}
+    rules.update({k: _number(args, k, getattr(defaults, k)) for k in _INTS})
+    return dataclasses.replace(defaults, titles=dataclasses.replace(defaults.titles, **titles), **rules)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,20 +69,23 @@ def main(argv: list[str] | None = None) -> int:
         args = _parse(sys.argv[1:] if argv is None else argv)
         from bindvae.analysis.pipeline import AnalysisOptions, analyze_run, analyze_sweep
 
+        defaults = AnalysisOptions()
         options = AnalysisOptions(
             peaks=args.get("peaks") or None,
             probes=args.get("probes") or None,
             tf_per_block=tuple(t for t in args.get("tf_per_block", "").split(",") if t),
             motif_db=args.get("motif_db", "jaspar"),
-            jaspar_release=args.get("jaspar_release", AnalysisOptions.jaspar_release),
+            jaspar_release=args.get("jaspar_release", defaults.jaspar_release),
             compare=args.get("compare") or None,
             kind=args.get("kind", "mean"),
             motif_ranking=args.get("motif_ranking", "encoder"),
-            seed=_int(args, "seed", 0),
-            n_probes_per_tf=_int(args, "n_probes_per_tf", 200),
+            seed=_number(args, "seed", 0),
+            n_probes_per_tf=_number(args, "n_probes_per_tf", defaults.n_probes_per_tf),
+            rules=_rules(args, defaults.rules),
+            max_topics_per_tf=_number(args, "max_topics_per_tf", defaults.max_topics_per_tf),
         )
         if "sweep_dir" in args:
-            out = analyze_sweep(args["sweep_dir"], options, n_best=_int(args, "n_best", 3))
+            out = analyze_sweep(args["sweep_dir"], options, n_best=_number(args, "n_best", 3))
         else:
             out = analyze_run(args["run_dir"], options)
     except BindVAEError as err:

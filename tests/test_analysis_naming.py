@@ -1,6 +1,9 @@
 """Algorithm 1 (probes -> topic names), probe inputs, per-peak TFs, accessibility and model selection."""
+# Planted data throughout: scores where some TFs raise some topics by a known amount.
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -32,6 +35,63 @@ def test_map_topics_assigns_planted_pairs_only():
     assert naming.assigned_tfs(table) == {"topic_001": ["a"], "topic_003": ["b"]}
 
 
+def test_map_topics_significant_but_small_effect_is_not_assigned():
+    # With thousands of probes a shift of no biological size is "significant" (the issue's q < 1e-40).
+    rng = np.random.default_rng(1)
+    labels = np.repeat(["weak", "strong", "other"], 3000)
+    scores = rng.normal(size=(len(labels), 2))
+    scores[labels == "weak", 0] += 0.3  # AUROC about 0.6
+    scores[labels == "strong", 1] += 3.0
+    table = naming.map_topics_to_tfs(scores, labels).set_index(["topic", "tf"])
+    weak = table.loc[("topic_000", "weak")]
+    assert weak["q_value"] < 1e-20 and 0.55 < weak["effect_size"] < 0.7
+    assert not weak["assigned"] and weak["status"] == "small effect"
+    assert table.loc[("topic_001", "strong"), "assigned"]
+    assert table.loc[("topic_000", "weak"), "rank"] == 1
+    loose = naming.map_topics_to_tfs(scores, labels, min_effect=0.5).set_index(["topic", "tf"])
+    assert loose.loc[("topic_000", "weak"), "assigned"]
+
+
+def test_map_topics_caps_tfs_per_topic_by_effect():
+    # Five TFs raise topic 0 by growing amounts: only the three largest effects are assigned.
+    rng = np.random.default_rng(2)
+    labels = np.repeat([f"tf{i}" for i in range(5)] + [f"other{i}" for i in range(20)], 200)
+    scores = rng.normal(size=(len(labels), 3))
+    for i in range(5):
+        scores[labels == f"tf{i}", 0] += 2.0 + 0.5 * i
+    table = naming.map_topics_to_tfs(scores, labels)
+    topic0 = table[table["topic"] == "topic_000"].set_index("tf")
+    assert topic0.loc[["tf4", "tf3", "tf2"], "assigned"].all()
+    assert (topic0.loc[["tf1", "tf0"], "status"] == "over cap").all()
+    assert topic0.loc[["tf4", "tf3", "tf2", "tf1", "tf0"], "rank"].tolist() == [1, 2, 3, 4, 5]
+    assert naming.assigned_tfs(table) == {"topic_000": ["tf4", "tf3", "tf2"]}
+    assert naming.assigned_tfs(naming.map_topics_to_tfs(scores, labels, max_tfs_per_topic=5))["topic_000"] == [
+        "tf4", "tf3", "tf2", "tf1", "tf0"]
+    strengths = naming.assignment_strengths(table)["topic_000"]
+    assert list(strengths) == ["tf4", "tf3", "tf2"] and strengths["tf4"] == pytest.approx(topic0.loc["tf4", "effect_size"])
+
+
+def test_withdraw_keeps_rows_and_records_the_reason():
+    scores, labels = _planted_scores(np.random.default_rng(0))
+    table = naming.withdraw(naming.map_topics_to_tfs(scores, labels), {"topic_001": "background topic"})
+    row = table.set_index(["topic", "tf"]).loc[("topic_001", "a")]
+    assert row["status"] == "background topic" and not row["assigned"]
+    assert naming.assigned_tfs(table) == {"topic_003": ["b"]}
+
+
+def test_assign_matches_keeps_significant_distinct_tfs_up_to_the_cap():
+    matches = pd.DataFrame({
+        "query": ["t0"] * 6 + ["t1"] * 2,
+        "target": ["M1", "M2", "M3", "M4", "M5", "M6", "M7", "M8"],
+        "target_name": ["CTCF", "CTCF", "CTCFL", "", "ZNF1", "ZNF2", "A", "B"],
+        "rank": [1, 2, 3, 4, 5, 6, 1, 2],
+        "q_value": [1e-4, 1e-4, 2e-3, 3e-3, 4e-3, 0.01, 0.2, 0.5],
+    })
+    out = naming.assign_matches(matches, max_q=0.05, max_tfs_per_topic=3)
+    assert out.loc[out["assigned"], "target"].tolist() == ["M1", "M3", "M4"]  # CTCF once; M4 named by its id
+    assert naming.match_names(out).tolist()[3] == "M4"
+
+
 def test_map_topics_needs_two_tfs():
     with pytest.raises(ValueError, match="two TFs"):
         naming.map_topics_to_tfs(np.zeros((4, 2)), ["a"] * 4)
@@ -53,6 +113,14 @@ def test_read_probes_tsv_errors(tmp_path):
         naming.read_probes_tsv(path)
 
 
+def test_sample_probes_fixed_number_per_tf():
+    # A TF with three matrices (like JASPAR's CTCF) gets as many probes as a TF with one.
+    pwm = np.full((6, 4), 0.25)
+    motifs = [Motif(f"M{i}", pwm, alt_name="CTCF") for i in range(3)] + [Motif("M9", pwm, alt_name="SP1")]
+    probes = naming.sample_probes(np.random.default_rng(0), motifs, n_per_tf=10)
+    assert probes["tf"].value_counts().to_dict() == {"CTCF": 10, "SP1": 10}
+
+
 def test_sample_probes_follow_the_pwm():
     pwm = np.full((6, 4), 0.0)
     pwm[np.arange(6), [0, 1, 2, 3, 0, 1]] = 1.0
@@ -71,11 +139,15 @@ def test_labels_per_block():
 
 def test_top_tfs_per_peak_and_accessibility():
     scores = np.array([[0.1, 0.6, 0.3], [0.7, 0.1, 0.2]])
-    mapping = {"topic_000": ["A"], "topic_001": ["B", "C"], "topic_002": ["C"]}
-    top = peaks.top_tfs_per_peak(scores, mapping, ["p1", "p2"], n_top=3)
-    assert top.loc[0, ["tf_1", "tf_2", "tf_3"]].tolist() == ["B", "C", "A"]
+    strengths = {"topic_000": {"A": 0.9}, "topic_001": {"B": 0.8, "C": 0.9}, "topic_002": {"C": 1.0}}
+    top = peaks.top_tfs_per_peak(scores, strengths, ["p1", "p2"], n_top=3, per_topic=None)
+    # peak 1: C via topic_001 (0.54) beats B (0.48) and C via topic_002 (0.3); A 0.09.
+    assert top.loc[0, ["tf_1", "tf_2", "tf_3"]].tolist() == ["C", "B", "A"]
+    assert top.loc[0, ["topic_1", "topic_2", "topic_3"]].tolist() == ["topic_001", "topic_001", "topic_000"]
+    assert top.loc[0, "score_1"] == pytest.approx(0.6 * 0.9)
     assert top.loc[1, ["tf_1", "tf_2", "tf_3"]].tolist() == ["A", "C", "B"]
     assert top.loc[1, "score_2"] == pytest.approx(0.2)
+    mapping = {"topic_000": ["A"], "topic_001": ["B", "C"], "topic_002": ["C"]}
     acc = peaks.accessibility(scores, mapping)
     np.testing.assert_allclose(acc["accessibility"], [0.8, 0.7, 0.5])
     assert acc["tfs"].tolist() == ["A", "B,C", "C"]
@@ -84,6 +156,30 @@ def test_top_tfs_per_peak_and_accessibility():
     row = both.set_index("tf")
     assert row.loc["C", "x"] == pytest.approx(1.2 / 2.0) and row.loc["C", "y"] == 0.0
     assert row.loc["D", "y"] == pytest.approx(0.3 / 1.0)
+
+
+def test_top_tfs_per_peak_one_tf_per_topic_and_only_assigned_topics():
+    # Peak 0 carries two signals (topics 0 and 2): both are named, not three alternatives of topic 0.
+    scores = np.array([[0.5, 0.1, 0.4], [0.02, 0.9, 0.08]])
+    strengths = {"topic_000": {"AP1a": 0.99, "AP1b": 0.98, "AP1c": 0.97}, "topic_002": {"CTCF": 0.9}}
+    top = peaks.top_tfs_per_peak(scores, strengths, n_top=3)
+    assert top.loc[0, ["tf_1", "tf_2", "tf_3"]].tolist() == ["AP1a", "CTCF", ""]
+    # topic_001 has no assigned TF, so peak 1 is called only through its small topic 0 and 2 scores.
+    assert set(top.loc[1, ["tf_1", "tf_2"]]) == {"AP1a", "CTCF"}
+    strict = peaks.top_tfs_per_peak(scores, strengths, n_top=3, min_topic_score=1 / 3)
+    assert strict.loc[0, ["tf_1", "tf_2", "tf_3"]].tolist() == ["AP1a", "CTCF", ""]
+    assert strict.loc[1, ["tf_1", "tf_2", "tf_3"]].tolist() == ["", "", ""] and np.isnan(strict.loc[1, "score_1"])
+
+
+def test_top_tfs_per_peak_breaks_ties_deterministically_and_flags_them():
+    scores = np.array([[0.5, 0.5, 0.0], [0.6, 0.3, 0.1]])
+    strengths = {"topic_000": {"B": 0.8}, "topic_001": {"A": 0.8}, "topic_002": {"C": 0.9}}
+    top = peaks.top_tfs_per_peak(scores, strengths, n_top=2)
+    assert top.loc[0, ["tf_1", "tf_2"]].tolist() == ["A", "B"]  # equal score and strength: by name
+    assert top.loc[0, "score_1"] == top.loc[0, "score_2"] and top["tied"].tolist() == [True, False]
+    # Equal scores, different strengths: the stronger assignment first.
+    tie = peaks.top_tfs_per_peak(np.array([[0.45, 0.0, 0.5]]), {"topic_000": {"Z": 1.0}, "topic_002": {"Y": 0.9}})
+    assert tie.loc[0, ["tf_1", "tf_2"]].tolist() == ["Z", "Y"] and tie.loc[0, "tied"]
 
 
 def _mapping(pairs):
@@ -99,10 +195,38 @@ def test_select_runs_ranks_and_builds_non_redundant_ensemble():
         "r3": _mapping([("t9", "E", 1e-3)]),
         "r4": _mapping([("t5", "B", 1e-6), ("t6", "A", 1e-6)]),
     }
-    summary, ensemble = selection.select_runs(mappings, n_best=3)
+    summary, ensemble = selection.select_runs(mappings, n_best=3, elbos={"r1": -10.0, "r4": -20.0})
     assert summary["run"].tolist() == ["r2", "r1", "r4", "r3"]
     assert summary["selected"].tolist() == [True, True, True, False]
     assert list(zip(ensemble["run"], ensemble["topic"])) == [("r2", "t1"), ("r2", "t3"), ("r2", "t4"), ("r1", "t2")]
+
+
+def test_select_runs_counts_families_not_tfs():
+    # Run "many" maps 40 TFs of one family (the saturating count of the old criterion); run "few"
+    # maps three TFs of three families. A TF spread over more than three topics does not count.
+    families = {f"ZNF{i}": "C2H2" for i in range(40)} | {"FOS": "bZIP", "SPI1": "ETS", "CTCF": "C2H2"}
+    many = _mapping([(f"t{i % 2}", f"ZNF{i}", 1e-9) for i in range(40)])
+    few = _mapping([("t0", "FOS", 1e-5), ("t1", "SPI1", 1e-5), ("t2", "CTCF", 1e-5)])
+    spread = _mapping([(f"t{i}", "FOS", 1e-9) for i in range(4)] + [("t9", "SPI1", 1e-3)])
+    summary, _ = selection.select_runs({"many": many, "few": few, "spread": spread}, n_best=1, families=families)
+    assert summary["run"].tolist()[0] == "few" and summary["selected"].tolist() == [True, False, False]
+    counts = summary.set_index("run")
+    assert counts["n_families"].to_dict() == {"few": 3, "many": 1, "spread": 1}
+    assert counts["n_tfs_mapped"].to_dict() == {"few": 3, "many": 40, "spread": 2}
+    assert selection.named_families(spread, families) == {"ETS"}
+    assert selection.named_families(spread, families, max_topics_per_tf=4) == {"ETS", "bZIP"}
+
+
+def test_select_runs_breaks_ties_by_held_out_elbo(tmp_path):
+    same = _mapping([("t0", "FOS", 1e-5)])
+    for run, elbo in (("a", -120.5), ("b", -110.0)):
+        (tmp_path / run).mkdir()
+        lines = [{"step": 10, "elbo": -200.0}, {"step": 20, "val_elbo": elbo - 50}, {"step": 30, "val_elbo": elbo}]
+        (tmp_path / run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    elbos = {run: selection.held_out_elbo(tmp_path / run) for run in ("a", "b", "c")}
+    assert elbos["a"] == -120.5 and elbos["b"] == -110.0 and np.isnan(elbos["c"])
+    summary, _ = selection.select_runs({"c": same, "a": same, "b": same}, n_best=1, elbos=elbos)
+    assert summary["run"].tolist() == ["b", "a", "c"] and summary["selected"].tolist() == [True, False, False]
 
 
 def test_find_runs(tmp_path):

@@ -8,55 +8,89 @@ import pandas as pd
 from bindvae.analysis.topics import topic_name
 
 
-def tf_scores(scores: np.ndarray, mapping: dict[str, list[str]], topic_names: list[str] | None = None) -> pd.DataFrame:
-    """Each TF's score per peak: the highest score among the topics it is assigned to.
+def tf_scores(scores: np.ndarray, strengths: dict[str, dict[str, float]], topic_names: list[str] | None = None,
+              min_topic_score: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each assigned TF's score per peak: topic score times assignment strength, best topic.
 
     Args:
         scores: ``[n_peaks, M]`` latent scores.
-        mapping: topic name -> assigned TFs (see ``naming.assigned_tfs``).
+        strengths: topic name -> {assigned TF: strength} (see ``naming.assignment_strengths``: the
+            effect size). TFs without an assigned topic are absent and so never called.
         topic_names: ``M`` names (default ``topic_000`` ...).
+        min_topic_score: a topic scoring below this in a peak gives no TF there (its product is NaN).
 
     Returns:
-        ``[n_peaks, n_tfs]`` DataFrame (columns: TFs in first-assignment order).
+        ``(values, topics)``: ``[n_peaks, n_tfs]`` DataFrames of the best product (NaN when no topic
+        of the TF reaches ``min_topic_score``) and of the topic that gave it (columns: TFs by name).
     """
     names = topic_names or [topic_name(m) for m in range(scores.shape[1])]
     column = {name: j for j, name in enumerate(names)}
-    topics_of: dict[str, list[int]] = {}
-    for topic, tfs in mapping.items():
-        for tf in tfs:
-            topics_of.setdefault(tf, []).append(column[topic])
-    data = {tf: scores[:, cols].max(axis=1) for tf, cols in topics_of.items()}
-    return pd.DataFrame(data, index=pd.RangeIndex(scores.shape[0], name="peak"))
+    per_tf: dict[str, list[tuple[int, float]]] = {}
+    for topic, tfs in strengths.items():
+        for tf, strength in tfs.items():
+            per_tf.setdefault(tf, []).append((column[topic], float(strength)))
+    index = pd.RangeIndex(scores.shape[0], name="peak")
+    values, topics = {}, {}
+    for tf in sorted(per_tf):
+        cols = np.array([c for c, _ in per_tf[tf]])
+        topic_scores = np.asarray(scores, dtype=np.float64)[:, cols]
+        weighted = np.where(topic_scores >= min_topic_score, topic_scores * np.array([s for _, s in per_tf[tf]]), -np.inf)
+        best = np.argmax(weighted, axis=1)
+        values[tf] = np.where(np.isfinite(weighted[np.arange(len(best)), best]), weighted[np.arange(len(best)), best], np.nan)
+        topics[tf] = np.asarray(names, dtype=object)[cols[best]]
+    return pd.DataFrame(values, index=index), pd.DataFrame(topics, index=index)
 
 
-def top_tfs_per_peak(scores: np.ndarray, mapping: dict[str, list[str]], peak_ids: list[str] | None = None,
-                     n_top: int = 3, topic_names: list[str] | None = None) -> pd.DataFrame:
-    """The ``n_top`` best TFs of every peak, through the topic -> TF mapping.
+def top_tfs_per_peak(scores: np.ndarray, strengths: dict[str, dict[str, float]], peak_ids: list[str] | None = None,
+                     n_top: int = 3, topic_names: list[str] | None = None, per_topic: int | None = 1,
+                     min_topic_score: float = 0.0) -> pd.DataFrame:
+    """The ``n_top`` best TFs of every peak, through the assigned topics only.
+
+    A TF's score in a peak is the peak's topic score times the assignment's strength, maximised over
+    the TF's assigned topics. Ties are broken by the larger strength, then by the TF's name, and
+    flagged in ``tied``. With ``per_topic=1`` (the default) a topic speaks through its strongest TF
+    only, so the calls name different binding signals: a peak with an AP-1 and a CTCF site gets both
+    rather than three AP-1 alternatives (which stay in ``tf_mapping.tsv``).
 
     Args:
         scores: ``[n_peaks, M]`` latent scores.
-        mapping: topic name -> assigned TFs.
+        strengths: topic name -> {assigned TF: strength}.
         peak_ids: ``n_peaks`` identifiers (default ``0 .. n-1``).
         n_top: TFs per peak.
         topic_names: ``M`` names.
+        per_topic: strongest TFs kept per topic (ties: name); None keeps every assigned TF.
+        min_topic_score: a topic scoring below this in a peak calls no TF there (the pipeline uses
+            ``1 / M``, an even share: a topic must hold more than that of the peak to name it).
 
     Returns:
-        One row per peak: ``peak``, then ``tf_1, score_1, ... tf_n, score_n`` (empty TF and NaN score
-        where fewer TFs are mapped).
+        One row per peak: ``peak``, then ``tf_i, topic_i, score_i`` for i = 1 .. n_top (empty TF and
+        topic, NaN score where fewer TFs qualify), and ``tied``: whether two of the reported TFs,
+        or the last reported and the next one, had equal scores.
     """
-    per_tf = tf_scores(scores, mapping, topic_names)
+    if per_topic is not None:
+        strengths = {topic: dict(sorted(tfs.items(), key=lambda kv: (-kv[1], kv[0]))[:per_topic])
+                     for topic, tfs in strengths.items()}
+    values, topics = tf_scores(scores, strengths, topic_names, min_topic_score)
     ids = peak_ids if peak_ids is not None else [str(i) for i in range(scores.shape[0])]
     out = pd.DataFrame({"peak": ids})
-    values = per_tf.to_numpy()
-    tfs = np.asarray(per_tf.columns, dtype=object)
-    order = np.argsort(-values, axis=1, kind="stable") if values.size else np.zeros((len(ids), 0), int)
+    tfs = np.asarray(values.columns, dtype=object)
+    v = values.to_numpy()
+    strength = np.array([max(s.get(tf, 0.0) for s in strengths.values()) for tf in tfs])
+    tie_rank = np.argsort(np.lexsort((np.arange(len(tfs)), -strength)))  # larger strength, then name, first
+    # lexsort sorts by its last key first: score descending (NaN last), then the tie rank.
+    order = np.lexsort((np.broadcast_to(tie_rank, v.shape), -v), axis=-1)
+    ranked = np.take_along_axis(v, order, axis=1)
+    rows = np.arange(len(ids))
     for rank in range(n_top):
-        if rank < values.shape[1]:
-            out[f"tf_{rank + 1}"] = tfs[order[:, rank]]
-            out[f"score_{rank + 1}"] = np.take_along_axis(values, order[:, rank : rank + 1], axis=1)[:, 0]
+        if rank < v.shape[1]:
+            called = ~np.isnan(ranked[:, rank])
+            out[f"tf_{rank + 1}"] = np.where(called, tfs[order[:, rank]], "")
+            out[f"topic_{rank + 1}"] = np.where(called, topics.to_numpy()[rows, order[:, rank]], "")
+            out[f"score_{rank + 1}"] = ranked[:, rank]
         else:
-            out[f"tf_{rank + 1}"] = ""
-            out[f"score_{rank + 1}"] = np.nan
+            out[f"tf_{rank + 1}"], out[f"topic_{rank + 1}"], out[f"score_{rank + 1}"] = "", "", np.nan
+    shown = ranked[:, : min(n_top + 1, ranked.shape[1])]
+    out["tied"] = (np.diff(shown, axis=1) == 0).any(axis=1) if shown.shape[1] > 1 else False
     return out
 
 

@@ -10,12 +10,10 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bindvae import plotting
-from bindvae.analysis import naming, peaks, report, selection, topics
-from bindvae.analysis.compare import compare_motifs
+from bindvae.analysis import evidence, families, naming, peaks, report, selection, topics
 from bindvae.analysis.meme import Motif, read_meme, write_meme, write_text_atomic
 from bindvae.errors import ConfigError, InputError
 from bindvae.infer import Model, latent_scores, load_model
@@ -42,8 +40,10 @@ class AnalysisOptions:
         motif_ranking: how each topic's 10-mers are ranked for its motif: ``encoder`` (probes through
             the encoder) or ``decoder`` (the topic's k-mer log-ratios); see
             :func:`bindvae.analysis.topics.topic_motifs`.
-        n_probes_per_tf: probes sampled per database motif when no probes are given.
-        max_q: q-value threshold for Algorithm 1 assignments.
+        n_probes_per_tf: probes sampled per TF (split among its matrices) when no probes are given;
+            the number is written in ``tf_mapping.tsv``'s header and the report.
+        rules: thresholds of Algorithm 1, motif similarity and the titles (:class:`evidence.NamingRules`).
+        max_topics_per_tf: model selection counts a TF assigned to at most this many topics.
         seed: seed of the probe sampler.
     """
 
@@ -56,8 +56,33 @@ class AnalysisOptions:
     kind: str = "mean"
     motif_ranking: str = "encoder"
     n_probes_per_tf: int = 200
-    max_q: float = 0.05
+    rules: evidence.NamingRules = evidence.NamingRules()
+    max_topics_per_tf: int = selection.MAX_TOPICS_PER_TF
     seed: int = 0
+
+
+def check_options(options: AnalysisOptions) -> None:
+    """Raise ConfigError for an option out of range (before anything slow runs)."""
+    if options.motif_ranking not in topics.RANKINGS:
+        raise ConfigError("motif_ranking", f"must be one of {topics.RANKINGS}, got {options.motif_ranking!r}")
+    if options.kind not in ("mean", "concentration"):
+        raise ConfigError("kind", f"must be 'mean' or 'concentration', got {options.kind!r}")
+    rules = options.rules
+    for key, value in [("max_q", rules.max_q), ("motif_max_q", rules.motif_max_q), ("min_effect", rules.min_effect),
+                       ("min_repeat_share", rules.titles.min_repeat_share), ("min_gc_shift", rules.titles.min_gc_shift)]:
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(key, f"must be in [0, 1], got {value}")
+    for key, value in [("max_tfs_per_topic", rules.max_tfs_per_topic), ("n_probes_per_tf", options.n_probes_per_tf),
+                       ("max_topics_per_tf", options.max_topics_per_tf)]:
+        if value < 1:
+            raise ConfigError(key, f"must be at least 1, got {value}")
+    if rules.titles.min_fold < 0:
+        raise ConfigError("min_fold", f"must be at least 0, got {rules.titles.min_fold}")
+
+
+def load_families(options: AnalysisOptions) -> dict[str, str]:
+    """TF name -> family key: JASPAR's with ``motif_db=jaspar``, else none (each TF its own family)."""
+    return families.jaspar_families(options.jaspar_release) if options.motif_db == "jaspar" else {}
 
 
 def load_database(options: AnalysisOptions) -> tuple[list[Motif], str]:
@@ -78,16 +103,24 @@ def _write_tsv(frame: pd.DataFrame, path: Path, source: str = "") -> None:
     write_text_atomic(path, header + frame.to_csv(sep="\t", index=False, float_format="%.6g"))
 
 
-def _probe_scores(model: Model, options: AnalysisOptions, database: list[Motif],
-                  table: pd.DataFrame | None = None) -> tuple[np.ndarray, list[str]] | None:
-    """Probe scores [n_probes, M] and TF labels: the given table, ``options.probes``, or probes sampled from the database."""
+def _probe_table(options: AnalysisOptions, database: list[Motif], table: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Labelled probes: the given table, or probes sampled from the database, or None."""
     if table is None and options.probes:
         table = naming.read_probes_tsv(options.probes, list(options.tf_per_block) or None)
-    if table is None and database:
-        table = naming.sample_probes(np.random.default_rng(options.seed), database, options.n_probes_per_tf)
-    if table is None:
-        return None
-    return latent_scores(model, table["sequence"].tolist(), kind=options.kind), table["tf"].tolist()
+    return table if table is not None else evidence.sampled_probes(database, options.n_probes_per_tf, options.seed)
+
+
+def _probe_source(options: AnalysisOptions, source: str) -> str:
+    if options.probes:
+        return os.path.basename(options.probes)
+    return f"{options.n_probes_per_tf} per TF sampled from {source} (seed {options.seed})"
+
+
+def _rules_line(options: AnalysisOptions) -> str:
+    r, t = options.rules, options.rules.titles
+    return (f"Algorithm 1: q < {r.max_q}, effect size >= {r.min_effect}, at most {r.max_tfs_per_topic} TFs per "
+            f"topic; motif similarity: q < {r.motif_max_q}, at most {r.max_tfs_per_topic}; composition: repeat share "
+            f">= {t.min_repeat_share}, fold < {t.min_fold}, |GC - corpus| >= {t.min_gc_shift} (top {t.n_top} k-mers)")
 
 
 def _read_peaks(model: Model, path: str) -> tuple[object, list[str]]:
@@ -130,19 +163,17 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
 
     Returns:
         The ``analysis`` folder, holding topic_kmers.tsv, topic_10mers.tsv, motifs.meme, logos/,
-        motif_matches.tsv, tf_mapping.tsv, peak_tfs.tsv and accessibility.tsv (with peaks), PNG
+        motif_matches.tsv, tf_mapping.tsv, topic_titles.tsv, peak_tfs.tsv and accessibility.tsv (with peaks), PNG
         figures and report.html.
 
     Raises:
         InputError, ConfigError: unreadable inputs or bad options.
     """
-    if options.motif_ranking not in topics.RANKINGS:
-        raise ConfigError("motif_ranking", f"must be one of {topics.RANKINGS}, got {options.motif_ranking!r}")
-    if options.kind not in ("mean", "concentration"):
-        raise ConfigError("kind", f"must be 'mean' or 'concentration', got {options.kind!r}")
+    check_options(options)
     model = load_model(run_dir)
     # Every input is read and checked before the slow steps, so a bad file fails in seconds.
     database, source = load_database(options)
+    tf_families = load_families(options)
     peak_input = _read_peaks(model, options.peaks) if options.peaks else None
     if options.peaks and options.compare:
         _compared_accessibility(options.compare)
@@ -157,41 +188,40 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     _figure(plotting.heatmap_figure(topics.topic_kmer_heatmap_matrix(model), "phi: union of each topic's top 20 8-mers",
                                     "8-mer", "topic"), out, "topic_kmer_heatmap.png", "Topic x 8-mer weights (Fig. 1b)",
             figures)
-    motifs, tenmers = topics.topic_motifs(model, kind=options.kind, ranking=options.motif_ranking)
-    _write_tsv(tenmers, out / "topic_10mers.tsv")
-    write_meme(out / "motifs.meme", motifs, comment=f"BindVAE topic motifs of {Path(run_dir).name} (top 200 10-mers)")
-    for motif in motifs:
+    named = evidence.name_topics(model, database, _probe_table(options, database, probe_table), tf_families,
+                                 options.rules, options.kind, options.motif_ranking)
+    _write_tsv(named.tenmers, out / "topic_10mers.tsv")
+    write_meme(out / "motifs.meme", named.motifs,
+               comment=f"BindVAE topic motifs of {Path(run_dir).name} (top 200 10-mers)")
+    for motif in named.motifs:
         plotting.save_figure(plotting.logo_figure(motif.pwm, motif.name), out / "logos" / f"{motif.name}.png")
-
-    matches = compare_motifs(motifs, database) if database else pd.DataFrame(
-        columns=["query", "target", "target_name", "rank", "q_value"])
-    matches = matches[matches["rank"] <= 10]
-    _write_tsv(matches, out / "motif_matches.tsv", source)
-
-    mapping_table = pd.DataFrame(columns=naming.MAPPING_COLUMNS)
-    probe_data = _probe_scores(model, options, database, probe_table)
-    if probe_data is not None:
-        mapping_table = naming.map_topics_to_tfs(*probe_data, max_q=options.max_q)
-        matrix = plotting.probe_heatmap_matrix(probe_data[0], probe_data[1], names)
+    _write_tsv(named.matches, out / "motif_matches.tsv", source)
+    if named.probe_data is not None:
+        matrix = plotting.probe_heatmap_matrix(*named.probe_data, names)
         if len(matrix) <= 400:
             _figure(plotting.heatmap_figure(matrix, "mean probe score per topic", "topic", "TF"), out,
                     "probe_heatmap.png", "Probe x topic latent scores", figures)
-    probe_source = os.path.basename(options.probes) if options.probes else f"sampled from {source}"
+    probe_source = _probe_source(options, source)
+    mapping_table = named.mapping
     _write_tsv(mapping_table, out / "tf_mapping.tsv", f"{source}; probes: {probe_source}")
+    _write_tsv(named.titles, out / "topic_titles.tsv")
     mapping = naming.assigned_tfs(mapping_table)
 
     acc = None
     if options.peaks:
         scores, ids = latent_scores(model, peak_input[0], kind=options.kind), peak_input[1]
-        _write_tsv(peaks.top_tfs_per_peak(scores, mapping, ids), out / "peak_tfs.tsv")
+        calls = peaks.top_tfs_per_peak(scores, naming.assignment_strengths(mapping_table), ids,
+                                       min_topic_score=1.0 / model.num_topics)
+        _write_tsv(calls, out / "peak_tfs.tsv")
         acc = peaks.accessibility(scores, mapping)
         _write_tsv(acc, out / "accessibility.tsv")
         _accessibility_figure(acc, run_dir, options.compare, out, figures)
 
-    sections = _sections(names, motifs, kmer_table, tenmers, matches, mapping_table, acc)
+    sections = _sections(names, named, kmer_table, acc)
     facts = {"run directory": Path(run_dir).name, "checkpoint step": model.step, "topics": model.num_topics,
              "latent score": options.kind, "motif database": source, "probes": probe_source,
-             "peaks": os.path.basename(options.peaks) if options.peaks else "none", "TFs mapped (Algorithm 1)": len(set(mapping_table.loc[mapping_table["assigned"], "tf"]))}
+             "peaks": os.path.basename(options.peaks) if options.peaks else "none", "naming rules": _rules_line(options),
+             "TFs mapped (Algorithm 1)": len(set(mapping_table.loc[mapping_table["assigned"], "tf"]))}
     html = report.render_report(f"BindVAE analysis: {Path(run_dir).name}", facts, sections, figures)
     write_text_atomic(out / "report.html", html)
     return out
@@ -216,31 +246,35 @@ def _accessibility_figure(acc: pd.DataFrame, run_dir, compare: str | None, out: 
         _figure(plotting.accessibility_figure(table, list(labels)), out, "accessibility.png", caption, figures)
 
 
-def _sections(names, motifs, kmer_table, tenmers, matches, mapping_table, acc) -> list[report.TopicSection]:
+def _sections(names, named: evidence.TopicNames, kmer_table, acc) -> list[report.TopicSection]:
     sections = []
     for m, name in enumerate(names):
         k8 = kmer_table[kmer_table["topic"] == name].head(8)
-        k10 = tenmers[tenmers["topic"] == name].head(5)
-        hits = matches[(matches["query"] == name) & (matches["rank"] <= 3)]
-        tfs = mapping_table[(mapping_table["topic"] == name) & mapping_table["assigned"]]
-        tfs = tfs.sort_values(["q_value", "effect_size"], ascending=[True, False], kind="stable")
+        k10 = named.tenmers[named.tenmers["topic"] == name].head(5)
+        hits = named.matches[(named.matches["query"] == name) & (named.matches["rank"] <= 3)]
+        tfs = named.mapping[(named.mapping["topic"] == name) & named.mapping["assigned"]].sort_values("rank", kind="stable")
+        title = named.titles.iloc[m]
         sections.append(report.TopicSection(
-            topic=name, logo=f"logos/{name}.png", consensus=motifs[m].consensus,
+            topic=name, logo=f"logos/{name}.png", consensus=named.motifs[m].consensus,
             top_kmers=list(zip(k8["kmer"], k8["weight"].astype(float))),
             top_10mers=list(zip(k10["kmer"], k10["score"].astype(float))),
             matches=list(zip(hits["target"], hits["target_name"], hits["q_value"].astype(float))),
             tfs=list(zip(tfs["tf"], tfs["q_value"].astype(float), tfs["effect_size"].astype(float))),
             accessibility=None if acc is None else float(acc["accessibility"].iloc[m]),
+            title=str(title["title"]), evidence=str(title["evidence"]),
         ))
     return sections
 
 
 def analyze_sweep(sweep_dir: str | os.PathLike, options: AnalysisOptions = AnalysisOptions(), n_best: int = 3) -> Path:
-    """Model selection across a sweep: Algorithm 1 per run, best ``n_best`` runs, their ensemble.
+    """Model selection across a sweep: every run's topics named as by :func:`analyze_run`, runs ranked.
+
+    The ranking (distinct TF families named, ties by held-out ELBO) is
+    :func:`bindvae.analysis.selection.select_runs`'s.
 
     Args:
         sweep_dir: folder holding run directories.
-        options: probes / motif database used for Algorithm 1.
+        options: probes / motif database and rules used to name topics.
         n_best: runs in the ensemble.
 
     Returns:
@@ -249,21 +283,24 @@ def analyze_sweep(sweep_dir: str | os.PathLike, options: AnalysisOptions = Analy
     Raises:
         InputError: no run found, or no probes and no database to sample them from.
     """
+    check_options(options)
     runs = selection.find_runs(sweep_dir)
     if not runs:
         raise InputError(sweep_dir, "no run directory with checkpoints/ found")
     database, source = load_database(options)
-    probe_table = naming.read_probes_tsv(options.probes, list(options.tf_per_block) or None) if options.probes else None
+    tf_families = load_families(options)
+    probes = _probe_table(options, database, None)
+    if probes is None:
+        raise InputError(sweep_dir, "model selection needs probes= or a motif database to sample probes from")
     out = check_writable_dir(Path(sweep_dir) / "analysis", "sweep_dir")
-    mappings = {}
+    mappings, elbos = {}, {}
     for run in runs:
-        model = load_model(run)
-        probe_data = _probe_scores(model, options, database, probe_table)
-        if probe_data is None:
-            raise InputError(sweep_dir, "model selection needs probes= or a motif database to sample probes from")
-        mappings[str(run.relative_to(sweep_dir))] = naming.map_topics_to_tfs(*probe_data, max_q=options.max_q)
-    summary, ensemble = selection.select_runs(mappings, n_best)
-    note = f"{source}; probes: {options.probes or 'sampled from the database'}"
+        name = str(run.relative_to(sweep_dir))
+        named = evidence.name_topics(load_model(run), database, probes, tf_families, options.rules, options.kind,
+                                     options.motif_ranking)
+        mappings[name], elbos[name] = named.mapping, selection.held_out_elbo(run)
+    summary, ensemble = selection.select_runs(mappings, n_best, tf_families, elbos, options.max_topics_per_tf)
+    note = f"{source}; probes: {_probe_source(options, source)}; {_rules_line(options)}"
     _write_tsv(summary, out / "model_selection.tsv", note)
     _write_tsv(ensemble, out / "ensemble.tsv", note)
     return out
