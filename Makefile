@@ -10,6 +10,8 @@ $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	@echo "compiling the CPU training kernels once (about a minute; cached for every later run)"
+	$(PY) -m bindvae._kernel_cache --all
 	@touch $(STAMP)
 
 demo: $(STAMP)

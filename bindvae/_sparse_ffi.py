@@ -80,7 +80,9 @@ def _i32(address, shape):  # pragma: no cover - compiled
 
 _f32 = numba.njit(inline="always")(_f32)
 _i32 = numba.njit(inline="always")(_i32)
-_HANDLER = types.int64(types.CPointer(types.int64))
+# Every handler is XLA_FFI_Error* handler(XLA_FFI_CallFrame*): compiled as a C callback of this
+# signature by bindvae._kernel_cache, which loads it from numba's cache.
+SIGNATURE = types.int64(types.CPointer(types.int64))
 
 
 @numba.njit(inline="always")
@@ -88,7 +90,6 @@ def _n_threads(frame, i):  # pragma: no cover - compiled
     return _i32(_buffer(frame, 9, i)[0], (1,))[0]
 
 
-@numba.cfunc(_HANDLER, cache=True)
 def column_order_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
@@ -113,7 +114,6 @@ def column_order_handler(frame):  # pragma: no cover - compiled
     return 0
 
 
-@numba.cfunc(_HANDLER, cache=True)
 def first_layer_forward_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
@@ -133,7 +133,6 @@ def first_layer_forward_handler(frame):  # pragma: no cover - compiled
     return 0
 
 
-@numba.cfunc(_HANDLER, cache=True)
 def first_layer_backward_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
@@ -152,7 +151,6 @@ def first_layer_backward_handler(frame):  # pragma: no cover - compiled
     return 0
 
 
-@numba.cfunc(_HANDLER, cache=True)
 def mixture_forward_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
@@ -174,7 +172,6 @@ def mixture_forward_handler(frame):  # pragma: no cover - compiled
     return 0
 
 
-@numba.cfunc(_HANDLER, cache=True)
 def mixture_backward_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
@@ -211,7 +208,6 @@ def _same_or_copy(src, dst, shape):  # pragma: no cover - compiled
         _f32(dst, shape)[:] = _f32(src, shape)
 
 
-@numba.cfunc(_HANDLER, cache=True)
 def exp_transposed_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
@@ -234,7 +230,6 @@ def exp_transposed_handler(frame):  # pragma: no cover - compiled
     return 0
 
 
-@numba.cfunc(_HANDLER, cache=True)
 def mixture_value_and_dz_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
@@ -263,7 +258,6 @@ def mixture_value_and_dz_handler(frame):  # pragma: no cover - compiled
     return 0
 
 
-@numba.cfunc(_HANDLER, cache=True)
 def adam_first_layer_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
@@ -296,7 +290,6 @@ def adam_first_layer_handler(frame):  # pragma: no cover - compiled
     return 0
 
 
-@numba.cfunc(_HANDLER, cache=True)
 def adam_theta_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
@@ -334,6 +327,7 @@ def adam_theta_handler(frame):  # pragma: no cover - compiled
     return 0
 
 
+# XLA target name -> the handler's Python source (compiled by bindvae._kernel_cache.load_handlers).
 HANDLERS = {
     "bindvae_column_order": column_order_handler,
     "bindvae_first_layer_forward": first_layer_forward_handler,

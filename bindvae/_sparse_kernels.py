@@ -7,9 +7,8 @@ of columns in order, so the big [D, H] and [M, D] arrays are read and written in
 runs instead of one random row per nonzero, and each thread owns a disjoint column range (no
 write races). XLA calls them through its FFI (``bindvae._sparse_ffi``).
 
-numba caches the FFI handlers keyed on ``_sparse_ffi.py`` alone: after editing a kernel here, delete
-the package's ``__pycache__/*.nbi``/``*.nbc`` files (or touch ``_sparse_ffi.py``), or the handlers keep
-running the kernels they were compiled with.
+The FFI handlers are cached keyed on the sources of this module and ``_sparse_ffi.py``
+(``bindvae._kernel_cache``): after editing a kernel here the next run compiles them again.
 """
 
 from __future__ import annotations

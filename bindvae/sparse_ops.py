@@ -16,8 +16,8 @@ own layout (the parameter tree is unchanged). The FFI handlers receive XLA's buf
 135 MB on a 2-core CPU), more than the whole step should cost.
 
 The heavy kernels run on numba's thread pool when its threading layer is thread-safe (OpenMP
-or TBB, see :data:`PARALLEL`), single-threaded otherwise. Importing this module registers the handlers as XLA CPU targets named ``bindvae_*``. They exist on
-the CPU backend only: ``bindvae.train.resolve_compute_path`` picks this path on the CPU alone.
+or TBB, see :data:`PARALLEL`), single-threaded otherwise. The handlers are XLA CPU targets named ``bindvae_*``, registered when
+first called (:func:`load_kernels`). They exist on the CPU backend only: ``bindvae.train.resolve_compute_path`` picks this path on the CPU alone.
 All arrays are float32 / int32.
 """
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib
+import threading
 from typing import NamedTuple
 
 import jax
@@ -33,18 +34,41 @@ import jax.numpy as jnp
 import numba
 import numpy as np
 
-from bindvae import _sparse_ffi
+from bindvae import _kernel_cache
 
 
-def _register_targets() -> None:
+# The kernels each CPU path runs, loaded together so that a cold cache is filled in one go.
+SPARSE_CPU_KERNELS = ("bindvae_column_order", "bindvae_first_layer_forward", "bindvae_first_layer_backward",
+                      "bindvae_mixture_forward", "bindvae_mixture_backward")
+FUSED_CPU_KERNELS = ("bindvae_column_order", "bindvae_first_layer_forward", "bindvae_exp_transposed",
+                     "bindvae_mixture_value_and_dz", "bindvae_adam_first_layer", "bindvae_adam_theta",
+                     "bindvae_mixture_forward")
+# XLA target name -> its loaded handler. XLA's target registry is process-wide, and the handler
+# object owns the compiled code behind the registered address, so both live as long as the process.
+_LOADED: dict = {}
+_LOADING = threading.Lock()  # XLA may trace two steps at once; each target is registered once
+
+
+def load_kernels(names) -> None:
+    """Register the XLA CPU targets ``names``, loading their handlers from numba's cache.
+
+    Kernels missing from the cache are compiled once, in a child process (a log line says so and
+    how long it takes): see ``bindvae._kernel_cache`` for why a process never runs a kernel it
+    compiled itself. Called for a whole path when a run starts; each call below ensures its own.
+    """
+    if all(name in _LOADED for name in names):
+        return
+    with _LOADING:
+        _load_kernels([name for name in names if name not in _LOADED])
+
+
+def _load_kernels(todo: list) -> None:
     new_capsule = ctypes.pythonapi.PyCapsule_New
     new_capsule.restype = ctypes.py_object
     new_capsule.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
-    for name, handler in _sparse_ffi.HANDLERS.items():
+    for name, handler in _kernel_cache.load_handlers(todo).items():
         jax.ffi.register_ffi_target(name, new_capsule(handler.address, b"xla._CUSTOM_CALL_TARGET", None), platform="cpu")
-
-
-_register_targets()
+        _LOADED[name] = handler
 
 
 def _thread_safe_layer() -> bool:
@@ -90,10 +114,12 @@ class ColumnOrder(NamedTuple):
 
 
 def _call(name: str, shapes, *args):
+    load_kernels((name,))
     return jax.ffi.ffi_call(name, shapes, vmap_method="sequential")(*args)
 
 
 def _call_in_place(name: str, aliases: dict, shapes, *args):
+    load_kernels((name,))
     return jax.ffi.ffi_call(name, shapes, vmap_method="sequential", input_output_aliases=aliases)(*args)
 
 
