@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bindvae import model as model_lib
+from bindvae import rundir
 from bindvae.config import ModelConfig
 from bindvae.errors import InputError
 from bindvae.kmers import Vocabulary
@@ -176,6 +177,10 @@ def load_model(run_dir: str | os.PathLike, features_fingerprint: str | None = No
     from bindvae.checkpoint import check_vocab, load_checkpoint  # Deferred: orbax is slow to import.
 
     checkpoint = load_checkpoint(run_dir)
+    training = rundir.owner(run_dir)
+    if training:
+        logger.warning("%s is being trained by %s: reading its latest finished checkpoint (step %d)",
+                       run_dir, training, checkpoint.step)
     vocabulary = Vocabulary.gapped8()
     check_vocab(checkpoint, features_fingerprint or vocabulary.fingerprint, run_dir)
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}

@@ -33,7 +33,7 @@ from flax.training import train_state
 
 from bindvae import checkpoint as ckpt
 from bindvae import data as data_lib
-from bindvae import parallel, stream
+from bindvae import parallel, rundir, stream
 from bindvae import objectives
 from bindvae.config import RunConfig, TrainConfig, run_name, to_dict
 from bindvae.errors import BindVAEError, ConfigError, InputError
@@ -159,6 +159,14 @@ def resolve_compute_path(path: str, backend: str | None = None, *, moment_dtype:
     if backend != "cpu":
         return "dense"
     return "fused_cpu" if fusable else "sparse_cpu"
+
+
+def load_cpu_kernels(path: str) -> None:
+    """Load every numba kernel that ``path`` runs (once per process; compiled first when not cached)."""
+    if path in ("sparse_cpu", "fused_cpu"):
+        from bindvae import sparse_ops
+
+        sparse_ops.load_kernels(sparse_ops.FUSED_CPU_KERNELS if path == "fused_cpu" else sparse_ops.SPARSE_CPU_KERNELS)
 
 
 def resolve_steps_per_call(steps_per_call: int, backend: str | None = None) -> int:
@@ -377,6 +385,8 @@ class FitResult:
         steps_per_sec: optimiser steps per second over this call (compilation included).
         elapsed_s: wall time of the training loop.
         skipped_steps: non-finite steps skipped over the whole run.
+        already_complete: the run directory already held a checkpoint at ``train.steps`` (or later),
+            so nothing was trained (metrics are then empty).
     """
 
     params: Any
@@ -389,6 +399,7 @@ class FitResult:
     steps_per_sec: float
     elapsed_s: float
     skipped_steps: int
+    already_complete: bool = False
 
 
 def _state_tree(state: TrainState, key: jax.Array) -> dict:
@@ -646,10 +657,14 @@ def fit(
         ConfigError: an existing run directory without resume/overwrite, or a model config mismatch.
         InputError: a checkpoint trained on another vocabulary.
         TrainingDiverged: ``train.max_bad_steps`` consecutive non-finite steps.
+        RunDirectoryBusy: another process is training in ``workdir`` (nothing is written).
     """
+    with rundir.owned(workdir):
+        return _fit(config, train_X, val_X, vocab_fingerprint, Path(workdir), logger_ or NullLogger(), kmers)
+
+
+def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Path, metric_logger, kmers) -> FitResult:
     tc = config.train
-    workdir = Path(workdir)
-    metric_logger = logger_ or NullLogger()
     n_kmers = int(train_X.shape[1])
     if train_X.shape[0] == 0:
         raise ConfigError("data", "no training sequences")
@@ -664,12 +679,18 @@ def fit(
     if existing:
         state = _restore(state, workdir, config, vocab_fingerprint, n_kmers)
     start = int(jax.device_get(state.step))
+    if existing and start >= tc.steps:
+        logger.info("%s: already complete at step %d (train.steps=%d): nothing to train", workdir, start, tc.steps)
+        return FitResult(params=jax.device_get(state.params), step=start, metrics={}, val_metrics={},
+                         workdir=str(workdir), compute_path="none", steps_per_call=0, steps_per_sec=0.0,
+                         elapsed_s=0.0, skipped_steps=int(jax.device_get(state.skipped_steps)), already_complete=True)
     run = _Run(config, workdir, metric_logger, n_kmers, vocab_fingerprint)
     run.metrics_file.truncate_after(start)
     metric_logger.log_config(to_dict(config))
     val_data = data_lib.pad_rows(val_X, tc.n_length_buckets) if val_X is not None and val_X.shape[0] else None
     mesh = parallel.make_mesh(tc.devices)
     path = resolve_compute_path(tc.compute_path, moment_dtype=tc.optimizer_state_dtype, n_devices=int(mesh.devices.size))
+    load_cpu_kernels(path)
     loop, eval_step = make_train_loop(model, path, tc.sampler), make_eval_step(model, path, tc.sampler)
     if mesh.devices.size == 1 and not isinstance(train_X, ShardIndex):
         feed, n_train, close_feed = _resident_feed(tc, train_X, loop)
@@ -740,6 +761,8 @@ def _at_stop(run: _Run, state, step, tc: TrainConfig, eval_step, val_data, eval_
 
 def summary(result: FitResult) -> str:
     """A few lines describing a finished run."""
+    if result.already_complete:
+        return f"run {result.workdir}: already complete at step {result.step}"
     m, v = result.metrics, result.val_metrics
     lines = [
         f"run {result.workdir}: {result.step} steps, {result.steps_per_sec:.1f} steps/s ({result.compute_path} path, "

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from bindvae import data as data_lib
-from bindvae import parallel, shards, stream
+from bindvae import parallel, rundir, shards, stream
 from bindvae.config import RunConfig, run_name, to_dict
 from bindvae.errors import BindVAEError, ConfigError
 from bindvae.io import check_writable_dir
@@ -101,16 +101,21 @@ def load_training_data(config: RunConfig):
 
 
 def run(config: RunConfig, workdir: Path) -> str:
-    """Load data, split, train; returns the run summary."""
-    prepare_run_dir(workdir, config.train)  # refuse an existing run before any slow work
-    start_distributed(config)
-    train_X, val_X, fingerprint, kmers = load_training_data(config)
-    metric_logger = make_logger(config, workdir)
-    try:
-        metric_logger.log_config({**to_dict(config), "workdir": str(workdir)})
-        result = fit(config, train_X, val_X, fingerprint, workdir, metric_logger, kmers=kmers)
-    finally:
-        metric_logger.close()
+    """Load data, split, train; returns the run summary.
+
+    Raises:
+        RunDirectoryBusy: another training owns ``workdir`` (nothing is written).
+    """
+    with rundir.owned(workdir):  # one owner per run directory, before anything is written
+        prepare_run_dir(workdir, config.train)  # refuse an existing run before any slow work
+        start_distributed(config)
+        train_X, val_X, fingerprint, kmers = load_training_data(config)
+        metric_logger = make_logger(config, workdir)
+        try:
+            metric_logger.log_config({**to_dict(config), "workdir": str(workdir)})
+            result = fit(config, train_X, val_X, fingerprint, workdir, metric_logger, kmers=kmers)
+        finally:
+            metric_logger.close()
     return summary(result)
 
 
@@ -136,7 +141,7 @@ def main(cfg: DictConfig) -> None:
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
-def check_arguments(argv: list[str]) -> None:
+def check_arguments(argv: list[str]) -> str | None:
     """Checks what Hydra acts on before ``main`` runs, so that a mistake is one line, not a traceback.
 
     Hydra creates the run directory before calling ``main`` and reports a missing group option in
@@ -145,6 +150,9 @@ def check_arguments(argv: list[str]) -> None:
     Raises:
         ConfigError: an unknown option of a config group (``data=bam``), or a run directory that
             cannot be created or written to (key ``hydra.run.dir`` / ``hydra.sweep.dir``).
+
+    Returns:
+        The run directory given as ``hydra.run.dir`` (None for a multirun or Hydra's default).
     """
     multirun = any(a in ("-m", "--multirun") for a in argv)
     dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
@@ -163,13 +171,20 @@ def check_arguments(argv: list[str]) -> None:
                     known = sorted(p.stem for p in group.glob("*.yaml"))
                     raise ConfigError(key, f"unknown option {option!r}; one of {known}")
     check_writable_dir(run_dir if run_dir is not None else Path.cwd(), dir_key)
+    return None if multirun else run_dir
 
 
 if __name__ == "__main__":
     os.environ.setdefault("WANDB_SILENT", "true")
     try:
-        check_arguments(sys.argv[1:])
+        explicit_dir = check_arguments(sys.argv[1:])
     except BindVAEError as err:
         sys.stderr.write(f"error: {err}\n")
         sys.exit(2)
+    if explicit_dir is not None:
+        try:  # before Hydra writes .hydra/ into it: a busy directory keeps the owner's files as they are
+            rundir.acquire(explicit_dir)
+        except BindVAEError as err:
+            sys.stderr.write(f"error: {err}\n")
+            sys.exit(1)
     main()
