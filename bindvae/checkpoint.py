@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +218,27 @@ def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None, target:
     )
 
 
+def _drop_closed_loop_reports() -> None:
+    # When one read of a damaged checkpoint fails, orbax closes its event loop while tensorstore's
+    # other reads are still in flight; each then reports "RuntimeError: Event loop is closed"
+    # through sys.unraisablehook, seconds later, as a traceback. Those reports say nothing (the
+    # failure itself is reported once, with the fallback), so exactly they are dropped; every
+    # other unraisable exception still reaches the previous hook.
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_closed_loop_reports", False):
+        return
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook.drops_closed_loop_reports = True
+    sys.unraisablehook = hook
+
+
 def _restore_step(run_dir: Path, step: int, target) -> dict:
+    _drop_closed_loop_reports()  # before the read: the reports can come before the error is raised
     try:
         with _manager(run_dir) as manager:
             return manager.restore(
