@@ -25,6 +25,7 @@ import functools
 import hashlib
 import logging
 import os
+import pickle
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -396,18 +397,49 @@ def load_features(
     return sp.csr_matrix((data.astype(np.float32), indices, indptr), shape=shape), names, fingerprint
 
 
+class _VocabularyUnpickler(pickle.Unpickler):
+    """An unpickler for the reference vocabulary's .npy: it can build only what that file holds.
+
+    A pickle calls whatever global it names; this one names a 0-d object ndarray (NumPy's
+    ``_reconstruct``, ``ndarray``, ``dtype``; ``_codecs.encode`` for its byte strings; NumPy's
+    ``scalar`` for integer ids stored as NumPy scalars) around a dict of str -> int. Every other
+    global (``os.system``, ``builtins.eval``, ...) raises ``UnpicklingError`` instead of being called.
+    """
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"the pickle asks for {module}.{name}, which a vocabulary never holds")
+        return super().find_class(module, name)
+
+
 def read_reference_vocabulary(path: str | os.PathLike) -> dict[str, int]:
     """Reads the reference vocabulary: a pickled dict {k-mer: id} in a .npy (``EMPTY`` at id 0).
 
-    Only open files you trust: the format is a pickle.
+    The pickle is read by :class:`_VocabularyUnpickler`, which can build nothing but NumPy's
+    object array, dicts, strings and numbers: a file that asks for anything else (the way a
+    malicious pickle runs code) is refused before any of it runs.
 
     Raises:
-        InputError: the file is missing or is not such a dictionary.
+        InputError: the file is missing, is not such a dictionary, or its pickle asks for other objects.
     """
     if not Path(path).is_file():
         raise InputError(path, "no such file")
     try:
-        mapping = np.load(path, allow_pickle=True).item()
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+            if dtype != np.dtype(object) or shape != ():
+                raise ValueError(f"a {dtype} array of shape {shape}, not a pickled dictionary")
+            mapping = _VocabularyUnpickler(handle).load().item()
+    except pickle.UnpicklingError as err:
+        raise InputError(path, f"refused: {err}") from None
     except Exception as err:
         raise InputError(path, f"not a reference vocabulary .npy ({type(err).__name__}: {err})") from None
     if not isinstance(mapping, dict) or not all(isinstance(k, str) for k in mapping):
