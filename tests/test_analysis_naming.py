@@ -71,6 +71,29 @@ def test_map_topics_caps_tfs_per_topic_by_effect():
     assert list(strengths) == ["tf4", "tf3", "tf2"] and strengths["tf4"] == pytest.approx(topic0.loc["tf4", "effect_size"])
 
 
+def test_map_topics_puts_tfs_supported_by_motif_similarity_first():
+    # On a partial CTCF topic, GC-rich zinc-finger probes outscore CTCF's own; the database match
+    # (CTCF, rank 1) and its family decide which sizeable TFs fill the cap.
+    rng = np.random.default_rng(3)
+    tfs = ["ZNF_a", "ZNF_b", "ZNF_c", "CTCF", "CTCFL", "INSM1"]
+    labels = np.repeat(tfs + [f"other{i}" for i in range(20)], 200)
+    scores = rng.normal(size=(len(labels), 2))
+    for shift, tf in zip([3.0, 2.9, 2.8, 2.0, 2.2, 2.6], tfs):
+        scores[labels == tf, 0] += shift
+    families = {"CTCF": "C2H2 >3", "CTCFL": "C2H2 >3", "INSM1": "dispersed ZF", "ZNF_a": "other ZF"}
+    matches = naming.assign_matches(pd.DataFrame({
+        "query": ["topic_000"] * 3, "target": ["MA1", "MA2", "MA3"], "target_name": ["CTCF", "INSM1", "CTCFL"],
+        "rank": [1, 4, 5], "q_value": [1e-3, 3e-3, 8e-3]}))
+    supported = naming.supported_by_matches(matches, labels, families)
+    assert supported == {"topic_000": {"CTCF": 1, "CTCFL": 1, "INSM1": 4}}
+    table = naming.map_topics_to_tfs(scores, labels, supported=supported)
+    assigned = naming.assigned_tfs(table)["topic_000"]
+    assert set(assigned[:2]) == {"CTCF", "CTCFL"} and assigned[2] == "INSM1"  # rank-1 match's family first
+    plain = naming.map_topics_to_tfs(scores, labels)
+    assert set(naming.assigned_tfs(plain)["topic_000"]) == {"ZNF_a", "ZNF_b", "ZNF_c"}
+    assert table.set_index(["topic", "tf"]).loc[("topic_000", "CTCFL"), "motif_rank"] == 1
+
+
 def test_withdraw_keeps_rows_and_records_the_reason():
     scores, labels = _planted_scores(np.random.default_rng(0))
     table = naming.withdraw(naming.map_topics_to_tfs(scores, labels), {"topic_001": "background topic"})

@@ -83,11 +83,13 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
         matches = naming.assign_matches(compare_motifs(motifs, database), rules.motif_max_q, rules.max_tfs_per_topic)
         matches = matches[matches["rank"] <= MATCHES_KEPT].reset_index(drop=True)
     probe_data = None
-    mapping = pd.DataFrame(columns=naming.MAPPING_COLUMNS).astype({"assigned": bool, "effect_size": float})
+    mapping = pd.DataFrame(columns=naming.MAPPING_COLUMNS).astype(
+        {"assigned": bool, "motif_rank": float, "effect_size": float})
     if probes is not None and probes["tf"].nunique() >= 2:
         probe_data = (latent_scores(model, probes["sequence"].tolist(), kind=kind), probes["tf"].tolist())
+        supported = naming.supported_by_matches(matches, probe_data[1], families)
         mapping = naming.map_topics_to_tfs(*probe_data, max_q=rules.max_q, min_effect=rules.min_effect,
-                                           max_tfs_per_topic=rules.max_tfs_per_topic)
+                                           max_tfs_per_topic=rules.max_tfs_per_topic, supported=supported)
     composition = titles.topic_composition(model, rules.titles.n_top)
     table, mapping = titles.title_topics(composition, mapping, matches, rules.titles)
     mapping.insert(2, "family", [family_of(tf, families) for tf in mapping["tf"]])

@@ -10,8 +10,9 @@ q < 1e-40, and one topic collects hundreds of TFs. So a pair is assigned only wh
 * significant: ``q < max_q`` (default 0.05);
 * sizeable: its common-language effect size (AUROC of t's probes against all others in m) is at
   least ``min_effect`` (default :data:`MIN_EFFECT`);
-* among the ``max_tfs_per_topic`` (default :data:`MAX_TFS_PER_TOPIC`) largest effects of the topic
-  (ties: smaller p, then name).
+* among the first ``max_tfs_per_topic`` (default :data:`MAX_TFS_PER_TOPIC`) of the topic, in the
+  order: TFs supported by the topic's motif-similarity matches first (same TF or family, when
+  ``supported`` is given; the family of the best match first), then larger effect, smaller p, name.
 
 :mod:`bindvae.analysis.titles` may then withdraw a topic's assignments when the topic is background,
 low complexity or of skewed base composition (see there); the ``status`` column says which rule
@@ -32,13 +33,15 @@ from bindvae.errors import InputError
 
 MIN_EFFECT = 0.75  # AUROC floor; see README "How topics get their names" for the measurement
 MAX_TFS_PER_TOPIC = 3
-MAPPING_COLUMNS = ["topic", "tf", "n_probes", "u", "p_value", "q_value", "effect_size", "rank", "status", "assigned"]
+MAPPING_COLUMNS = ["topic", "tf", "n_probes", "u", "p_value", "q_value", "effect_size", "motif_rank", "rank",
+                   "status", "assigned"]
 # Status of a (topic, TF) pair, in the order the rules are applied.
 ASSIGNED, NOT_SIGNIFICANT, SMALL_EFFECT, OVER_CAP = "assigned", "not significant", "small effect", "over cap"
 
 
 def map_topics_to_tfs(scores: np.ndarray, labels, max_q: float = 0.05, topic_names=None,
-                      min_effect: float = MIN_EFFECT, max_tfs_per_topic: int = MAX_TFS_PER_TOPIC) -> pd.DataFrame:
+                      min_effect: float = MIN_EFFECT, max_tfs_per_topic: int = MAX_TFS_PER_TOPIC,
+                      supported: dict[str, dict[str, int]] | None = None) -> pd.DataFrame:
     """Algorithm 1 over every (dimension, TF) pair, with an effect-size floor and a cap per topic.
 
     Args:
@@ -47,12 +50,15 @@ def map_topics_to_tfs(scores: np.ndarray, labels, max_q: float = 0.05, topic_nam
         max_q: Benjamini-Hochberg level for an assignment.
         topic_names: ``M`` names (default ``topic_000`` ...).
         min_effect: smallest effect size (AUROC) assigned.
-        max_tfs_per_topic: most TFs assigned to one topic, largest effects first.
+        max_tfs_per_topic: most TFs assigned to one topic.
+        supported: topic -> {TF: rank of the best motif-similarity match supporting it} (see
+            :func:`supported_by_matches`); supported TFs come first within the cap, best match first.
 
     Returns:
         One row per (topic, TF): ``topic, tf, n_probes, u, p_value, q_value, effect_size`` (U / (n1 n2),
-        the probability that a probe of t outscores one of the others), ``rank`` (1 = largest effect
-        in the topic; ties: smaller p, then name), ``status`` (``assigned``, ``not significant``,
+        the probability that a probe of t outscores one of the others), ``motif_rank`` (rank of the
+        supporting database match, NaN when none), ``rank``
+        (1 = first in the topic's order above), ``status`` (``assigned``, ``not significant``,
         ``small effect`` or ``over cap``) and ``assigned``; sorted by p-value.
     """
     scores = np.asarray(scores, dtype=np.float64)
@@ -69,8 +75,10 @@ def map_topics_to_tfs(scores: np.ndarray, labels, max_q: float = 0.05, topic_nam
         "u": u.ravel(), "p_value": p.ravel(), "effect_size": effect.ravel(),
     })
     table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy())
-    table = table.sort_values(["topic", "effect_size", "p_value", "tf"], ascending=[True, False, True, True],
-                              kind="stable")
+    supported = supported or {}
+    table["motif_rank"] = [supported.get(topic, {}).get(tf, np.nan) for topic, tf in zip(table["topic"], table["tf"])]
+    table = table.sort_values(["topic", "motif_rank", "effect_size", "p_value", "tf"],
+                              ascending=[True, True, False, True, True], kind="stable", na_position="last")
     table["rank"] = table.groupby("topic").cumcount() + 1
     passing = (table["q_value"] < max_q) & (table["effect_size"] >= min_effect)
     within_cap = passing.groupby(table["topic"]).cumsum() <= max_tfs_per_topic
@@ -78,6 +86,35 @@ def map_topics_to_tfs(scores: np.ndarray, labels, max_q: float = 0.05, topic_nam
                                 [NOT_SIGNIFICANT, SMALL_EFFECT, OVER_CAP], ASSIGNED)
     table["assigned"] = table["status"] == ASSIGNED
     return table[MAPPING_COLUMNS].sort_values(["p_value", "topic", "tf"], kind="stable").reset_index(drop=True)
+
+
+def supported_by_matches(matches: pd.DataFrame, tfs, families: dict[str, str]) -> dict[str, dict[str, int]]:
+    """Topic -> {TF among ``tfs``: rank of its best assigned database match of the same family}.
+
+    Args:
+        matches: motif-similarity table with ``assigned`` (:func:`assign_matches`).
+        tfs: candidate TF names (e.g. the probe labels).
+        families: TF name -> family key (a TF missing from it is its own family).
+
+    Returns:
+        The mapping (topics without an assigned match are absent; unsupported TFs too).
+    """
+    from bindvae.analysis.families import SEPARATOR, family_of
+
+    def keys(tf: str) -> set[str]:
+        return set(family_of(tf, families).split(SEPARATOR))
+
+    candidates = {tf: keys(tf) for tf in dict.fromkeys(str(t) for t in tfs)}
+    hits = matches[matches["assigned"]] if len(matches) else matches
+    out: dict[str, dict[str, int]] = {}
+    for topic, group in hits.sort_values("rank", kind="stable").groupby("query", sort=False):
+        best: dict[str, int] = {}
+        for name, rank in zip(match_names(group), group["rank"]):
+            for tf, own in candidates.items():
+                if tf not in best and own & keys(name):
+                    best[tf] = int(rank)
+        out[str(topic)] = best
+    return out
 
 
 def withdraw(mapping: pd.DataFrame, reasons: dict[str, str]) -> pd.DataFrame:
