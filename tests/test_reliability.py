@@ -23,7 +23,6 @@ from bindvae.kmers import FEATURES_FORMAT, read_reference_vocabulary
 from tests._train_helpers import random_counts, small_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_VOCABULARY = REPO_ROOT.parent / "shared" / "data" / "bindvae_reference" / "vocabulary_all8mers_with_wildcards.npy"
 
 
 def _write_features(path: Path, n_rows: int, n_kmers: int) -> None:
@@ -236,7 +235,6 @@ def test_vocabulary_pickle_with_a_payload_is_refused_and_never_runs(tmp_path):
         read_reference_vocabulary(plain)
 
 
-@pytest.mark.skipif(not REFERENCE_VOCABULARY.is_file(), reason="reference data folder ../shared/data not present")
-def test_real_reference_vocabulary_still_loads():
-    mapping = read_reference_vocabulary(REFERENCE_VOCABULARY)
+def test_real_reference_vocabulary_still_loads(reference_dir):
+    mapping = read_reference_vocabulary(reference_dir / "vocabulary_all8mers_with_wildcards.npy")
     assert len(mapping) == 112_801 and mapping["EMPTY"] == 0
