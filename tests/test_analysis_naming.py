@@ -68,7 +68,8 @@ def test_map_topics_caps_tfs_per_topic_by_effect():
     assert naming.assigned_tfs(naming.map_topics_to_tfs(scores, labels, max_tfs_per_topic=5))["topic_000"] == [
         "tf4", "tf3", "tf2", "tf1", "tf0"]
     strengths = naming.assignment_strengths(table)["topic_000"]
-    assert list(strengths) == ["tf4", "tf3", "tf2"] and strengths["tf4"] == pytest.approx(topic0.loc["tf4", "effect_size"])
+    assert list(strengths) == ["tf4", "tf3", "tf2"]
+    assert strengths["tf4"] == pytest.approx(topic0.loc["tf4", "effect_size"])
 
 
 def test_map_topics_puts_tfs_supported_by_motif_similarity_first():

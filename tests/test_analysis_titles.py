@@ -77,21 +77,55 @@ def test_titles_say_what_a_topic_is_when_nothing_names_it():
     assert naming.assigned_tfs(mapping) == {"topic_005": ["TF5"]}
 
 
+def _matches(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["query", "target", "target_name", "q_value", "repeat"])
+    return naming.assign_matches(frame.assign(rank=1))
+
+
 def test_titles_prefer_motif_similarity_and_name_the_source():
     comp = _composition()
-    matches = pd.DataFrame({"query": ["topic_003", "topic_005", "topic_000"], "target": ["MA1", "MA2", "MA3"],
-                            "target_name": ["FOXA1", "FOS::JUN", "ZNF384"], "rank": [1, 1, 1],
-                            "q_value": [1e-3, 1e-4, 1e-3]})
-    matches = naming.assign_matches(matches)
+    matches = _matches([("topic_003", "MA1", "FOXA1", 1e-3, False), ("topic_005", "MA2", "FOS::JUN", 1e-4, False),
+                        ("topic_000", "MA3", "ZNF384", 1e-3, True)])
     table, mapping = titles.title_topics(comp, _probe_mapping(len(comp)), matches)
     by_topic = table.set_index("topic")
-    # An AT-rich topic with a significant database match is that motif (e.g. a forkhead site) ...
-    assert by_topic.loc["topic_003", "title"] == "FOXA1 (motif similarity); TF3 (probes)"
-    assert by_topic.loc["topic_003", "evidence"] == "motif similarity, probes"
+    # An AT-rich topic with a significant database match is that motif (e.g. a forkhead site); its
+    # probe TF, of another family, is withdrawn and the composition is still said.
+    assert by_topic.loc["topic_003", "title"] == "FOXA1 (motif similarity); AT-rich"
+    assert by_topic.loc["topic_003", "evidence"] == "motif similarity, composition"
     assert by_topic.loc["topic_005", "title"] == "FOS::JUN (motif similarity); TF5 (probes)"
-    # ... but a repeat stays a repeat whatever it resembles.
+    assert by_topic.loc["topic_005", "evidence"] == "motif similarity, probes"
+    # A match to a database motif that is itself a repeat (ZNF384's poly-A) names nothing.
     assert by_topic.loc["topic_000", "title"] == "low complexity (A)n"
-    assert set(naming.assigned_tfs(mapping)) == {"topic_003", "topic_005"}
+    assert naming.assigned_tfs(mapping) == {"topic_005": ["TF5"]}
+
+
+def test_titles_keep_probe_tfs_the_match_supports_on_a_mixed_topic():
+    # A CTCF topic that also took the CA repeat: the CTCF match names it, the CTCF-family probe TF
+    # stays assigned, an unrelated one is withdrawn, and the repeat is said.
+    comp = _composition()
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["CTCFL", "ZNF9"] + [f"rest{i}" for i in range(10)], 50)
+    scores = rng.normal(size=(len(labels), len(comp)))
+    scores[labels == "CTCFL", 1] += 4.0
+    scores[labels == "ZNF9", 1] += 4.5
+    matches = _matches([("topic_001", "MA0139", "CTCF", 1e-3, False)])
+    supported = naming.supported_by_matches(matches, labels, {"CTCF": "C2H2", "CTCFL": "C2H2"})
+    mapping = naming.map_topics_to_tfs(scores, labels, supported=supported)
+    table, mapping = titles.title_topics(comp, mapping, matches)
+    assert table.set_index("topic").loc["topic_001", "title"] == (
+        "CTCF (motif similarity); CTCFL (probes); low complexity (AC)n")
+    status = mapping[mapping["topic"] == "topic_001"].set_index("tf")["status"]
+    assert status["CTCFL"] == "assigned" and status["ZNF9"] == "low-complexity topic"
+
+
+def test_is_repeat_motif():
+    from bindvae.analysis.meme import Motif
+
+    def motif(consensus):
+        return Motif("m", np.eye(4)[["ACGT".index(c) for c in consensus]] * 0.9 + 0.025)
+
+    assert titles.is_repeat_motif(motif("AAAAAAAAAA")) and titles.is_repeat_motif(motif("CACACACA"))
+    assert not titles.is_repeat_motif(motif("GCCACCAGGGGGCGC")) and not titles.is_repeat_motif(motif("TGTTTAC"))
 
 
 def test_titles_without_any_evidence():

@@ -86,7 +86,8 @@ def test_analyze_names_planted_topics(analysed):
     assert top.loc["topic_000", "q_value"] < 0.05  # the E-box motif finds a bHLH match
     titles = pd.read_csv(analysed / "topic_titles.tsv", sep="\t", keep_default_na=False).set_index("topic")
     assert titles.loc["topic_003", "title"] == "GC-rich" and titles.loc["topic_003", "evidence"] == "composition"
-    assert titles.loc["topic_000", "title"].endswith("EBOX (probes)") and "(motif similarity)" in titles.loc["topic_000", "title"]
+    title = titles.loc["topic_000", "title"]
+    assert title.endswith("EBOX (probes)") and "(motif similarity)" in title
     peak_tfs = pd.read_csv(analysed / "peak_tfs.tsv", sep="\t", keep_default_na=False)
     assert (peak_tfs.loc[40:59, "tf_1"] == "EBOX").mean() > 0.8  # block 2 = probes 40..59
     called = set(peak_tfs[["tf_1", "tf_2", "tf_3"]].to_numpy().ravel()) - {""}

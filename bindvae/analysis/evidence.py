@@ -17,7 +17,7 @@ from bindvae.analysis.meme import Motif
 from bindvae.infer import Model, latent_scores
 
 MATCH_COLUMNS = ["query", "target", "target_name", "offset", "strand", "overlap_p", "p_value", "e_value", "q_value",
-                 "rank", "assigned"]
+                 "rank", "repeat", "assigned"]
 MATCHES_KEPT = 10  # database matches per topic written to motif_matches.tsv
 
 
@@ -80,7 +80,10 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
     motifs, tenmers = topics.topic_motifs(model, kind=kind, ranking=ranking)
     matches = pd.DataFrame(columns=MATCH_COLUMNS)
     if database:
-        matches = naming.assign_matches(compare_motifs(motifs, database), rules.motif_max_q, rules.max_tfs_per_topic)
+        matches = compare_motifs(motifs, database)
+        repeats = {m.name for m in database if titles.is_repeat_motif(m)}
+        matches["repeat"] = matches["target"].isin(repeats)
+        matches = naming.assign_matches(matches, rules.motif_max_q, rules.max_tfs_per_topic)
         matches = matches[matches["rank"] <= MATCHES_KEPT].reset_index(drop=True)
     probe_data = None
     mapping = pd.DataFrame(columns=naming.MAPPING_COLUMNS).astype(

@@ -117,20 +117,23 @@ def supported_by_matches(matches: pd.DataFrame, tfs, families: dict[str, str]) -
     return out
 
 
-def withdraw(mapping: pd.DataFrame, reasons: dict[str, str]) -> pd.DataFrame:
+def withdraw(mapping: pd.DataFrame, reasons: dict[str, str], unsupported: dict[str, str] | None = None) -> pd.DataFrame:
     """A copy of ``mapping`` whose assigned pairs on the given topics are withdrawn.
 
     Args:
         mapping: output of :func:`map_topics_to_tfs`.
         reasons: topic -> the status written instead of ``assigned`` (e.g. ``background topic``).
+        unsupported: the same, for topics where only pairs without motif support (``motif_rank``
+            NaN) are withdrawn.
 
     Returns:
         The updated table (same rows and order).
     """
     out = mapping.copy()
     reason = out["topic"].map(reasons)
-    hit = out["assigned"] & reason.notna()
-    out.loc[hit, "status"] = reason[hit]
+    partial = out["topic"].map(unsupported or {})
+    hit = out["assigned"] & (reason.notna() | (partial.notna() & out["motif_rank"].isna()))
+    out.loc[hit, "status"] = reason.fillna(partial)[hit]
     out["assigned"] = out["status"] == ASSIGNED
     return out
 
@@ -154,7 +157,8 @@ def match_names(matches: pd.DataFrame) -> pd.Series:
     return alt.where(alt != "", matches["target"].astype(str))
 
 
-def assign_matches(matches: pd.DataFrame, max_q: float = 0.05, max_tfs_per_topic: int = MAX_TFS_PER_TOPIC) -> pd.DataFrame:
+def assign_matches(matches: pd.DataFrame, max_q: float = 0.05,
+                   max_tfs_per_topic: int = MAX_TFS_PER_TOPIC) -> pd.DataFrame:
     """Motif-similarity naming with the same rules: significant, and at most a few TFs per topic.
 
     A Tomtom-style p-value already measures how alike two matrices are column by column, not how many

@@ -34,9 +34,11 @@ def tf_scores(scores: np.ndarray, strengths: dict[str, dict[str, float]], topic_
     for tf in sorted(per_tf):
         cols = np.array([c for c, _ in per_tf[tf]])
         topic_scores = np.asarray(scores, dtype=np.float64)[:, cols]
-        weighted = np.where(topic_scores >= min_topic_score, topic_scores * np.array([s for _, s in per_tf[tf]]), -np.inf)
+        product = topic_scores * np.array([s for _, s in per_tf[tf]])
+        weighted = np.where(topic_scores >= min_topic_score, product, -np.inf)
         best = np.argmax(weighted, axis=1)
-        values[tf] = np.where(np.isfinite(weighted[np.arange(len(best)), best]), weighted[np.arange(len(best)), best], np.nan)
+        top = weighted[np.arange(len(best)), best]
+        values[tf] = np.where(np.isfinite(top), top, np.nan)
         topics[tf] = np.asarray(names, dtype=object)[cols[best]]
     return pd.DataFrame(values, index=index), pd.DataFrame(topics, index=index)
 

@@ -68,8 +68,9 @@ def check_options(options: AnalysisOptions) -> None:
     if options.kind not in ("mean", "concentration"):
         raise ConfigError("kind", f"must be 'mean' or 'concentration', got {options.kind!r}")
     rules = options.rules
-    for key, value in [("max_q", rules.max_q), ("motif_max_q", rules.motif_max_q), ("min_effect", rules.min_effect),
-                       ("min_repeat_share", rules.titles.min_repeat_share), ("min_gc_shift", rules.titles.min_gc_shift)]:
+    fractions = [("max_q", rules.max_q), ("motif_max_q", rules.motif_max_q), ("min_effect", rules.min_effect),
+                 ("min_repeat_share", rules.titles.min_repeat_share), ("min_gc_shift", rules.titles.min_gc_shift)]
+    for key, value in fractions:
         if not 0.0 <= value <= 1.0:
             raise ConfigError(key, f"must be in [0, 1], got {value}")
     for key, value in [("max_tfs_per_topic", rules.max_tfs_per_topic), ("n_probes_per_tf", options.n_probes_per_tf),
@@ -220,7 +221,8 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     sections = _sections(names, named, kmer_table, acc)
     facts = {"run directory": Path(run_dir).name, "checkpoint step": model.step, "topics": model.num_topics,
              "latent score": options.kind, "motif database": source, "probes": probe_source,
-             "peaks": os.path.basename(options.peaks) if options.peaks else "none", "naming rules": _rules_line(options),
+             "peaks": os.path.basename(options.peaks) if options.peaks else "none",
+             "naming rules": _rules_line(options),
              "TFs mapped (Algorithm 1)": len(set(mapping_table.loc[mapping_table["assigned"], "tf"]))}
     html = report.render_report(f"BindVAE analysis: {Path(run_dir).name}", facts, sections, figures)
     write_text_atomic(out / "report.html", html)
@@ -252,7 +254,8 @@ def _sections(names, named: evidence.TopicNames, kmer_table, acc) -> list[report
         k8 = kmer_table[kmer_table["topic"] == name].head(8)
         k10 = named.tenmers[named.tenmers["topic"] == name].head(5)
         hits = named.matches[(named.matches["query"] == name) & (named.matches["rank"] <= 3)]
-        tfs = named.mapping[(named.mapping["topic"] == name) & named.mapping["assigned"]].sort_values("rank", kind="stable")
+        tfs = named.mapping[(named.mapping["topic"] == name) & named.mapping["assigned"]]
+        tfs = tfs.sort_values("rank", kind="stable")
         title = named.titles.iloc[m]
         sections.append(report.TopicSection(
             topic=name, logo=f"logos/{name}.png", consensus=named.motifs[m].consensus,

@@ -13,19 +13,23 @@ each weighted by its phi:
 
 Rules, first match wins (thresholds in :class:`TitleRules`):
 
-1. ``repeat_share >= min_repeat_share``: ``low complexity (AC)n``. Any TF names are withdrawn: a
-   repeat scores every probe rich in its letters.
-2. A significant motif-similarity match (:func:`bindvae.analysis.naming.assign_matches`): its TFs,
-   ``(motif similarity)``, followed by the Algorithm 1 TFs when there are any.
-3. ``fold < min_fold``: ``background``, with ``AT-rich``/``GC-rich`` when skewed as in rule 4.
-4. ``|gc - gc_corpus| >= min_gc_shift``: ``AT-rich`` or ``GC-rich``.
-5. Algorithm 1 assignments: their TFs, ``(probes)``.
-6. Otherwise ``unassigned``.
+Composition labels (thresholds in :class:`TitleRules`):
 
-Rules 1, 3 and 4 withdraw the topic's Algorithm 1 assignments: probes sampled from PWMs sit in
+1. ``repeat_share >= min_repeat_share``: ``low complexity (AC)n``;
+2. else ``fold < min_fold``: ``background``, with ``(AT-rich)``/``(GC-rich)`` when skewed as in 3;
+3. else ``|gc - gc_corpus| >= min_gc_shift``: ``AT-rich`` or ``GC-rich``.
+
+A topic with a significant motif-similarity match (:func:`bindvae.analysis.naming.assign_matches`,
+to a database motif that is not itself a repeat) is titled by it, ``(motif similarity)``, then its
+Algorithm 1 TFs ``(probes)``, then its composition label if any (a CTCF topic that also took the CA
+repeat). Otherwise a composition label is the title; otherwise the Algorithm 1 TFs ``(probes)``;
+otherwise ``unassigned``.
+
+A composition label withdraws the topic's Algorithm 1 assignments, all of them without a match and
+those the match does not support (no family in common) with one: probes sampled from PWMs sit in
 uniform random flanks, so an AT-rich or background topic ranks the probes of AT-rich motifs above
 the rest with effect sizes as large as a real motif topic's (on the demo, ZNF410 0.98 on the AT-rich
-topic against 0.97-1.00 for the planted motifs' families); only the motif and its composition tell
+topic against 0.92-1.00 for the planted motifs' families); only the motif and its composition tell
 them apart.
 """
 
@@ -38,6 +42,7 @@ import pandas as pd
 
 from bindvae import model as model_lib
 from bindvae.analysis import naming
+from bindvae.analysis.meme import Motif
 from bindvae.analysis.topics import topic_name
 from bindvae.infer import Model
 
@@ -130,6 +135,16 @@ def repeat_unit(kmer: str) -> str:
     return ""
 
 
+def is_repeat_motif(motif: Motif, min_repeat_share: float = 0.5) -> bool:
+    """Whether a database motif is itself a repeat: most 8 bp windows of its consensus are repeats.
+
+    Of JASPAR2024's 879 CORE vertebrate motifs two are (ZNF384 ``AAAAAAAA``, VEZF1 ``CCCCCC``).
+    """
+    consensus = motif.consensus
+    windows = [consensus[i : i + 8] for i in range(max(1, len(consensus) - 7))]
+    return sum(bool(repeat_unit(w)) for w in windows) / len(windows) >= min_repeat_share
+
+
 def title_topics(composition: pd.DataFrame, mapping: pd.DataFrame, matches: pd.DataFrame | None = None,
                  rules: TitleRules = TitleRules()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Title every topic and withdraw Algorithm 1 assignments the composition rules overrule.
@@ -138,46 +153,64 @@ def title_topics(composition: pd.DataFrame, mapping: pd.DataFrame, matches: pd.D
         composition: output of :func:`topic_composition`.
         mapping: Algorithm 1 table (:func:`bindvae.analysis.naming.map_topics_to_tfs`).
         matches: motif-similarity table with an ``assigned`` column
-            (:func:`bindvae.analysis.naming.assign_matches`), or None.
+            (:func:`bindvae.analysis.naming.assign_matches`) and optionally ``repeat`` (the database
+            motif is itself a repeat, e.g. ZNF384's poly-A: such a match names nothing), or None.
         rules: thresholds.
 
     Returns:
-        ``(titles, mapping)``: one row per topic (:data:`TITLE_COLUMNS`; ``evidence`` is
-        ``composition``, ``motif similarity``, ``motif similarity, probes``, ``probes`` or ``none``), and
-        the mapping with withdrawn pairs' ``status`` set to ``low-complexity topic``,
-        ``background topic`` or ``composition topic``.
+        ``(titles, mapping)``: one row per topic (:data:`TITLE_COLUMNS`; ``evidence`` lists
+        ``motif similarity``, ``probes`` and ``composition`` as used, or is ``none``), and the mapping
+        with withdrawn pairs' ``status`` set to ``low-complexity topic``, ``background topic`` or
+        ``composition topic``.
     """
-    probe_tfs = naming.assigned_tfs(mapping)
-    motif_tfs: dict[str, list[str]] = {}
-    if matches is not None and len(matches):
-        hits = matches[matches["assigned"]].sort_values(["query", "rank"], kind="stable")
-        motif_tfs = {q: naming.match_names(g).tolist() for q, g in hits.groupby("query", sort=False)}
-    rows, withdrawn = [], {}
+    motif_tfs = _motif_tfs(matches)
+    full, partial = {}, {}
     for row in composition.itertuples(index=False):
-        title, evidence, reason = _title(row, probe_tfs.get(row.topic, []), motif_tfs.get(row.topic, []), rules)
-        if reason and row.topic in probe_tfs:
-            withdrawn[row.topic] = reason
-        rows.append({"topic": row.topic, "title": title, "evidence": evidence,
-                     "probe_tfs": ",".join(probe_tfs.get(row.topic, []) if not reason else []),
-                     "motif_tfs": ",".join(motif_tfs.get(row.topic, [])), "gc": row.gc, "gc_corpus": row.gc_corpus,
+        _, reason = _composition_label(row, rules)
+        if reason:
+            (partial if motif_tfs.get(row.topic) else full)[row.topic] = reason
+    mapping = naming.withdraw(mapping, full, partial)
+    probe_tfs = naming.assigned_tfs(mapping)
+    rows = []
+    for row in composition.itertuples(index=False):
+        probes, motifs = probe_tfs.get(row.topic, []), motif_tfs.get(row.topic, [])
+        title, evidence = _title(_composition_label(row, rules)[0], probes, motifs)
+        rows.append({"topic": row.topic, "title": title, "evidence": evidence, "probe_tfs": ",".join(probes),
+                     "motif_tfs": ",".join(motifs), "gc": row.gc, "gc_corpus": row.gc_corpus,
                      "repeat_share": row.repeat_share, "repeat_unit": row.repeat_unit, "fold": row.fold})
-    return pd.DataFrame(rows, columns=TITLE_COLUMNS), naming.withdraw(mapping, withdrawn)
+    return pd.DataFrame(rows, columns=TITLE_COLUMNS), mapping
 
 
-def _title(row, probes: list[str], motifs: list[str], rules: TitleRules) -> tuple[str, str, str]:
-    """``(title, evidence, withdrawal reason or "")`` of one topic by the module's rules."""
+def _motif_tfs(matches: pd.DataFrame | None) -> dict[str, list[str]]:
+    """Topic -> TFs of its assigned matches to database motifs that are not themselves repeats."""
+    if matches is None or not len(matches):
+        return {}
+    hits = matches[matches["assigned"] & ~matches.get("repeat", pd.Series(False, index=matches.index)).astype(bool)]
+    hits = hits.sort_values(["query", "rank"], kind="stable")
+    return {q: naming.match_names(g).tolist() for q, g in hits.groupby("query", sort=False)}
+
+
+def _composition_label(row, rules: TitleRules) -> tuple[str, str]:
+    """``(label, withdrawal reason)`` from composition alone (rules 1, 3, 4), or ``("", "")``."""
     shift = row.gc - row.gc_corpus
     skew = ("GC-rich" if shift > 0 else "AT-rich") if abs(shift) >= rules.min_gc_shift else ""
     if row.repeat_share >= rules.min_repeat_share:
-        return f"low complexity ({row.repeat_unit})n", "composition", "low-complexity topic"
-    if motifs:
-        title = f"{', '.join(motifs)} (motif similarity)"
-        return (title + f"; {', '.join(probes)} (probes)", "motif similarity, probes", "") if probes else (
-            title, "motif similarity", "")
+        return f"low complexity ({row.repeat_unit})n", "low-complexity topic"
     if row.fold < rules.min_fold:
-        return f"background ({skew})" if skew else "background", "composition", "background topic"
-    if skew:
-        return skew, "composition", "composition topic"
+        return (f"background ({skew})" if skew else "background"), "background topic"
+    return (skew, "composition topic") if skew else ("", "")
+
+
+def _title(label: str, probes: list[str], motifs: list[str]) -> tuple[str, str]:
+    """``(title, evidence)``: a motif match first, then the composition label, then probes alone."""
+    if motifs:
+        parts = [f"{', '.join(motifs)} (motif similarity)"] + ([f"{', '.join(probes)} (probes)"] if probes else [])
+        sources = ["motif similarity"] + (["probes"] if probes else [])
+        if label:
+            parts, sources = parts + [label], sources + ["composition"]
+        return "; ".join(parts), ", ".join(sources)
+    if label:
+        return label, "composition"
     if probes:
-        return f"{', '.join(probes)} (probes)", "probes", ""
-    return "unassigned", "none", ""
+        return f"{', '.join(probes)} (probes)", "probes"
+    return "unassigned", "none"
