@@ -101,6 +101,9 @@ def test_withdraw_keeps_rows_and_records_the_reason():
     row = table.set_index(["topic", "tf"]).loc[("topic_001", "a")]
     assert row["status"] == "background topic" and not row["assigned"]
     assert naming.assigned_tfs(table) == {"topic_003": ["b"]}
+    # Per-peak calls are weighted by these strengths: a withdrawn or unassigned TF has none.
+    assert list(naming.assignment_strengths(table)) == ["topic_003"]
+    assert list(naming.assignment_strengths(table)["topic_003"]) == ["b"]
 
 
 def test_assign_matches_keeps_significant_distinct_tfs_up_to_the_cap():
@@ -267,7 +270,9 @@ def test_algorithm1_on_real_probes_with_trained_model(reference_dir, tmp_path):
     # run is sensitive to float rounding (Adam's first steps are close to sign(g), so paths that
     # agree to 1e-7 per step part after a few steps): measured, sparse_cpu assigns every block at
     # seeds 0-2 and fused_cpu at seeds 1 and 2 (seed 0 leaves block 3 at p = 0.03). So two of three
-    # seeds must assign every block and keep the three families apart.
+    # seeds must assign every block and keep the three families apart. Three of the five blocks are
+    # homeobox probes, so half of a homeobox block's "all other probes" share its motif and its AUROC
+    # cannot pass about 0.75 (measured 0.71-0.83): the effect floor is lowered to test the test alone.
     from bindvae.config import ModelConfig, RunConfig, TrainConfig
     from bindvae.infer import latent_scores, model_from_params
     from bindvae.kmers import Vocabulary, featurize
@@ -285,7 +290,8 @@ def test_algorithm1_on_real_probes_with_trained_model(reference_dir, tmp_path):
                               topic_table_every=10**9, overwrite=True))
         result = fit(config, features, None, vocab.fingerprint, tmp_path / str(seed))
         model = model_from_params(result.params, config.model, vocab)
-        table = naming.map_topics_to_tfs(latent_scores(model, probes["sequence"].tolist()), probes["tf"])
+        scores = latent_scores(model, probes["sequence"].tolist())
+        table = naming.map_topics_to_tfs(scores, probes["tf"], min_effect=0.5)
         best = table.sort_values("p_value").groupby("tf").first()
         # Blocks 0, 1 and 3 are homeobox probes (TAATTA), block 2 E-box (CACGTG), block 4 another family.
         apart = len({best.loc["block_0", "topic"], best.loc["block_2", "topic"], best.loc["block_4", "topic"]}) == 3
