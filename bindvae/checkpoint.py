@@ -27,6 +27,8 @@ from bindvae.errors import InputError
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
+# The best checkpoint by validation ELBO (``train.keep_best``): one step folder, same layout.
+BEST_DIR = "best"
 
 
 @dataclasses.dataclass
@@ -52,14 +54,14 @@ class Checkpoint:
     extra: dict
 
 
-def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
-    """``<run_dir>/checkpoints`` as an absolute path."""
-    return Path(run_dir).absolute() / CHECKPOINT_DIR
+def checkpoint_dir(run_dir: str | os.PathLike, folder: str = CHECKPOINT_DIR) -> Path:
+    """``<run_dir>/checkpoints`` (or ``<run_dir>/<folder>``) as an absolute path."""
+    return Path(run_dir).absolute() / folder
 
 
-def _manager(run_dir, keep: int | None = None, create: bool = False) -> ocp.CheckpointManager:
+def _manager(run_dir, keep: int | None = None, create: bool = False, folder: str = CHECKPOINT_DIR) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, enable_async_checkpointing=False)
-    return ocp.CheckpointManager(checkpoint_dir(run_dir), options=options, item_names=("state", "metadata"))
+    return ocp.CheckpointManager(checkpoint_dir(run_dir, folder), options=options, item_names=("state", "metadata"))
 
 
 # Files every finalised step folder holds. orbax renames a checkpoint into place only when it is
@@ -72,16 +74,16 @@ def _is_complete(folder: Path) -> bool:
     return all((folder / name).exists() for name in _COMPLETE_MARKERS)
 
 
-def list_steps(run_dir: str | os.PathLike) -> list[int]:
+def list_steps(run_dir: str | os.PathLike, folder_name: str = CHECKPOINT_DIR) -> list[int]:
     """Steps of the finished checkpoints in ``run_dir`` (ascending; empty when there are none).
 
     Temporary folders of a checkpoint being written, and step folders missing orbax's files, are
-    not listed.
+    not listed. ``folder_name``: ``checkpoints`` or :data:`BEST_DIR`.
     """
-    folder = checkpoint_dir(run_dir)
+    folder = checkpoint_dir(run_dir, folder_name)
     if not folder.is_dir():
         return []
-    with _manager(run_dir) as manager:
+    with _manager(run_dir, folder=folder_name) as manager:
         steps = sorted(int(s) for s in manager.all_steps())
     complete = [s for s in steps if _is_complete(folder / str(s))]
     if len(complete) < len(steps):
@@ -142,7 +144,8 @@ def version_metadata() -> dict:
     }
 
 
-def save_checkpoint(workdir: str | os.PathLike, state: dict, metadata: dict, keep: int = 3) -> Path:
+def save_checkpoint(workdir: str | os.PathLike, state: dict, metadata: dict, keep: int = 3,
+                    folder: str = CHECKPOINT_DIR) -> Path:
     """Write a checkpoint of ``state`` at ``int(state["step"])`` and keep the latest ``keep``.
 
     Args:
@@ -150,6 +153,7 @@ def save_checkpoint(workdir: str | os.PathLike, state: dict, metadata: dict, kee
         state: ``{"params", "opt_state", "step", "rng", ...}`` of arrays (device or host).
         metadata: JSON-serialisable dict; must hold ``config`` and ``vocab_fingerprint``.
         keep: how many most recent checkpoints to keep.
+        folder: ``checkpoints``, or :data:`BEST_DIR` for the best one by validation ELBO.
 
     Returns:
         The step's checkpoint folder.
@@ -157,18 +161,19 @@ def save_checkpoint(workdir: str | os.PathLike, state: dict, metadata: dict, kee
     host_state = jax.device_get(state)
     step = int(host_state["step"])
     meta = {**version_metadata(), **metadata, "step": step}
-    with _manager(workdir, keep=keep, create=True) as manager:
+    with _manager(workdir, keep=keep, create=True, folder=folder) as manager:
         manager.save(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardSave(host_state), metadata=ocp.args.JsonSave(meta)),
             force=True,
         )
         manager.wait_until_finished()
-    logger.info("checkpoint: step %d -> %s", step, checkpoint_dir(workdir) / str(step))
-    return checkpoint_dir(workdir) / str(step)
+    logger.info("checkpoint: step %d -> %s", step, checkpoint_dir(workdir, folder) / str(step))
+    return checkpoint_dir(workdir, folder) / str(step)
 
 
-def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None, target: dict | None = None) -> Checkpoint:
+def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None, target: dict | None = None,
+                    folder: str = CHECKPOINT_DIR) -> Checkpoint:
     """Restore a checkpoint (the latest by default).
 
     Args:
@@ -176,6 +181,7 @@ def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None, target:
         step: a specific step, or None for the latest.
         target: optional state tree of the same structure (arrays or ShapeDtypeStructs) to restore
             into, which keeps optax's container types.
+        folder: ``checkpoints``, or :data:`BEST_DIR` for the best one by validation ELBO.
 
     Returns:
         The :class:`Checkpoint`.
@@ -187,18 +193,18 @@ def load_checkpoint(run_dir: str | os.PathLike, step: int | None = None, target:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(run_dir, "run directory not found")
-    steps = list_steps(run_dir)
+    steps = list_steps(run_dir, folder)
     if not steps:
-        raise InputError(checkpoint_dir(run_dir), "no finished checkpoint in this run directory")
+        raise InputError(checkpoint_dir(run_dir, folder), "no finished checkpoint in this run directory")
     if step is not None and step not in steps:
-        raise InputError(checkpoint_dir(run_dir), f"no checkpoint at step {step} (have {steps})")
+        raise InputError(checkpoint_dir(run_dir, folder), f"no checkpoint at step {step} (have {steps})")
     if target is not None:
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.device_get(target))
     # The latest readable checkpoint: one that was damaged after it was written is skipped, loudly.
     candidates = [step] if step is not None else steps[::-1]
     for i, candidate in enumerate(candidates):
         try:
-            restored = _restore_step(run_dir, candidate, target)
+            restored = _restore_step(run_dir, candidate, target, folder)
             break
         except InputError as err:
             if i == len(candidates) - 1:
@@ -237,16 +243,16 @@ def _drop_closed_loop_reports() -> None:
     sys.unraisablehook = hook
 
 
-def _restore_step(run_dir: Path, step: int, target) -> dict:
+def _restore_step(run_dir: Path, step: int, target, folder: str = CHECKPOINT_DIR) -> dict:
     _drop_closed_loop_reports()  # before the read: the reports can come before the error is raised
     try:
-        with _manager(run_dir) as manager:
+        with _manager(run_dir, folder=folder) as manager:
             return manager.restore(
                 step,
                 args=ocp.args.Composite(state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()),
             )
     except Exception as err:  # orbax/tensorstore raise many types for damaged files; all mean "unreadable"
-        raise InputError(checkpoint_dir(run_dir) / str(step), f"unreadable checkpoint ({type(err).__name__}: {err})") from err
+        raise InputError(checkpoint_dir(run_dir, folder) / str(step), f"unreadable checkpoint ({type(err).__name__}: {err})") from err
 
 
 def check_vocab(checkpoint: Checkpoint, vocab_fingerprint: str, where: str | os.PathLike) -> None:

@@ -118,6 +118,18 @@ class TrainConfig:
         coordinator_address: ``host:port`` of process 0 (None: detected, e.g. from Slurm).
         num_processes: number of processes (0: detected).
         process_id: this process's rank (-1: detected).
+        warmup_steps: the learning rate rises linearly from 0 over this many steps (0 = none; ours,
+            not the paper's).
+        decay: ``none`` (the paper's constant rate) or ``cosine`` (after warm-up, down to
+            ``final_lr_fraction`` x the rate at ``steps``; ours). The prior's rate stays constant.
+        final_lr_fraction: the cosine decay's end point, as a fraction of ``learning_rate``.
+        max_minutes: stop after this many minutes of training (0 = no limit); the step reached is
+            checkpointed and the run can be resumed. A time-limited run's last step depends on the
+            machine's speed.
+        patience: stop when this many evaluations in a row (``eval_every``) have not improved the
+            best validation ELBO (0 = never).
+        keep_best: also keep the checkpoint with the best validation ELBO in ``<run dir>/best``;
+            analysis reads it instead of the latest.
     """
 
     steps: int = 300_000
@@ -147,6 +159,12 @@ class TrainConfig:
     coordinator_address: Optional[str] = None
     num_processes: int = 0
     process_id: int = -1
+    warmup_steps: int = 0
+    decay: str = "none"
+    final_lr_fraction: float = 0.1
+    max_minutes: float = 0.0
+    patience: int = 0
+    keep_best: bool = False
 
     def __post_init__(self):
         _require(self.steps >= 1, "train.steps", f"must be >= 1, got {self.steps}")
@@ -175,6 +193,13 @@ class TrainConfig:
         _require(self.devices >= 0, "train.devices", f"must be >= 0 (0 = all), got {self.devices}")
         _require(self.num_processes >= 0, "train.num_processes", f"must be >= 0 (0 = detect), got {self.num_processes}")
         _require(self.process_id >= -1, "train.process_id", f"must be >= -1 (-1 = detect), got {self.process_id}")
+        _require(0 <= self.warmup_steps < self.steps, "train.warmup_steps", f"must be in [0, train.steps), got {self.warmup_steps}")
+        _require(self.decay in ("none", "cosine"), "train.decay", f"unknown {self.decay!r}; none or cosine")
+        _require(0.0 <= self.final_lr_fraction <= 1.0, "train.final_lr_fraction", f"must be in [0, 1], got {self.final_lr_fraction}")
+        _require(self.max_minutes >= 0, "train.max_minutes", f"must be >= 0 (0 = no limit), got {self.max_minutes}")
+        _require(self.patience >= 0, "train.patience", f"must be >= 0 (0 = never), got {self.patience}")
+        _require(not ((self.patience or self.keep_best) and self.val_fraction == 0), "train.val_fraction",
+                 "train.patience and train.keep_best need validation data (val_fraction > 0)")
 
 
 @dataclass(frozen=True)

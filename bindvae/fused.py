@@ -90,7 +90,8 @@ def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learni
         indices, counts: the padded batch [B, K].
         key: this step's PRNG key.
         sampler: Dirichlet sampler.
-        learning_rate: Adam's learning rate (the run's).
+        learning_rate: Adam's learning rate (the run's): a float, or a schedule of the update count
+            (``bindvae.train.learning_rate_schedule``).
         metrics_fn: ``(ll, kl, prior, counts) -> (loss, metrics)`` of ``bindvae.train``.
 
     Returns:
@@ -150,7 +151,9 @@ def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learni
     new_opt = jax.tree.map(keep, new_opt, state.opt_state)
 
     old_adam = _net_adam(state.opt_state)
-    hyper = adam_hyper(ok, learning_rate, _net_adam(new_opt).count)
+    # A schedule is read at the number of updates before this one, as optax's scale_by_schedule does.
+    rate = learning_rate(old_adam.count) if callable(learning_rate) else learning_rate
+    hyper = adam_hyper(ok, rate, _net_adam(new_opt).count)
     w1_new, w1_mu, w1_nu, sq_w1 = sparse_ops.adam_first_layer(
         order, dh1, w1, _get(old_adam.mu, _W1), _get(old_adam.nu, _W1), hyper
     )

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import logging
 import os
+from pathlib import Path
 from collections.abc import Sequence
 
 import jax
@@ -174,9 +175,14 @@ def load_model(run_dir: str | os.PathLike, features_fingerprint: str | None = No
     Raises:
         InputError: no checkpoint, or the checkpoint's vocabulary differs from the features'.
     """
-    from bindvae.checkpoint import check_vocab, load_checkpoint  # Deferred: orbax is slow to import.
+    # Deferred: orbax is slow to import.
+    from bindvae.checkpoint import BEST_DIR, CHECKPOINT_DIR, check_vocab, list_steps, load_checkpoint
 
-    checkpoint = load_checkpoint(run_dir)
+    # A run that kept its best checkpoint by validation ELBO (train.keep_best) is analysed there.
+    best = Path(run_dir).is_dir() and bool(list_steps(run_dir, BEST_DIR))
+    checkpoint = load_checkpoint(run_dir, folder=BEST_DIR if best else CHECKPOINT_DIR)
+    if best:
+        logger.info("%s: reading the best checkpoint by validation ELBO (step %d)", run_dir, checkpoint.step)
     training = rundir.owner(run_dir)
     if training:
         logger.warning("%s is being trained by %s: reading its latest finished checkpoint (step %d)",

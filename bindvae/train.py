@@ -40,7 +40,7 @@ from bindvae.errors import BindVAEError, ConfigError, InputError
 from bindvae.io import check_writable_dir
 from bindvae.shards import ShardIndex, read_shard
 from bindvae.model import BindVAE, background_theta, build_model, init_params, prior_alpha
-from bindvae.tracking import MetricLogger, MetricsFile, NullLogger
+from bindvae.tracking import MetricLogger, MetricsFile, NullLogger, read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class TrainState(train_state.TrainState):
     bad_steps: jax.Array
     skipped_steps: jax.Array
     workspace: Any = None
-    learning_rate: float = struct.field(pytree_node=False, default=0.0)
+    learning_rate: Any = struct.field(pytree_node=False, default=0.0)  # a float, or a schedule of the update count
     moment_dtype: str = struct.field(pytree_node=False, default="float32")
 
 
@@ -92,15 +92,34 @@ def _param_labels(params):
     return {name: jax.tree.map(lambda _: "prior" if name == "prior" else "net", sub) for name, sub in params.items()}
 
 
+def learning_rate_schedule(config: TrainConfig):
+    """The network's learning rate: the paper's constant (a float), or a function of the update count.
+
+    ``train.warmup_steps`` > 0 ramps it linearly from 0; ``train.decay=cosine`` then lowers it to
+    ``final_lr_fraction`` x ``learning_rate`` at ``train.steps`` (optax's warmup-cosine schedule).
+    """
+    lr = config.learning_rate
+    if config.decay == "cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, lr, config.warmup_steps, config.steps, lr * config.final_lr_fraction)
+    if config.warmup_steps:
+        return optax.join_schedules([optax.linear_schedule(0.0, lr, config.warmup_steps), optax.constant_schedule(lr)],
+                                    [config.warmup_steps])
+    return lr
+
+
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Adam on every parameter; the prior's part is frozen for ``prior_burn_in_steps`` updates."""
+    """Adam on every parameter; the prior's part is frozen for ``prior_burn_in_steps`` updates.
+
+    The network follows :func:`learning_rate_schedule`; the prior keeps the constant rate (its
+    updates start only after burn-in).
+    """
     mu_dtype = jnp.bfloat16 if config.optimizer_state_dtype == "bfloat16" else None
-
-    def adam():
-        return optax.adam(config.learning_rate, mu_dtype=mu_dtype)
-
     return optax.multi_transform(
-        {"net": adam(), "prior": freeze_for(adam(), config.prior_burn_in_steps)}, _param_labels
+        {
+            "net": optax.adam(learning_rate_schedule(config), mu_dtype=mu_dtype),
+            "prior": freeze_for(optax.adam(config.learning_rate, mu_dtype=mu_dtype), config.prior_burn_in_steps),
+        },
+        _param_labels,
     )
 
 
@@ -123,7 +142,7 @@ def create_train_state(model: BindVAE, config: TrainConfig, key: jax.Array, thet
         tx=make_optimizer(config),
         bad_steps=jnp.zeros([], jnp.int32),
         skipped_steps=jnp.zeros([], jnp.int32),
-        learning_rate=float(config.learning_rate),
+        learning_rate=learning_rate_schedule(config),
         moment_dtype=config.optimizer_state_dtype,
     )
 
@@ -387,6 +406,9 @@ class FitResult:
         skipped_steps: non-finite steps skipped over the whole run.
         already_complete: the run directory already held a checkpoint at ``train.steps`` (or later),
             so nothing was trained (metrics are then empty).
+        stop_reason: why training stopped before ``train.steps`` (time limit, no validation
+            improvement), or "".
+        best_step: the step of the best checkpoint by validation ELBO (``train.keep_best``), or -1.
     """
 
     params: Any
@@ -400,6 +422,8 @@ class FitResult:
     elapsed_s: float
     skipped_steps: int
     already_complete: bool = False
+    stop_reason: str = ""
+    best_step: int = -1
 
 
 def _state_tree(state: TrainState, key: jax.Array) -> dict:
@@ -432,6 +456,7 @@ def prepare_run_dir(workdir: str | Path, config: TrainConfig) -> list[int]:
             pass
         shutil.rmtree(doomed, ignore_errors=True)
         MetricsFile(workdir).remove()
+        _drop_best(workdir)
         return []
     if steps and not config.resume:
         raise ConfigError(
@@ -444,7 +469,15 @@ def prepare_run_dir(workdir: str | Path, config: TrainConfig) -> list[int]:
             logger.info("train.resume: no checkpoint in %s, starting from step 0", workdir)
         ckpt.set_aside_after(workdir, -1)  # folders left by a run killed while writing its first checkpoint
         MetricsFile(workdir).remove()
+        _drop_best(workdir)
     return steps
+
+
+def _drop_best(workdir: Path, after: int = -1) -> None:
+    # The best-by-validation checkpoint of a run that starts over (or resumes before it) is stale.
+    best = ckpt.list_steps(workdir, ckpt.BEST_DIR)
+    if best and best[-1] > after or not best and ckpt.checkpoint_dir(workdir, ckpt.BEST_DIR).exists():
+        shutil.rmtree(ckpt.checkpoint_dir(workdir, ckpt.BEST_DIR), ignore_errors=True)
 
 
 def _restore(state: TrainState, workdir, config: RunConfig, vocab_fingerprint: str, n_kmers: int) -> TrainState:
@@ -535,9 +568,26 @@ class _Run:
         }
         self.last_metrics: dict = {}
         self.last_val: dict = {}
+        # Early stopping: the best validation ELBO so far, its step, evaluations since it.
+        self.best_val, self.best_step, self.stale_evals = -float("inf"), -1, 0
+        self.stop_reason = ""
         self.sums = None
         self.mark_time = time.perf_counter()
         self.mark_step = 0
+
+    def replay_validation(self, start: int) -> None:
+        """Rebuild the early-stopping record from ``metrics.jsonl`` rows up to ``start`` (a resume)."""
+        for record in read_metrics(self.workdir):
+            if record.get("step", 0) <= start and record.get("val_elbo") is not None:
+                self.track_validation(int(record["step"]), float(record["val_elbo"]))
+
+    def track_validation(self, step: int, val_elbo: float) -> bool:
+        """Record an evaluation; True when it is the best so far."""
+        if val_elbo > self.best_val:
+            self.best_val, self.best_step, self.stale_evals = val_elbo, step, 0
+            return True
+        self.stale_evals += 1
+        return False
 
     def accumulate(self, sums):
         self.sums = sums if self.sums is None else jax.tree.map(jnp.add, self.sums, sums)
@@ -686,6 +736,8 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
                          elapsed_s=0.0, skipped_steps=int(jax.device_get(state.skipped_steps)), already_complete=True)
     run = _Run(config, workdir, metric_logger, n_kmers, vocab_fingerprint)
     run.metrics_file.truncate_after(start)
+    _drop_best(workdir, after=start)
+    run.replay_validation(start)
     metric_logger.log_config(to_dict(config))
     val_data = data_lib.pad_rows(val_X, tc.n_length_buckets) if val_X is not None and val_X.shape[0] else None
     mesh = parallel.make_mesh(tc.devices)
@@ -716,7 +768,10 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
                 run.accumulate(sums)
                 step += n
                 progress.update(n)
-            _at_stop(run, state, step, tc, eval_step, val_data, eval_key, kmers, progress, train_key)
+            _at_stop(run, state, step, tc, eval_step, val_data, eval_key, kmers, progress, train_key, t0)
+            if run.stop_reason:
+                logger.info("stopping at step %d: %s", step, run.stop_reason)
+                break
     finally:
         progress.close()
         close_feed()
@@ -732,6 +787,8 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
         steps_per_sec=(step - start) / max(elapsed, 1e-9),
         elapsed_s=elapsed,
         skipped_steps=int(jax.device_get(state.skipped_steps)),
+        stop_reason=run.stop_reason,
+        best_step=run.best_step if tc.keep_best else -1,
     )
     logger.info("%s", summary(result))
     return result
@@ -743,18 +800,32 @@ def _progress_bar(config: TrainConfig, start: int):
     return tqdm(total=config.steps, initial=start, unit="step", disable=not config.progress, dynamic_ncols=True)
 
 
-def _at_stop(run: _Run, state, step, tc: TrainConfig, eval_step, val_data, eval_key, kmers, progress, train_key):
+def _at_stop(run: _Run, state, step, tc: TrainConfig, eval_step, val_data, eval_key, kmers, progress, train_key, t0):
     extra = {}
-    if val_data is not None and _is_due(step, tc.eval_every, tc.steps):
+    minutes = (time.perf_counter() - t0) / 60
+    if tc.max_minutes and minutes >= tc.max_minutes and step < tc.steps:
+        run.stop_reason = f"the time limit of {tc.max_minutes:g} min (train.max_minutes) is reached"
+    evaluate_now = _is_due(step, tc.eval_every, tc.steps) or (run.stop_reason and tc.keep_best)
+    if val_data is not None and evaluate_now:
         run.last_val = evaluate(eval_step, state.params, val_data, tc.batch_size, eval_key, tc.eval_batches)
         extra.update(run.last_val)
-    if _is_due(step, tc.log_every, tc.steps) or extra:
+        if run.track_validation(step, run.last_val["val_elbo"]) and tc.keep_best:
+            ckpt.save_checkpoint(run.workdir, _state_tree(state, train_key), run.metadata, keep=1, folder=ckpt.BEST_DIR)
+        if tc.patience and run.stale_evals >= tc.patience and not run.stop_reason:
+            run.stop_reason = (f"validation ELBO has not improved for {run.stale_evals} evaluations (train.patience); "
+                               f"best {run.best_val:.2f} at step {run.best_step}")
+    if _is_due(step, tc.log_every, tc.steps) or extra or run.stop_reason:
         record = run.log(step, state, extra)
-        progress.set_postfix(elbo=f"{record.get('elbo', float('nan')):.1f}", steps_s=f"{record['steps_per_sec']:.1f}")
+        postfix = {"elbo": f"{record.get('elbo', float('nan')):.1f}", "steps_s": f"{record['steps_per_sec']:.1f}"}
+        if run.best_step >= 0:
+            postfix["val_elbo"] = f"{run.last_val.get('val_elbo', float('nan')):.1f}"
+        if tc.max_minutes:
+            postfix["min_left"] = f"{max(tc.max_minutes - minutes, 0):.1f}"
+        progress.set_postfix(**postfix)
         _check_divergence(state, tc, run.workdir)
     if tc.topic_table_every and step % tc.topic_table_every == 0:
         run.logger.log_table(step, "topics/top_kmers", ["topic", "rank", "kmer", "phi"], topic_table(state.params, tc.topic_table_k, kmers))
-    if _is_due(step, tc.checkpoint_every, tc.steps):
+    if _is_due(step, tc.checkpoint_every, tc.steps) or run.stop_reason:
         _check_divergence(state, tc, run.workdir)
         ckpt.save_checkpoint(run.workdir, _state_tree(state, train_key), run.metadata, keep=tc.keep_checkpoints)
 
@@ -773,4 +844,8 @@ def summary(result: FitResult) -> str:
     ]
     if v:
         lines.append(f"  val:   elbo {v['val_elbo']:.2f}  perplexity {v['val_perplexity']:.1f}")
+    if result.stop_reason:
+        lines.append(f"  stopped early: {result.stop_reason}")
+    if result.best_step >= 0:
+        lines.append(f"  best checkpoint by validation ELBO: step {result.best_step} (best/; analysis reads it)")
     return "\n".join(lines)
