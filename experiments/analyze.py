@@ -17,7 +17,9 @@ Naming thresholds (README, "How topics get their names"), with their defaults:
     min_gc_shift=0.25        titles: GC difference from the corpus for "AT-rich" / "GC-rich"
     max_topics_per_tf=3      model selection: a TF on more topics than this does not count
 
-Writes into ``DIR/analysis/`` (see ``bindvae.analysis.pipeline``). A user mistake prints one line,
+Writes into ``DIR/analysis/`` (see ``bindvae.analysis.pipeline``) and prints a short summary: how
+many topics were named and how, the best-supported ones with their q-values, the report's path.
+A user mistake prints one line,
 ``error: <message>``, and exits with status 2.
 """
 
@@ -65,9 +67,11 @@ def _rules(args: dict, defaults):
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "jax._src.xla_bridge"):  # checkpoint and backend chatter, not the analysis's
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         args = _parse(sys.argv[1:] if argv is None else argv)
-        from bindvae.analysis.pipeline import AnalysisOptions, analyze_run, analyze_sweep
+        from bindvae.analysis.pipeline import AnalysisOptions, analyze_run, analyze_sweep, summary_text
 
         defaults = AnalysisOptions()
         options = AnalysisOptions(
@@ -86,12 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         if "sweep_dir" in args:
             out = analyze_sweep(args["sweep_dir"], options, n_best=_number(args, "n_best", 3))
+            text = f"Model selection: {out / 'model_selection.tsv'} and {out / 'ensemble.tsv'}\n"
         else:
             out = analyze_run(args["run_dir"], options)
+            text = summary_text(out)
     except BindVAEError as err:
         sys.stderr.write(f"error: {err}\n")
         return 2
-    logging.getLogger(__name__).info("wrote %s", out)
+    sys.stdout.write(text)
     return 0
 
 

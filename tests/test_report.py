@@ -95,6 +95,20 @@ def test_analyze_names_planted_topics(analysed):
     assert not peak_tfs["tied"].any()
 
 
+def test_analyze_prints_a_short_summary(analysed, monkeypatch, capsys):
+    from bindvae.analysis import pipeline
+
+    text = pipeline.summary_text(analysed)
+    lines = text.splitlines()
+    assert lines[0] == ("4 topics: 3 named by motif similarity or probes, 1 by composition (repeat, background, "
+                        "AT/GC-rich), 0 unassigned.")
+    assert len(lines) == 5 and lines[-1] == f"Report: {analysed / 'report.html'}"
+    assert all(" motif q " in line and "probes q" in line for line in lines[1:4])
+    monkeypatch.setattr(pipeline, "analyze_run", lambda run_dir, options: analysed)
+    assert analyze.main(["run_dir=anything"]) == 0
+    assert capsys.readouterr().out == text
+
+
 def test_analyze_bad_input_is_one_line_error(tmp_path, capsys):
     assert analyze.main([f"run_dir={tmp_path / 'missing'}"]) == 2
     err = capsys.readouterr().err

@@ -229,6 +229,43 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     return out
 
 
+def summary_text(analysis_dir: str | os.PathLike, n_top: int = 5) -> str:
+    """A few lines on an analysed run: how topics were named, the best-supported ones, the report.
+
+    Args:
+        analysis_dir: the folder :func:`analyze_run` wrote.
+        n_top: named topics listed, smallest q first (of the best assigned database match or probe pair).
+
+    Returns:
+        Plain text ending in a newline.
+    """
+    out = Path(analysis_dir)
+    titles_table = pd.read_csv(out / "topic_titles.tsv", sep="\t", keep_default_na=False)
+    matches = pd.read_csv(out / "motif_matches.tsv", sep="\t", comment="#", keep_default_na=False)
+    mapping = pd.read_csv(out / "tf_mapping.tsv", sep="\t", comment="#", keep_default_na=False)
+    motif_q = matches.loc[matches["assigned"].astype(str) == "True"].groupby("query")["q_value"].min()
+    probe_q = mapping.loc[mapping["assigned"].astype(str) == "True"].groupby("topic")["q_value"].min()
+    named = titles_table[titles_table["evidence"].str.contains("motif similarity|probes")].copy()
+    named["motif_q"] = named["topic"].map(motif_q.astype(float))
+    named["probe_q"] = named["topic"].map(probe_q.astype(float))
+    named["q"] = named[["motif_q", "probe_q"]].min(axis=1)
+    named = named.sort_values(["q", "topic"], kind="stable")
+    counts = titles_table["evidence"].map(lambda e: "named" if "motif" in e or "probes" in e else e).value_counts()
+    lines = [f"{len(titles_table)} topics: {counts.get('named', 0)} named by motif similarity or probes, "
+             f"{counts.get('composition', 0)} by composition (repeat, background, AT/GC-rich), "
+             f"{counts.get('none', 0)} unassigned."]
+    lines += [f"  {row.topic}  motif q {_q(row.motif_q)}, probes q {_q(row.probe_q)}  {row.title}"
+              for row in named.head(n_top).itertuples()]
+    if len(named) > n_top:
+        lines.append(f"  ... {len(named) - n_top} more named topics in topic_titles.tsv")
+    lines.append(f"Report: {out / 'report.html'}")
+    return "\n".join(lines) + "\n"
+
+
+def _q(value: float) -> str:
+    return "-" if pd.isna(value) else f"{value:.2g}"
+
+
 def _accessibility_figure(acc: pd.DataFrame, run_dir, compare: str | None, out: Path, figures: list) -> None:
     label = Path(run_dir).name
     if compare:
