@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from html import escape
 
 import numpy as np
 import pandas as pd
@@ -196,3 +197,14 @@ def test_accessibility_figure_keeps_the_most_accessible_tfs(tmp_path, monkeypatc
     assert list(drawn["t"]["tf"]) == [f"TF{m:02d}" for m in range(20, n_topics)]  # ascending, the top 40
     assert figures == [(f"Accessibility per mapped TF (Fig. 3d): the 40 most accessible of {n_topics}",
                         "accessibility.png")]
+
+
+def test_topic_heading_is_its_title_and_says_the_evidence():
+    from bindvae.analysis.report import NAMING_NOTE, TopicSection, render_report
+
+    tfs = [(f"TF{i:02d}", 1e-6, 0.9) for i in range(3)]
+    section = TopicSection("topic_003", "l.png", "AAAA", [], [], [], tfs, title="low complexity (A)n",
+                           evidence="composition")
+    html = render_report("r", {}, [section], [])
+    assert "<h3>topic_003: low complexity (A)n</h3>" in html and "title from composition" in html
+    assert escape(NAMING_NOTE) in html

@@ -29,11 +29,13 @@ HEADING_TFS = 5  # assigned TFs named in a topic's heading when it has no title
 NAMING_NOTE = (
     "How topics are named: a TF is assigned to a topic by probes (Algorithm 1: its probes outscore all "
     "other TFs' probes in the topic, one-sided Mann-Whitney, BH q below the level, effect size = AUROC at "
-    "least the floor, at most a few TFs per topic by effect) or by motif similarity (the topic's motif "
-    "matches the database's at q below the level). Repeat, background and AT-/GC-rich topics are titled by "
-    "their composition and lose their probe assignments. Per-peak TFs come from assigned topics only, "
-    "scored by the peak's topic score times the effect size. Thresholds are listed above; see "
-    "topic_titles.tsv for every topic's measures.")
+    "least the floor, at most a few TFs per topic, those of the database match's family first, then by "
+    "effect) or by motif similarity (the topic's motif matches a database motif at q below the level). "
+    "Repeat, background and AT-/GC-rich topics are titled by their composition and lose their probe "
+    "assignments, unless a database match names them (then only probe TFs of the match's family stay). "
+    "Per-peak TFs come from assigned topics only, one TF per topic (its strongest), scored by the peak's "
+    "topic score times the effect size, where the topic holds more than an even share of the peak. "
+    "Thresholds are listed above; topic_titles.tsv has every topic's measures.")
 TABLE_TFS = 10  # assigned TFs listed in a topic's Algorithm 1 table
 
 
