@@ -34,7 +34,7 @@ NAMING_NOTE = (
     "Repeat, background and AT-/GC-rich topics are titled by their composition and lose their probe "
     "assignments, unless a database match names them (then only probe TFs of the match's family stay). "
     "Per-peak TFs come from assigned topics only, one TF per topic (its strongest), scored by the peak's "
-    "topic score times the effect size, where the topic holds more than an even share of the peak. "
+    "topic score times the effect size, where the topic's share of the peak exceeds an even share (1/M). "
     "Thresholds are listed above; topic_titles.tsv has every topic's measures.")
 TABLE_TFS = 10  # assigned TFs listed in a topic's Algorithm 1 table
 
