@@ -211,9 +211,14 @@ def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) 
 
 
 class _KmerProbes:
-    """All canonical 10-mers and their gapped 8-mer counts, built once for both peers."""
+    """The 10-mers whose topic scores build the peers' motifs, featurized once for both peers.
 
-    def __init__(self):
+    Args:
+        codes: 10-mer codes to probe (None: all canonical 10-mers).
+    """
+
+    def __init__(self, codes: np.ndarray | None = None):
+        self._codes = codes
         self._value = None
 
     def get(self):
@@ -222,7 +227,7 @@ class _KmerProbes:
             from bindvae.analysis.motifs import canonical_kmer_codes, decode_kmers
             from bindvae.kmers import featurize
 
-            codes = canonical_kmer_codes(10)
+            codes = canonical_kmer_codes(10) if self._codes is None else self._codes
             self._value = codes, featurize(decode_kmers(codes, 10))
         return self._value
 

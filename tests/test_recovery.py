@@ -139,7 +139,7 @@ def _tiny(tmp_path, **lda) -> recovery_pipeline.RecoveryConfig:
                 "train": {"steps": 3, "prior_burn_in_steps": 1, "batch_size": 16, "log_every": 1,
                           "eval_every": 0, "checkpoint_every": 3, "progress": False, "val_fraction": 0.1},
                 "logger": {"kind": "none"}},
-        "lda": {"enabled": False, **lda},
+        "lda": {"enabled": False, **lda}, "gibbs_lda": {"enabled": False}, "yardsticks": {"enabled": False},
     })
 
 
@@ -258,3 +258,149 @@ def test_background_theta_starts_topics_at_corpus_frequencies():
     assert not np.allclose(theta[0], theta[1])  # the noise breaks the symmetry between topics
     with pytest.raises(ConfigError, match="model.theta_init"):
         recovery_pipeline.config_from_dict({"run": {"model": {"theta_init": "zeros"}}})
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Yardsticks (oracle scan, supervised limit, AUROC / limit) and the Gibbs LDA peer.
+
+STRONG = synthetic.SyntheticConfig(n_peaks=300, length=100, motifs=(("CTCF", "MA0139.2", 0.3),), pair=(),
+                                   ca_repeat_fraction=0.0, polya_fraction=0.0, gc_rich_fraction=0.0,
+                                   sites_per_peak=2)
+
+
+@pytest.fixture(scope="module")
+def strong_set():
+    """300 x 100 bp peaks, CTCF planted twice in 30% of them, nothing else."""
+    return synthetic.generate(np.random.default_rng(3), STRONG)
+
+
+def _shuffled_truth(dataset, seed: int = 0):
+    """The same peaks with the truth's carriers reassigned at random (a label-shuffled control)."""
+    import dataclasses
+
+    names = np.asarray(dataset.names)
+    moved = dict(zip(names, np.random.default_rng(seed).permutation(names)))
+    return dataclasses.replace(dataset, truth=dataset.truth.assign(peak=dataset.truth["peak"].map(moved)))
+
+
+def test_max_log_odds_finds_sites_on_both_strands():
+    pwm = np.full((4, 4), 0.01)
+    pwm[[0, 1, 2, 3], [0, 0, 2, 1]] = 0.97  # AAGC
+    codes = recovery.encode_sequences(["TTTTGCTTTTT", "ttttAAGCttt", "TTTTTTTTTTT", "TTN"])
+    assert codes.shape == (4, 11) and codes[3, 2:].tolist() == [4] * 9
+    scores = recovery.max_log_odds(codes, pwm, np.full(4, 0.25))
+    best = 4 * np.log(0.97 / 0.25)
+    np.testing.assert_allclose(scores[:2], best)  # reverse strand (GCTT) and forward, any case
+    assert scores[2] < best - 5 and scores[3] < -100  # a window over N never scores
+
+
+def test_oracle_auroc_is_one_for_a_strong_motif_and_half_for_shuffled_labels(strong_set):
+    oracle = recovery.oracle_aurocs(strong_set)
+    assert set(oracle) == {"CTCF"} and oracle["CTCF"] > 0.97
+    assert recovery.oracle_aurocs(strong_set, background="uniform")["CTCF"] > 0.97
+    control = recovery.oracle_aurocs(_shuffled_truth(strong_set))
+    assert 0.4 < control["CTCF"] < 0.6
+    base = recovery.base_background(recovery.encode_sequences(strong_set.sequences))
+    assert np.isclose(base[0], base[3]) and 0.2 < base[1] < 0.25  # both strands; GC 0.42 plus the sites
+
+
+def test_supervised_limit_is_high_for_a_strong_motif(strong_set):
+    from sklearn.metrics import roc_auc_score
+
+    from bindvae.kmers import featurize
+
+    X = featurize(strong_set.sequences)
+    binary = recovery.binarize(X)
+    assert binary.nnz == X.nnz and set(np.unique(binary.data)) == {1.0}
+    labels = synthetic.planted_labels(strong_set.truth, strong_set.names, "CTCF")
+    scores = recovery.supervised_limit_scores(binary, labels, c=0.05, folds=3, seed=0)
+    assert roc_auc_score(labels, scores) > 0.9
+    shuffled = np.random.default_rng(1).permutation(labels)
+    control = recovery.supervised_limit_scores(binary, shuffled, c=0.05, folds=3, seed=0)
+    assert 0.35 < roc_auc_score(shuffled, control) < 0.65
+    too_few = np.zeros_like(labels)
+    too_few[:2] = True
+    assert np.isnan(recovery.supervised_limit_scores(binary, too_few, folds=3)).all()
+
+
+def test_auroc_vs_limit_is_auroc_over_limit(small_set, database):
+    topics, scores = _oracle(small_set)
+    scores = scores + np.random.default_rng(2).random(scores.shape) * 3.0  # AUROCs below 1, each its own
+    frame = recovery.score_recovery(topics, scores, small_set.names, small_set.truth, small_set.motifs, database)
+    motifs = list(frame.loc[frame["kind"] == "motif", "feature"])
+    # The first four motifs reach 0.95 of their limit, the other six 0.8.
+    limits = {f: a / (0.95 if f in motifs[:4] else 0.8) for f, a in zip(frame["feature"], frame["auroc"])}
+    table = recovery.add_limit_fraction(frame, limits)
+    expected = table["auroc"] / table["feature"].map(limits)
+    np.testing.assert_allclose(table["auroc_vs_limit"], expected)
+    assert (frame["auroc"] < 0.99).all() and frame["auroc"].nunique() > 10 and "composite_q" in table.attrs
+    summary = recovery.summarize(table)
+    assert summary["n_at_limit"] == 4 and summary["n_with_limit"] == 10
+    assert np.isclose(summary["min_auroc_vs_limit"], 0.8)
+    result = recovery_pipeline.MethodResult(table, summary, 1.0, 2.0, 3.0, 100, "steps")
+    sticks = pd.DataFrame({"feature": list(limits), "oracle_auroc": 1.0, "limit_auroc": list(limits.values())})
+    merged = recovery_pipeline.side_by_side({"BindVAE": result}, sticks)
+    np.testing.assert_allclose(merged["BindVAE auroc_vs_limit"], merged["BindVAE AUROC"] / merged["limit AUROC"])
+    rows = recovery_pipeline.summary_table({"BindVAE": result}, recovery_pipeline.RecoveryConfig()).set_index("metric")
+    assert rows.loc["motifs with AUROC >= 0.9 x supervised limit", "BindVAE"] == "4/10"
+    assert rows.loc["training length", "BindVAE"] == "100 steps"
+
+
+def test_variational_transform_matches_scikit_learn(small_set):
+    """The mean-field E-step that scores the Gibbs peer's 10-mers is scikit-learn's ``transform``."""
+    from bindvae.kmers import featurize
+
+    X = featurize(small_set.sequences[:240]).astype(np.float64)
+    lda = recovery.fit_lda(X[:200], num_topics=4, seed=0, passes=1, batch_size=64)
+    ours = recovery.variational_transform(lda.components_, lda.doc_topic_prior_, X[200:], chunk=16)
+    np.testing.assert_allclose(ours, lda.transform(X[200:]), atol=2e-4)
+
+
+def test_gibbs_lda_stops_at_its_sweep_limit_or_its_time_budget(strong_set):
+    from bindvae.kmers import featurize
+
+    X = featurize(strong_set.sequences[:100])
+    fitted = recovery.fit_gibbs_lda(X, 3, seed=0, workers=1, max_iterations=7, chunk_iterations=5)
+    again = recovery.fit_gibbs_lda(X, 3, seed=0, workers=1, max_iterations=7, chunk_iterations=5)
+    assert fitted.iterations == 7 and fitted.seconds > 0
+    np.testing.assert_array_equal(recovery.gibbs_training_topics(fitted), recovery.gibbs_training_topics(again))
+    timed = recovery.fit_gibbs_lda(X, 3, seed=0, workers=1, max_iterations=1000, budget_s=0.0, chunk_iterations=5)
+    assert timed.iterations == 5  # the first chunk always runs, then the spent budget stops it
+    topic_word = recovery.gibbs_topic_word(fitted)  # every token counted once, plus eta everywhere
+    assert topic_word.shape == (3, X.shape[1])
+    np.testing.assert_allclose(topic_word.sum(), X.sum() + 0.01 * topic_word.size, rtol=1e-4)
+
+
+def test_gibbs_lda_peer_yields_rows_in_the_tables(small_set, database):
+    from bindvae.kmers import featurize
+
+    config = recovery_pipeline.config_from_dict({"run": {"model": {"num_topics": 6}},
+                                                 "gibbs_lda": {"workers": 1, "max_iterations": 10}})
+    X = featurize(small_set.sequences)
+    val_rows = np.arange(0, X.shape[0], 20)
+    probes = recovery_pipeline._KmerProbes(canonical_kmer_codes(10)[::40])
+    gibbs = recovery_pipeline._run_gibbs_lda(config, X, val_rows, small_set, database, probes, budget_s=600.0)
+    assert gibbs.iterations == 10 and gibbs.unit == "sweeps" and np.isfinite(gibbs.perplexity)
+    assert len(gibbs.table) == 15 and gibbs.table["auroc"].between(0, 1).all()
+    assert gibbs.table["consensus"].str.len().min() >= 4
+    topics, scores = _oracle(small_set)
+    vae_table = recovery.score_recovery(topics, scores, small_set.names, small_set.truth, small_set.motifs, database)
+    methods = {"BindVAE": recovery_pipeline.MethodResult(vae_table, recovery.summarize(vae_table), 1.0, 1.0, 1.0,
+                                                         3, "steps"), "Gibbs LDA": gibbs}
+    merged = recovery_pipeline.side_by_side(methods)
+    assert merged["Gibbs LDA AUROC"].notna().all() and len(merged) == 15
+    summary = recovery_pipeline.summary_table(methods, config).set_index("metric")
+    assert summary.loc["training length", "Gibbs LDA"] == "10 sweeps"
+    assert "recovery better than Gibbs LDA (motifs, then AUROC)" in summary.index
+    assert "Gibbs LDA: tomotopy collapsed Gibbs" in recovery_pipeline.markdown_report(config, merged, summary.reset_index())
+
+
+def test_config_validates_the_peer_and_the_yardsticks():
+    config = recovery_pipeline.config_from_dict({})
+    assert config.gibbs_lda.alpha == 0.1 and config.gibbs_lda.eta == 0.01 and config.yardsticks.limit_c == 0.05
+    for section, key, value in (("gibbs_lda", "workers", 0), ("gibbs_lda", "max_iterations", 0),
+                                ("gibbs_lda", "alpha", -1.0), ("gibbs_lda", "bogus", 1),
+                                ("yardsticks", "background", "flat"), ("yardsticks", "limit_folds", 1),
+                                ("yardsticks", "limit_c", 0.0)):
+        with pytest.raises(ConfigError, match=f"{section}.{key}"):
+            recovery_pipeline.config_from_dict({section: {key: value}})
