@@ -314,6 +314,7 @@ def make_train_step(model: BindVAE, path: str, sampler: str = "fast"):
     ``batch`` is ``{"indices": int32 [B, K], "counts": float32 [B, K]}``; ``key`` is the run's training
     key (the step folds in ``state.step``). Metrics are device scalars (``METRIC_KEYS`` and ``finite``).
     """
+    load_cpu_kernels(path)  # all of the path's kernels at once (one compile when the cache is cold)
 
     def step(state, batch, key):
         return _apply_step(model, path, state, batch["indices"], batch["counts"], key, sampler)
@@ -345,6 +346,7 @@ def make_train_loop(model: BindVAE, path: str, sampler: str = "fast"):
     [N, K_max]) with ``lax.scan``; each batch is cut to the static ``width`` <= K_max.
     ``sums`` holds the sum of each metric over the finite steps and ``n_finite``.
     """
+    load_cpu_kernels(path)
 
     def run(state, data_indices, data_counts, rows, key, width):
         def body(carry, row_ids):
@@ -367,6 +369,7 @@ def make_eval_step(model: BindVAE, path: str, sampler: str = "fast"):
     ``weights`` [B] is 1 for real rows and 0 for padding rows; sums are ``elbo``, ``reconstruction``,
     ``kl``, ``log_perplexity`` (sum of -elbo_b / n_b) and ``n`` (sum of weights).
     """
+    load_cpu_kernels(path)
 
     def run(params, indices, counts, weights, key):
         ll, kl, _ = row_terms(model, params, indices, counts, key, path, sampler)
@@ -742,7 +745,6 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
     val_data = data_lib.pad_rows(val_X, tc.n_length_buckets) if val_X is not None and val_X.shape[0] else None
     mesh = parallel.make_mesh(tc.devices)
     path = resolve_compute_path(tc.compute_path, moment_dtype=tc.optimizer_state_dtype, n_devices=int(mesh.devices.size))
-    load_cpu_kernels(path)
     loop, eval_step = make_train_loop(model, path, tc.sampler), make_eval_step(model, path, tc.sampler)
     if mesh.devices.size == 1 and not isinstance(train_X, ShardIndex):
         feed, n_train, close_feed = _resident_feed(tc, train_X, loop)
