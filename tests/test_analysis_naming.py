@@ -138,6 +138,9 @@ def test_read_probes_tsv_errors(tmp_path):
     path.write_text("seq\tlabel\nACGT\tX\n")
     with pytest.raises(InputError, match="'sequence' column"):
         naming.read_probes_tsv(path)
+    path.write_text("sequence\ttf\nACGT\tX\nACGA\tX\n")
+    with pytest.raises(InputError, match="at least two TFs"):
+        naming.read_probes_tsv(path)
 
 
 def test_sample_probes_fixed_number_per_tf():

@@ -6,6 +6,7 @@ Shared by the analysis of a run and by model selection across a sweep, so both n
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from bindvae.infer import Model, latent_scores
 
 MATCH_COLUMNS = ["query", "target", "target_name", "offset", "strand", "overlap_p", "p_value", "e_value", "q_value",
                  "rank", "repeat", "assigned"]
+logger = logging.getLogger(__name__)
 MATCHES_KEPT = 10  # database matches per topic written to motif_matches.tsv
 
 
@@ -88,7 +90,9 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
     probe_data = None
     mapping = pd.DataFrame(columns=naming.MAPPING_COLUMNS).astype(
         {"assigned": bool, "motif_rank": float, "effect_size": float})
-    if probes is not None and probes["tf"].nunique() >= 2:
+    if probes is not None and probes["tf"].nunique() < 2:
+        logger.warning("Algorithm 1 skipped: the probes come from a single TF")
+    elif probes is not None:
         probe_data = (latent_scores(model, probes["sequence"].tolist(), kind=kind), probes["tf"].tolist())
         supported = naming.supported_by_matches(matches, probe_data[1], families)
         mapping = naming.map_topics_to_tfs(*probe_data, max_q=rules.max_q, min_effect=rules.min_effect,

@@ -195,7 +195,8 @@ def read_probes_tsv(path: str | os.PathLike, tf_per_block: list[str] | None = No
         DataFrame with columns ``sequence``, ``tf``.
 
     Raises:
-        InputError: missing columns, an unnamed block, or a sequence with letters other than ACGTN.
+        InputError: missing columns, an unnamed block, a sequence with letters other than ACGTN, or
+            probes of a single TF.
     """
     try:
         table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
@@ -215,6 +216,8 @@ def read_probes_tsv(path: str | os.PathLike, tf_per_block: list[str] | None = No
     for row, seq in enumerate(table["sequence"], start=2):
         if not seq or set(seq.upper()) - set("ACGTN"):
             raise InputError(path, f"probe sequence {seq!r} has letters other than ACGTN", row)
+    if len(set(labels)) < 2:
+        raise InputError(path, "probe table needs probes of at least two TFs (each TF is compared with the others)")
     return pd.DataFrame({"sequence": table["sequence"].str.upper().tolist(), "tf": labels})
 
 
