@@ -21,6 +21,7 @@ ACTIVATIONS = ("relu", "gelu", "softplus", "tanh", "elu", "silu")
 COMPUTE_PATHS = ("auto", "sparse", "sparse_cpu", "fused_cpu", "dense")
 SAMPLERS = ("fast", "exact")
 THETA_INITS = ("glorot", "background")
+INPUT_TRANSFORMS = ("counts", "log1p", "binary")
 DATA_SOURCES = ("synthetic", "npz", "fasta", "reference", "shards")
 LOGGER_KINDS = ("wandb", "none")
 
@@ -49,6 +50,9 @@ class ModelConfig:
             The default is ``background``: with Glorot logits the topics spend their first thousands
             of updates learning the same background and stay alike, so short runs recover few motifs
             (measured in BENCHMARKS.md); ``glorot`` reproduces the reference exactly.
+        input_transform: what the encoder's first layer reads of each k-mer count c: ``counts``
+            (c, the paper's), ``log1p`` (log(1 + c)) or ``binary`` (1 where c > 0); ours, behind
+            config. The likelihood always uses the counts themselves.
     """
 
     num_topics: int = 100
@@ -58,6 +62,7 @@ class ModelConfig:
     min_concentration: float = 0.1
     max_concentration: float = 1000.0
     theta_init: str = "background"
+    input_transform: str = "counts"
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
@@ -67,6 +72,8 @@ class ModelConfig:
         _require(all(h >= 1 for h in self.hidden_sizes), "model.hidden_sizes", f"widths must be >= 1, got {self.hidden_sizes}")
         _require(self.activation in ACTIVATIONS, "model.activation", f"unknown {self.activation!r}; one of {ACTIVATIONS}")
         _require(self.theta_init in THETA_INITS, "model.theta_init", f"unknown {self.theta_init!r}; one of {THETA_INITS}")
+        _require(self.input_transform in INPUT_TRANSFORMS, "model.input_transform",
+                 f"unknown {self.input_transform!r}; one of {INPUT_TRANSFORMS}")
         _require(
             0 < self.min_concentration < self.max_concentration,
             "model.min_concentration",

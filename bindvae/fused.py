@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from bindvae import objectives, sparse_ops
-from bindvae.model import BindVAE, prior_alpha
+from bindvae.model import BindVAE, prior_alpha, transform_counts
 
 B1, B2, EPS = 0.9, 0.999, 1e-8  # optax.adam's defaults, used by bindvae.train.make_optimizer
 _W1 = ("encoder", "input_kernel")
@@ -101,7 +101,9 @@ def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learni
     w1, theta = _get(params, _W1), _get(params, _THETA)
     n_batch, width = indices.shape
     order = sparse_ops.column_order(indices, counts, model.n_kmers)
-    h1 = sparse_ops.first_layer_value(w1, order, n_batch)
+    # The encoder reads transformed counts (model.input_transform); the likelihood the counts.
+    enc_order = order._replace(values=transform_counts(order.values, model.input_transform))
+    h1 = sparse_ops.first_layer_value(w1, enc_order, n_batch)
     frozen_w1, frozen_theta = jax.lax.stop_gradient(w1), jax.lax.stop_gradient(theta)
 
     def head(small, h1):
@@ -155,7 +157,7 @@ def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learni
     rate = learning_rate(old_adam.count) if callable(learning_rate) else learning_rate
     hyper = adam_hyper(ok, rate, _net_adam(new_opt).count)
     w1_new, w1_mu, w1_nu, sq_w1 = sparse_ops.adam_first_layer(
-        order, dh1, w1, _get(old_adam.mu, _W1), _get(old_adam.nu, _W1), hyper
+        enc_order, dh1, w1, _get(old_adam.mu, _W1), _get(old_adam.nu, _W1), hyper
     )
     th_new, th_mu, th_nu, sq_theta = sparse_ops.adam_theta(
         order, z, e_t, scale, dp, s, theta, _get(old_adam.mu, _THETA), _get(old_adam.nu, _THETA), hyper

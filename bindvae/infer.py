@@ -234,11 +234,30 @@ def concentration_from_windows(model: Model, codes: np.ndarray, batch_size: int 
     Returns:
         ``[n, M]`` float32 concentration.
     """
+    if model.network.input_transform != "counts":
+        # The sum over windows holds only for counts as they are: transformed inputs go through
+        # the counts themselves.
+        return _concentration_from_csr(model, _counts_from_windows(model, codes), batch_size)
     rows = model.window_rows
     _, bias = model.first_layer_host
     h1 = np.empty((codes.shape[0], rows.shape[1]), np.float32)
     _window_sums(np.ascontiguousarray(codes, dtype=np.int32), rows, bias, h1)
     return _concentration_from_h1(model, h1, batch_size)
+
+
+def _counts_from_windows(model: Model, codes: np.ndarray, chunk: int = 50_000) -> sp.csr_matrix:
+    """CSR [n, n_kmers] of gapped 8-mer counts from window codes (the same as ``featurize``)."""
+    table = model.vocabulary.window_feature_table()  # [65536, 16] feature per variant, -1 for repeats
+    parts = []
+    for start in range(0, codes.shape[0], chunk):
+        block = np.asarray(codes[start : start + chunk])
+        row, col = np.nonzero(block < _N_WINDOWS)
+        features = table[block[row, col]]  # [n_windows, 16]
+        rows = np.repeat(row, features.shape[1])
+        keep = features.ravel() >= 0
+        parts.append(sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (rows[keep], features.ravel()[keep])),
+                                   shape=(block.shape[0], len(model.vocabulary))))
+    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, len(model.vocabulary)), dtype=np.float32)
 
 
 def _concentration_from_csr(model: Model, features: sp.csr_matrix, batch_size: int) -> np.ndarray:
@@ -251,7 +270,8 @@ def _concentration_from_csr(model: Model, features: sp.csr_matrix, batch_size: i
     h1 = np.empty((features.shape[0], kernel.shape[1]), np.float32)
     # copy=False: a featurized matrix already has these dtypes, and a copy of 150M nonzeros costs seconds.
     _csr_times_dense(features.indptr.astype(np.int64, copy=False), features.indices.astype(np.int32, copy=False),
-                     features.data.astype(np.float32, copy=False), kernel, bias, h1,
+                     model_lib.transform_counts(features.data.astype(np.float32, copy=False), model.network.input_transform),
+                     kernel, bias, h1,
                      _CSR_ROWS_PER_BLOCK, _CSR_COLS_PER_BLOCK)
     return _concentration_from_h1(model, h1, batch_size)
 

@@ -38,6 +38,23 @@ _ACTIVATIONS: dict[str, Callable] = {
 }
 
 
+def transform_counts(counts, kind: str):
+    """What the encoder reads of k-mer counts (``model.input_transform``); 0 stays 0, so padding is inert.
+
+    Args:
+        counts: counts of any shape (jax or numpy, float).
+        kind: ``counts`` (unchanged), ``log1p`` or ``binary``.
+    """
+    if kind == "counts":
+        return counts
+    xp = jnp if isinstance(counts, jax.Array) else np
+    if kind == "log1p":
+        return xp.log1p(counts)
+    if kind == "binary":
+        return (counts > 0).astype(counts.dtype)
+    raise ValueError(f"unknown input transform {kind!r}")
+
+
 def softplus_inverse(value: float) -> float:
     """x such that softplus(x) = value (value > 0), computed stably in float64."""
     value = float(value)
@@ -54,6 +71,7 @@ class Encoder(nn.Module):
         activation: nonlinearity name.
         min_concentration: lower clip of the output.
         max_concentration: upper clip of the output.
+        input_transform: what the first layer reads of the counts (:func:`transform_counts`).
     """
 
     n_kmers: int
@@ -62,6 +80,7 @@ class Encoder(nn.Module):
     activation: str = "relu"
     min_concentration: float = 0.1
     max_concentration: float = 1000.0
+    input_transform: str = "counts"
 
     def setup(self):
         init = nn.initializers.glorot_normal()
@@ -84,7 +103,7 @@ class Encoder(nn.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Concentration [batch, M] from dense counts x [batch, n_kmers]."""
-        return self.from_preactivation(x @ self.input_kernel + self.input_bias)
+        return self.from_preactivation(transform_counts(x, self.input_transform) @ self.input_kernel + self.input_bias)
 
     def sparse(self, indices: jax.Array, counts: jax.Array) -> jax.Array:
         """Concentration [batch, M] from padded sparse counts.
@@ -94,7 +113,7 @@ class Encoder(nn.Module):
             counts: float32 [batch, K] counts; padding slots hold 0.
         """
         rows = jnp.take(self.input_kernel, indices, axis=0)  # [batch, K, H0]
-        h1 = jnp.einsum("bk,bkh->bh", counts, rows) + self.input_bias
+        h1 = jnp.einsum("bk,bkh->bh", transform_counts(counts, self.input_transform), rows) + self.input_bias
         return self.from_preactivation(h1)
 
 
@@ -138,10 +157,12 @@ class BindVAE(nn.Module):
     activation: str = "relu"
     min_concentration: float = 0.1
     max_concentration: float = 1000.0
+    input_transform: str = "counts"
 
     def setup(self):
         clip = dict(min_concentration=self.min_concentration, max_concentration=self.max_concentration)
-        self.encoder = Encoder(self.n_kmers, self.num_topics, tuple(self.hidden_sizes), self.activation, **clip)
+        self.encoder = Encoder(self.n_kmers, self.num_topics, tuple(self.hidden_sizes), self.activation, **clip,
+                               input_transform=self.input_transform)
         self.topic_kmer = TopicKmer(self.n_kmers, self.num_topics)
         self.prior = Prior(self.num_topics, self.alpha, **clip)
 
@@ -165,6 +186,7 @@ def build_model(model_config: ModelConfig, n_kmers: int) -> BindVAE:
         activation=model_config.activation,
         min_concentration=model_config.min_concentration,
         max_concentration=model_config.max_concentration,
+        input_transform=model_config.input_transform,
     )
 
 

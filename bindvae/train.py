@@ -39,7 +39,7 @@ from bindvae.config import RunConfig, TrainConfig, run_name, to_dict
 from bindvae.errors import BindVAEError, ConfigError, InputError
 from bindvae.io import check_writable_dir
 from bindvae.shards import ShardIndex, read_shard
-from bindvae.model import BindVAE, background_theta, build_model, init_params, prior_alpha
+from bindvae.model import BindVAE, background_theta, build_model, init_params, prior_alpha, transform_counts
 from bindvae.tracking import MetricLogger, MetricsFile, NullLogger, read_metrics
 
 logger = logging.getLogger(__name__)
@@ -216,7 +216,8 @@ def row_terms(model: BindVAE, params, indices, counts, key, path: str, sampler: 
 
         order = sparse_ops.column_order(indices, counts, model.n_kmers)
         enc = params["encoder"]
-        h1 = sparse_ops.first_layer(enc["input_kernel"], order, indices.shape[0]) + enc["input_bias"]
+        enc_order = order._replace(values=transform_counts(order.values, model.input_transform))
+        h1 = sparse_ops.first_layer(enc["input_kernel"], enc_order, indices.shape[0]) + enc["input_bias"]
         conc = model.apply({"params": params}, h1, method=BindVAE.from_preactivation)
         prior = prior_alpha(params, model.min_concentration, model.max_concentration)
         z = objectives.sample_topics(key, conc, sampler)

@@ -32,8 +32,8 @@ def _batches(n, seed=0, batch=8, width=40):
     return out
 
 
-def _run(path, batches, config, threads=None):
-    model = build_model(ModelConfig(num_topics=6, hidden_sizes=(32, 16)), N_KMERS)
+def _run(path, batches, config, threads=None, input_transform="counts"):
+    model = build_model(ModelConfig(num_topics=6, hidden_sizes=(32, 16), input_transform=input_transform), N_KMERS)
     state = train.create_train_state(model, config, jax.random.key(0))
     previous = numba.get_num_threads()
     if threads:
