@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bindvae.errors import BindVAEError
+from bindvae.io import check_writable_dir
 
 LOCK_NAME = ".owner.lock"
 # A reader's probe holds a shared lock for microseconds; a starting owner retries for this long
@@ -67,13 +68,14 @@ def acquire(run_dir: str | os.PathLike) -> None:
 
     Raises:
         RunDirectoryBusy: another process holds it (the message names the process).
+        ConfigError: the directory cannot be created or written to (key ``workdir``).
     """
     path = Path(run_dir).resolve()
     held = _HELD.get(path)
     if held is not None:
         held[1] += 1
         return
-    path.mkdir(parents=True, exist_ok=True)
+    check_writable_dir(path, "workdir")
     lock_path = path / LOCK_NAME
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
     if not _try_lock(fd):

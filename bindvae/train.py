@@ -480,7 +480,7 @@ def prepare_run_dir(workdir: str | Path, config: TrainConfig) -> list[int]:
 def _drop_best(workdir: Path, after: int = -1) -> None:
     # The best-by-validation checkpoint of a run that starts over (or resumes before it) is stale.
     best = ckpt.list_steps(workdir, ckpt.BEST_DIR)
-    if best and best[-1] > after or not best and ckpt.checkpoint_dir(workdir, ckpt.BEST_DIR).exists():
+    if (best and best[-1] > after) or (not best and ckpt.checkpoint_dir(workdir, ckpt.BEST_DIR).exists()):
         shutil.rmtree(ckpt.checkpoint_dir(workdir, ckpt.BEST_DIR), ignore_errors=True)
 
 
