@@ -30,6 +30,7 @@ import logging
 import sys
 
 from bindvae.errors import BindVAEError, ConfigError
+from experiments._cli import help_requested
 
 _FLOATS = {"max_q": None, "min_effect": None, "motif_max_q": None, "min_repeat_share": "titles",
            "min_fold": "titles", "min_gc_shift": "titles"}
@@ -69,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "jax._src.xla_bridge"):  # checkpoint and backend chatter, not the analysis's
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    argv = sys.argv[1:] if argv is None else argv
+    if help_requested(argv, __doc__):
+        return 0
     try:
-        args = _parse(sys.argv[1:] if argv is None else argv)
+        args = _parse(argv)
         from bindvae.analysis.pipeline import AnalysisOptions, analyze_run, analyze_sweep, summary_text
 
         defaults = AnalysisOptions()

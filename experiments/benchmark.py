@@ -18,6 +18,7 @@ import platform
 import sys
 
 from bindvae.io import write_text_atomic
+from experiments._cli import help_requested
 
 SECTIONS = ("featurize", "train", "infer", "motifs", "scaling")
 
@@ -45,7 +46,10 @@ def machine_description() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if help_requested(argv, __doc__):
+        return 0
+    args = _parse_args(argv)
     only = [s for s in args.get("only", ",".join(SECTIONS)).split(",") if s]
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bindvae.errors import BindVAEError
+from experiments._cli import help_requested
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("absl").setLevel(logging.WARNING)
     os.environ.setdefault("WANDB_MODE", "disabled")
     argv = sys.argv[1:] if argv is None else argv
+    if help_requested(argv, __doc__):
+        return 0
     out = Path(next((a.split("=", 1)[1] for a in argv if a.startswith("out=")), "outputs/demo"))
     overrides = [a for a in argv if not a.startswith("out=")]
     start = time.perf_counter()

@@ -41,6 +41,7 @@ from bindvae.io import check_writable_dir
 from bindvae.kmers import Vocabulary, featurize, save_features
 from bindvae.sequences import SequenceSet, Skipped, read_sequences
 from bindvae.shards import ShardWriter, is_sharded, write_shard_file
+from experiments._cli import help_requested
 
 logger = logging.getLogger("experiments.featurize")
 
@@ -224,8 +225,11 @@ def run(args: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    argv = sys.argv[1:] if argv is None else argv
+    if help_requested(argv, __doc__):
+        return 0
     try:
-        summary = run(parse_args(sys.argv[1:] if argv is None else argv))
+        summary = run(parse_args(argv))
     except BindVAEError as err:
         sys.stderr.write(f"error: {err}\n")
         return 2

@@ -30,6 +30,7 @@ from bindvae.io import write_text_atomic
 from bindvae.kmers import featurize
 from bindvae.model import build_model
 from bindvae.train import create_train_state, make_train_loop, resolve_compute_path, resolve_steps_per_call
+from experiments._cli import help_requested
 
 _KEYS = {"steps", "alphas", "num_topics", "hidden", "n_peaks", "length", "jsonl", "seed"}
 
@@ -99,7 +100,10 @@ def run_alpha(alpha: float, steps: int, model_config: ModelConfig, data, n_kmers
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if help_requested(argv, __doc__):
+        return 0
+    args = _parse(argv)
     steps = int(args.get("steps", 20000))
     alphas = [float(a) for a in args.get("alphas", "0.1,1,10,50").split(",")]
     hidden = tuple(int(h) for h in args.get("hidden", "300,300,300").split(","))

@@ -238,3 +238,12 @@ def test_vocabulary_pickle_with_a_payload_is_refused_and_never_runs(tmp_path):
 def test_real_reference_vocabulary_still_loads(reference_dir):
     mapping = read_reference_vocabulary(reference_dir / "vocabulary_all8mers_with_wildcards.npy")
     assert len(mapping) == 112_801 and mapping["EMPTY"] == 0
+
+
+@pytest.mark.parametrize("entry", ["train", "benchmark_recovery", "analyze", "featurize", "benchmark", "stability", "demo"])
+def test_every_entry_point_answers_help_and_does_nothing_else(entry, tmp_path):
+    result = subprocess.run([sys.executable, "-m", f"experiments.{entry}", "--help"], cwd=tmp_path, env=_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-1000:]
+    assert f"experiments.{entry}" in result.stdout or "powered by Hydra" in result.stdout
+    assert not any(tmp_path.iterdir())  # no run directory, no outputs
