@@ -16,8 +16,10 @@ The run directory (``hydra.run.dir``) receives ``metrics.jsonl``, ``checkpoints/
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -58,10 +60,19 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
     return OmegaConf.to_object(body)
 
 
+def sweep_group(sweep_dir: str | os.PathLike) -> str:
+    """The wandb group of a sweep's runs: the sweep folder's name, with its date folder in front
+    when Hydra's default layout ``multirun/<date>/<time>`` is used (so that the group says when)."""
+    path = Path(sweep_dir)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", path.parent.name):
+        return f"{path.parent.name}_{path.name}"
+    return path.name
+
+
 def _sweep_group() -> str | None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN":
-        return Path(hydra_cfg.sweep.dir).name
+        return sweep_group(hydra_cfg.sweep.dir)
     return None
 
 
@@ -71,7 +82,9 @@ def make_logger(config: RunConfig, workdir: Path):
         return NullLogger()
     group = config.logger.group or _sweep_group()
     name = run_name(config)
-    run_id = f"{name}-{abs(hash(str(workdir.resolve()))) % 10**10}"
+    # The same id in every process that trains this directory (a resume continues the wandb run);
+    # Python's hash() of a string changes from process to process.
+    run_id = f"{name}-{hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:10]}"
     return WandbLogger(
         project=config.logger.project, name=name, group=group, mode=config.logger.mode, workdir=workdir,
         entity=config.logger.entity, tags=config.logger.tags, resume_id=run_id,

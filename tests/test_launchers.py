@@ -41,3 +41,15 @@ def test_slurm_launcher_can_be_instantiated_without_a_cluster(compose_train):
     cfg = compose_train(["hydra/launcher=slurm"])
     launcher = instantiate(cfg.hydra.launcher)
     assert type(launcher).__name__ == "SlurmLauncher" and launcher.params["gpus_per_node"] == 1
+
+
+def test_plain_multirun_runs_through_joblib_too(compose_train):
+    cfg = compose_train(["model.num_topics=2", "logger=none"])
+    assert cfg.hydra.launcher._target_ == "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+
+
+def test_sweep_group_carries_the_date():
+    from experiments.train import sweep_group
+
+    assert sweep_group("multirun/2026-12-03/07-40-00") == "2026-12-03_07-40-00"
+    assert sweep_group("sweeps/gm12878") == "gm12878"
