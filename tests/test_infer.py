@@ -132,3 +132,33 @@ def test_load_model_round_trip_and_fingerprint_check(tmp_path, model, vocab):
 def test_load_model_missing_run_dir(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_model(tmp_path / "nope")
+
+
+def test_decoder_scan_ranks_sequences_with_a_topics_own_kmers_first():
+    import jax
+    import scipy.sparse as sp
+
+    from bindvae.config import ModelConfig
+    from bindvae.infer import decoder_scan_weights, latent_scores, model_from_params
+    from bindvae.kmers import Vocabulary, featurize
+    from bindvae.model import build_model, init_params
+
+    vocabulary = Vocabulary.gapped8()
+    config = ModelConfig(num_topics=3, hidden_sizes=(8,), theta_init="glorot")
+    params = init_params(build_model(config, len(vocabulary)), jax.random.key(0))
+    theta = np.zeros((3, len(vocabulary)), np.float32)
+    site = featurize(["TGACTCAT"]).indices  # the 16 features of an AP-1-like 8 bp site
+    theta[1, site] = 4.0  # topic 1 makes the site's features e^4 times as likely
+    model = model_from_params({**params, "topic_kmer": {"theta": jax.numpy.asarray(theta)}}, config, vocabulary)
+    rng = np.random.default_rng(0)
+    background = ["".join(rng.choice(list("ACGT"), 60)) for _ in range(20)]
+    carriers = [s[:30] + "TGACTCAT" + s[38:] for s in background[:10]]
+    sequences = carriers + background[10:]
+    scores = latent_scores(model, sequences, kind="decoder")
+    assert scores.shape == (20, 3)
+    assert scores[:10, 1].min() > scores[10:, 1].max()  # every carrier above every non-carrier
+    np.testing.assert_allclose(scores, latent_scores(model, featurize(sequences), kind="decoder"), rtol=1e-6)
+    weights = decoder_scan_weights(model)
+    assert set(np.flatnonzero(weights[1])) <= set(site.tolist()) and np.count_nonzero(weights[1]) == len(site)
+    X = sp.csr_matrix(featurize(sequences), dtype=np.float32)
+    np.testing.assert_allclose(scores, (X @ weights.T), rtol=1e-6)
