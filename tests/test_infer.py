@@ -160,5 +160,10 @@ def test_decoder_scan_ranks_sequences_with_a_topics_own_kmers_first():
     np.testing.assert_allclose(scores, latent_scores(model, featurize(sequences), kind="decoder"), rtol=1e-6)
     weights = decoder_scan_weights(model)
     assert set(np.flatnonzero(weights[1])) <= set(site.tolist()) and np.count_nonzero(weights[1]) == len(site)
+    # Golden value: phi[1, site] = e^4 / Z1 with Z1 = D - 16 + 16 e^4, the other topics 1 / D; the
+    # weight is log(phi[1, j] / mean_m phi[m, j]).
+    D = len(vocabulary)
+    phi1, phi0 = np.exp(4.0) / (D - 16 + 16 * np.exp(4.0)), 1.0 / D
+    np.testing.assert_allclose(weights[1, site], np.log(phi1 / ((phi1 + 2 * phi0) / 3)), rtol=1e-5)
     X = sp.csr_matrix(featurize(sequences), dtype=np.float32)
     np.testing.assert_allclose(scores, (X @ weights.T), rtol=1e-6)
