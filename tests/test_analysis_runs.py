@@ -105,13 +105,20 @@ def test_seed_replicates_are_grouped_and_their_spread_is_exact():
     np.testing.assert_allclose(row["fraction_sd"], np.std([1.0, 1.0, 0.5, 0.5, 0.5, 0.5], ddof=1))
 
 
-def test_pca_separates_runs_that_differ_by_a_shared_shift():
-    base = _topics(0)
-    shift = 20.0 * np.sign(_topics(9, n=1))
-    table, explained = runs_lib.topic_pca([_run("a", base), _run("b", base + shift)])
-    assert explained[0] > 0.8
-    a, b = table[table["run"] == "a"]["pc1"], table[table["run"] == "b"]["pc1"]
-    assert (a.max() < b.min()) or (b.max() < a.min())
+def test_pca_recovers_planted_axes_of_all_runs_together():
+    # Topics = a large offset shared by all + a run shift along u + a per-topic spread along v (u, v, w orthogonal).
+    rng = np.random.default_rng(0)
+    u, v, w = np.linalg.qr(rng.normal(size=(2000, 3)))[0].T
+    spread = rng.normal(size=(2, M))
+    spread -= spread.mean(axis=1, keepdims=True)  # uncorrelated with the run, so u and v stay the axes
+    runs = [_run(name, 100.0 * w + sign * 10.0 * u + 3.0 * spread[k][:, None] * v)
+            for k, (name, sign) in enumerate([("a", -1.0), ("b", 1.0)])]
+    table, explained = runs_lib.topic_pca(runs)
+    run_sign = np.where(table["run"] == "a", -1.0, 1.0)
+    assert abs(np.corrcoef(table["pc1"], run_sign)[0, 1]) > 0.999
+    assert abs(np.corrcoef(table["pc2"], spread.ravel())[0, 1]) > 0.999
+    np.testing.assert_allclose(explained.sum(), 1.0, atol=1e-9)  # nothing else varies
+    assert explained[0] > explained[1]
 
 
 def test_tfs_in_common_come_from_each_runs_analysis(tmp_path):
