@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dataclasses
 
 import numpy as np
@@ -165,3 +170,11 @@ def test_help_prints_usage_and_writes_nothing(tmp_path, capsys):
     assert compare.main(["--help", f"out={tmp_path / 'x'}"]) == 0
     assert "python -m experiments.compare runs=" in capsys.readouterr().out
     assert not (tmp_path / "x").exists()
+
+
+def test_module_answers_help_from_the_command_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-m", "experiments.compare", "--help"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "python -m experiments.compare" in result.stdout, result.stderr[-1000:]
+    assert not any(tmp_path.iterdir())

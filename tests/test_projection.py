@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -174,3 +179,11 @@ def test_help_prints_usage_and_writes_nothing(tmp_path, capsys):
     assert project.main(["--help", f"run_dir={tmp_path}"]) == 0
     assert "python -m experiments.project run_dir=" in capsys.readouterr().out
     assert not (tmp_path / "analysis").exists()
+
+
+def test_module_answers_help_from_the_command_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-m", "experiments.project", "--help"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "python -m experiments.project" in result.stdout, result.stderr[-1000:]
+    assert not any(tmp_path.iterdir())
