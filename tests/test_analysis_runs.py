@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
-
-import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -178,3 +177,24 @@ def test_module_answers_help_from_the_command_line(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "python -m experiments.compare" in result.stdout, result.stderr[-1000:]
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_configs_saved_by_training_group_two_seeds_and_not_another_learning_rate(tmp_path):
+    from bindvae.checkpoint import load_checkpoint
+    from bindvae.train import fit
+    from tests._train_helpers import random_counts, small_config
+
+    X = random_counts(32, 120)
+    runs = []
+    for seed in (0, 1):
+        fit(small_config(steps=2, prior_burn_in_steps=1, eval_every=0, checkpoint_every=2, seed=seed), X, None, "fp", tmp_path / f"s{seed}")
+        saved = load_checkpoint(tmp_path / f"s{seed}")
+        theta = np.asarray(saved.params["topic_kmer"]["theta"], dtype=np.float64)
+        runs.append(_run(f"seed{seed}", theta - theta.mean(axis=1, keepdims=True), saved.config))
+    other = {**runs[0].config, "train": {**runs[0].config["train"], "learning_rate": 5e-3}}
+    runs.append(dataclasses.replace(runs[0], label="lr", config=other))
+    assert runs_lib.seed_groups(runs) == [[0, 1]]
+    _, pairs, spread = runs_lib.compare_topics(runs)
+    assert spread[["runs", "seeds", "n_pairs"]].values.tolist() == [["seed0,seed1", "0,1", 1]]
+    assert pairs["seed_replicates"].tolist() == [True, False, False]
