@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -108,13 +109,16 @@ def project_sets(run_dir: str | os.PathLike, sets: dict[str, str], genome: str |
     model = load_model(run_dir)
     peaks = projection.read_sets(sets, genome, span, max_per_set, seed)
     out = check_writable_dir(Path(run_dir) / "analysis" / "projection", "run_dir")
+    start = time.perf_counter()
     scores = latent_scores(model, peaks.sequences, kind=kind)
     auroc = projection.set_topic_auroc(scores, peaks.sets)
-    table = pd.DataFrame({"peak": peaks.ids, "set": peaks.sets})
+    logger.info("%d peaks scored and tested in %.1f s", len(scores), time.perf_counter() - start)
+    start = time.perf_counter()
     coords = projection.umap_embedding(scores, seed, n_neighbors) if umap else np.full((len(scores), 2), np.nan)
-    table["umap_x"], table["umap_y"] = coords[:, 0], coords[:, 1]
-    for m in range(scores.shape[1]):
-        table[topic_name(m)] = scores[:, m]
+    if umap:
+        logger.info("UMAP of %d peaks in %.1f s", len(scores), time.perf_counter() - start)
+    table = pd.concat([pd.DataFrame({"peak": peaks.ids, "set": peaks.sets, "umap_x": coords[:, 0], "umap_y": coords[:, 1]}),
+                       pd.DataFrame(scores, columns=[topic_name(m) for m in range(scores.shape[1])])], axis=1)
     note = f"latent score: {kind}; checkpoint step {model.step}"
     _write_tsv(table, out / "projection.tsv", note + (f"; UMAP seed {seed}, n_neighbors {n_neighbors}" if umap else ""))
     _write_tsv(auroc, out / "set_topic_auroc.tsv", note + "; auroc: the set's peaks against all other sets' peaks; "
