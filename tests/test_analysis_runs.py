@@ -188,7 +188,8 @@ def test_configs_saved_by_training_group_two_seeds_and_not_another_learning_rate
     X = random_counts(32, 120)
     runs = []
     for seed in (0, 1):
-        fit(small_config(steps=2, prior_burn_in_steps=1, eval_every=0, checkpoint_every=2, seed=seed), X, None, "fp", tmp_path / f"s{seed}")
+        config = small_config(steps=2, prior_burn_in_steps=1, eval_every=0, checkpoint_every=2, seed=seed)
+        fit(config, X, None, "fp", tmp_path / f"s{seed}")
         saved = load_checkpoint(tmp_path / f"s{seed}")
         theta = np.asarray(saved.params["topic_kmer"]["theta"], dtype=np.float64)
         runs.append(_run(f"seed{seed}", theta - theta.mean(axis=1, keepdims=True), saved.config))
