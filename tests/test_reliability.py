@@ -240,7 +240,8 @@ def test_real_reference_vocabulary_still_loads(reference_dir):
     assert len(mapping) == 112_801 and mapping["EMPTY"] == 0
 
 
-@pytest.mark.parametrize("entry", ["train", "benchmark_recovery", "analyze", "featurize", "benchmark", "stability", "demo"])
+@pytest.mark.parametrize("entry", ["train", "benchmark_recovery", "analyze", "featurize", "benchmark", "stability", "demo",
+                                   "compare", "project"])
 def test_every_entry_point_answers_help_and_does_nothing_else(entry, tmp_path):
     result = subprocess.run([sys.executable, "-m", f"experiments.{entry}", "--help"], cwd=tmp_path, env=_env(),
                             capture_output=True, text=True, timeout=120)
