@@ -4,7 +4,7 @@ The peers are scikit-learn's online LDA and tomotopy's collapsed Gibbs LDA (give
 wall time); every AUROC is shown beside the oracle (a scan with the planted PWM) and the supervised
 limit (cross-validated logistic regression on the same counts), and as a fraction of that limit.
 
-    python -m experiments.benchmark_recovery                          # default set, ~30 min on 2 CPU cores
+    python -m experiments.benchmark_recovery                          # default set, ~40 min on 2 CPU cores
     python -m experiments.benchmark_recovery benchmark_recovery=full  # the paper's model sizes (GPU)
     python -m experiments.benchmark_recovery benchmark_recovery=demo run.train.steps=300 lda.enabled=false
 
