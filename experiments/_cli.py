@@ -17,3 +17,20 @@ def help_requested(argv: list[str], usage: str | None) -> bool:
         return False
     sys.stdout.write((usage or "").strip() + "\n")
     return True
+
+
+def parse_key_values(argv: list[str], known) -> dict[str, str]:
+    """``key=value`` arguments as a dict; the keys must be among ``known``.
+
+    Raises:
+        ConfigError: an argument without ``=`` or with an unknown key (the message lists the known ones).
+    """
+    from bindvae.errors import ConfigError
+
+    args = {}
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise ConfigError(key or item, f"unknown argument {item!r}; known: {', '.join(known)}")
+        args[key] = value
+    return args

@@ -30,7 +30,7 @@ import logging
 import sys
 
 from bindvae.errors import BindVAEError, ConfigError
-from experiments._cli import help_requested
+from experiments._cli import help_requested, parse_key_values
 
 _FLOATS = {"max_q": None, "min_effect": None, "motif_max_q": None, "min_repeat_share": "titles",
            "min_fold": "titles", "min_gc_shift": "titles"}
@@ -40,12 +40,7 @@ _KEYS = {"run_dir", "sweep_dir", "peaks", "probes", "tf_per_block", "motif_db", 
 
 
 def _parse(argv: list[str]) -> dict[str, str]:
-    args = {}
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in _KEYS:
-            raise ConfigError(key or item, f"unknown argument {item!r}; known: {', '.join(sorted(_KEYS))}")
-        args[key] = value
+    args = parse_key_values(argv, sorted(_KEYS))
     if ("run_dir" in args) == ("sweep_dir" in args):
         raise ConfigError("run_dir", "give exactly one of run_dir=DIR or sweep_dir=DIR")
     return args

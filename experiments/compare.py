@@ -22,18 +22,13 @@ import logging
 import sys
 
 from bindvae.errors import BindVAEError, ConfigError
-from experiments._cli import help_requested
+from experiments._cli import help_requested, parse_key_values
 
 _KEYS = ("runs", "labels", "out", "min_similarity")
 
 
 def _parse(argv: list[str]) -> dict[str, str]:
-    args = {}
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in _KEYS:
-            raise ConfigError(key or item, f"unknown argument {item!r}; known: {', '.join(_KEYS)}")
-        args[key] = value
+    args = parse_key_values(argv, _KEYS)
     if not args.get("runs"):
         raise ConfigError("runs", "give runs=A,B[,C...] (two or more run directories)")
     return args

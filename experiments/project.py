@@ -26,18 +26,13 @@ import logging
 import sys
 
 from bindvae.errors import BindVAEError, ConfigError
-from experiments._cli import help_requested
+from experiments._cli import help_requested, parse_key_values
 
 _KEYS = ("run_dir", "sets", "max_per_set", "seed", "genome", "span", "kind", "umap", "n_neighbors")
 
 
 def _parse(argv: list[str]) -> dict[str, str]:
-    args = {}
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in _KEYS:
-            raise ConfigError(key or item, f"unknown argument {item!r}; known: {', '.join(_KEYS)}")
-        args[key] = value
+    args = parse_key_values(argv, _KEYS)
     for key in ("run_dir", "sets"):
         if not args.get(key):
             raise ConfigError(key, f"{key}= is required")
