@@ -51,29 +51,6 @@ def env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "WANDB_MODE": "disabled", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
 
 
-def straight_run(features: Path, workdir: Path):
-    """The same config, composed by Hydra and trained in this process without interruption."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from experiments import train as train_cli
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["data=npz", f"data.path={features}", *OVERRIDES])
-    GlobalHydra.instance().clear()
-    config = train_cli.to_run_config(cfg)
-    from bindvae import data as data_lib
-
-    dataset = data_lib.load_dataset(config.data, seed=config.train.seed)
-    train_X, val_X, _ = data_lib.split_train_val(dataset.X, config.train.val_fraction, config.train.seed)
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        return train.fit(config, train_X, val_X, dataset.vocab_fingerprint, workdir)
-    finally:
-        jax.config.update("jax_disable_most_optimizations", False)
-
-
 def finished_steps(run_dir: Path) -> list[int]:
     folder = run_dir / "checkpoints"
     return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
@@ -115,7 +92,12 @@ def test_kill_9_mid_run_then_resume_matches_straight_run(tmp_path):
     final = ckpt.load_checkpoint(run_dir)
     assert final.step == STEPS
 
-    reference = straight_run(features, tmp_path / "straight")
+    # The straight run in a process of its own, like the killed and resumed ones: a run inside the
+    # test process inherits whatever earlier tests left in it.
+    straight = subprocess.run(train_command(features, tmp_path / "straight"), cwd=tmp_path, env=env(),
+                              capture_output=True, text=True, timeout=180)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    reference = ckpt.load_checkpoint(tmp_path / "straight")
     leaves = jax.tree_util.tree_leaves_with_path(reference.params)
     assert len(leaves) == len(jax.tree.leaves(final.params))
     for (path, expected), got in zip(leaves, jax.tree.leaves(final.params)):
