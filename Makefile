@@ -11,13 +11,14 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	@echo "compiling the CPU training kernels once (about a minute; cached for every later run)"
-	$(PY) -m bindvae._kernel_cache --all
+	$(PY) -m bindvae.kernels._cache --all
 	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m experiments.demo
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 benchmark: $(STAMP)

@@ -36,7 +36,7 @@ class Checkpoint:
     """A restored checkpoint.
 
     Attributes:
-        params: parameter tree (numpy arrays; see ``bindvae.model`` for the paths).
+        params: parameter tree (numpy arrays; see ``bindvae.vae.network`` for the paths).
         opt_state: optimiser state (the target's structure when one was given, else nested containers).
         step: global step at which it was saved.
         rng: uint32 key data of the training key.
@@ -59,7 +59,9 @@ def checkpoint_dir(run_dir: str | os.PathLike, folder: str = CHECKPOINT_DIR) -> 
     return Path(run_dir).absolute() / folder
 
 
-def _manager(run_dir, keep: int | None = None, create: bool = False, folder: str = CHECKPOINT_DIR) -> ocp.CheckpointManager:
+def _manager(
+    run_dir, keep: int | None = None, create: bool = False, folder: str = CHECKPOINT_DIR
+) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, enable_async_checkpointing=False)
     return ocp.CheckpointManager(checkpoint_dir(run_dir, folder), options=options, item_names=("state", "metadata"))
 
@@ -252,7 +254,9 @@ def _restore_step(run_dir: Path, step: int, target, folder: str = CHECKPOINT_DIR
                 args=ocp.args.Composite(state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()),
             )
     except Exception as err:  # orbax/tensorstore raise many types for damaged files; all mean "unreadable"
-        raise InputError(checkpoint_dir(run_dir, folder) / str(step), f"unreadable checkpoint ({type(err).__name__}: {err})") from err
+        raise InputError(
+            checkpoint_dir(run_dir, folder) / str(step), f"unreadable checkpoint ({type(err).__name__}: {err})"
+        ) from err
 
 
 def check_vocab(checkpoint: Checkpoint, vocab_fingerprint: str, where: str | os.PathLike) -> None:
@@ -260,5 +264,6 @@ def check_vocab(checkpoint: Checkpoint, vocab_fingerprint: str, where: str | os.
     saved = checkpoint.metadata.get("vocab_fingerprint")
     if saved != vocab_fingerprint:
         raise InputError(
-            where, f"vocabulary fingerprint {str(vocab_fingerprint)[:12]} differs from the checkpoint's {str(saved)[:12]}"
+            where,
+            f"vocabulary fingerprint {str(vocab_fingerprint)[:12]} differs from the checkpoint's {str(saved)[:12]}",
         )

@@ -46,7 +46,7 @@ class ModelConfig:
         theta_init: decoder logits at step 0: ``glorot`` (the reference's Glorot-normal logits, so
             every topic starts near the uniform distribution over k-mers) or ``background`` (the log
             of the training k-mer frequencies plus N(0, 0.01^2) noise: topics start at the corpus
-            background and only learn deviations from it; see ``bindvae.model.background_theta``).
+            background and only learn deviations from it; see ``bindvae.vae.network.background_theta``).
             The default is ``background``: with Glorot logits the topics spend their first thousands
             of updates learning the same background and stay alike, so short runs recover few motifs
             (measured in BENCHMARKS.md); ``glorot`` reproduces the reference exactly.
@@ -69,9 +69,17 @@ class ModelConfig:
         _require(int(self.num_topics) >= 1, "model.num_topics", f"must be >= 1, got {self.num_topics}")
         _require(float(self.alpha) > 0, "model.alpha", f"must be > 0, got {self.alpha}")
         _require(len(self.hidden_sizes) >= 1, "model.hidden_sizes", "needs at least one layer")
-        _require(all(h >= 1 for h in self.hidden_sizes), "model.hidden_sizes", f"widths must be >= 1, got {self.hidden_sizes}")
-        _require(self.activation in ACTIVATIONS, "model.activation", f"unknown {self.activation!r}; one of {ACTIVATIONS}")
-        _require(self.theta_init in THETA_INITS, "model.theta_init", f"unknown {self.theta_init!r}; one of {THETA_INITS}")
+        _require(
+            all(h >= 1 for h in self.hidden_sizes),
+            "model.hidden_sizes",
+            f"widths must be >= 1, got {self.hidden_sizes}",
+        )
+        _require(
+            self.activation in ACTIVATIONS, "model.activation", f"unknown {self.activation!r}; one of {ACTIVATIONS}"
+        )
+        _require(
+            self.theta_init in THETA_INITS, "model.theta_init", f"unknown {self.theta_init!r}; one of {THETA_INITS}"
+        )
         _require(self.input_transform in INPUT_TRANSFORMS, "model.input_transform",
                  f"unknown {self.input_transform!r}; one of {INPUT_TRANSFORMS}")
         _require(
@@ -105,10 +113,10 @@ class TrainConfig:
         overwrite: delete an existing run's checkpoints and start over.
         compute_path: ``sparse`` (gathers at nonzero k-mers), ``dense`` (count matrix), the CPU-only
             ``sparse_cpu`` (numba kernels) and ``fused_cpu`` (the same kernels with Adam applied to
-            W1 and theta inside them, ``bindvae.fused``), or ``auto`` (the fastest measured for the
-            backend: see ``bindvae.train.resolve_compute_path``).
+            W1 and theta inside them, ``bindvae.kernels.fused``), or ``auto`` (the fastest measured for the
+            backend: see ``bindvae.training.resolve_compute_path``).
         sampler: Dirichlet sampler for z: ``fast`` (fixed-width Marsaglia-Tsang, no rejection loop;
-            see ``bindvae.sampling``) or ``exact`` (``jax.random.dirichlet``); both give implicit gradients.
+            see ``bindvae.vae.sampling``) or ``exact`` (``jax.random.dirichlet``); both give implicit gradients.
         steps_per_call: optimiser steps per device dispatch (``lax.scan``); 0 = auto
             (1 on CPU, 100 on accelerators).
         n_length_buckets: at most this many padded nnz lengths, to bound recompiles.
@@ -120,7 +128,7 @@ class TrainConfig:
         eval_batches: cap on validation batches per evaluation (0 = whole validation set).
         devices: data-parallel devices: 0 = all (every device of every process in a multi-host
             run), N = the first N local ones. Parameters are replicated, each batch is split over
-            them (``batch_size`` must be a multiple); see ``bindvae.parallel``.
+            them (``batch_size`` must be a multiple); see ``bindvae.training.parallel``.
         distributed: join a multi-host run with ``jax.distributed.initialize`` before training.
         coordinator_address: ``host:port`` of process 0 (None: detected, e.g. from Slurm).
         num_processes: number of processes (0: detected).
@@ -177,11 +185,14 @@ class TrainConfig:
         _require(self.steps >= 1, "train.steps", f"must be >= 1, got {self.steps}")
         _require(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
         _require(self.learning_rate > 0, "train.learning_rate", f"must be > 0, got {self.learning_rate}")
-        _require(self.prior_burn_in_steps >= 0, "train.prior_burn_in_steps", f"must be >= 0, got {self.prior_burn_in_steps}")
+        _require(
+            self.prior_burn_in_steps >= 0, "train.prior_burn_in_steps", f"must be >= 0, got {self.prior_burn_in_steps}"
+        )
         _require(
             self.prior_burn_in_steps <= self.steps,
             "train.prior_burn_in_steps",
-            f"burn-in ({self.prior_burn_in_steps}) is longer than train.steps ({self.steps}); the prior would never be learned",
+            f"burn-in ({self.prior_burn_in_steps}) is longer than train.steps ({self.steps}); "
+            "the prior would never be learned",
         )
         for key in ("log_every", "checkpoint_every", "keep_checkpoints", "max_bad_steps", "n_length_buckets"):
             _require(getattr(self, key) >= 1, f"train.{key}", f"must be >= 1, got {getattr(self, key)}")
@@ -189,7 +200,11 @@ class TrainConfig:
             _require(getattr(self, key) >= 0, f"train.{key}", f"must be >= 0, got {getattr(self, key)}")
         _require(self.topic_table_k >= 1, "train.topic_table_k", f"must be >= 1, got {self.topic_table_k}")
         _require(0.0 <= self.val_fraction < 1.0, "train.val_fraction", f"must be in [0, 1), got {self.val_fraction}")
-        _require(self.compute_path in COMPUTE_PATHS, "train.compute_path", f"unknown {self.compute_path!r}; one of {COMPUTE_PATHS}")
+        _require(
+            self.compute_path in COMPUTE_PATHS,
+            "train.compute_path",
+            f"unknown {self.compute_path!r}; one of {COMPUTE_PATHS}",
+        )
         _require(self.sampler in SAMPLERS, "train.sampler", f"unknown {self.sampler!r}; one of {SAMPLERS}")
         _require(
             self.optimizer_state_dtype in ("float32", "bfloat16"),
@@ -200,9 +215,17 @@ class TrainConfig:
         _require(self.devices >= 0, "train.devices", f"must be >= 0 (0 = all), got {self.devices}")
         _require(self.num_processes >= 0, "train.num_processes", f"must be >= 0 (0 = detect), got {self.num_processes}")
         _require(self.process_id >= -1, "train.process_id", f"must be >= -1 (-1 = detect), got {self.process_id}")
-        _require(0 <= self.warmup_steps < self.steps, "train.warmup_steps", f"must be in [0, train.steps), got {self.warmup_steps}")
+        _require(
+            0 <= self.warmup_steps < self.steps,
+            "train.warmup_steps",
+            f"must be in [0, train.steps), got {self.warmup_steps}",
+        )
         _require(self.decay in ("none", "cosine"), "train.decay", f"unknown {self.decay!r}; none or cosine")
-        _require(0.0 <= self.final_lr_fraction <= 1.0, "train.final_lr_fraction", f"must be in [0, 1], got {self.final_lr_fraction}")
+        _require(
+            0.0 <= self.final_lr_fraction <= 1.0,
+            "train.final_lr_fraction",
+            f"must be in [0, 1], got {self.final_lr_fraction}",
+        )
         _require(self.max_minutes >= 0, "train.max_minutes", f"must be >= 0 (0 = no limit), got {self.max_minutes}")
         _require(self.patience >= 0, "train.patience", f"must be >= 0 (0 = never), got {self.patience}")
         _require(not ((self.patience or self.keep_best) and self.val_fraction == 0), "train.val_fraction",

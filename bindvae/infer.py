@@ -13,8 +13,8 @@ import dataclasses
 import functools
 import logging
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -22,11 +22,10 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from bindvae import model as model_lib
-from bindvae import rundir
 from bindvae.config import ModelConfig
-from bindvae.errors import InputError
-from bindvae.kmers import Vocabulary
+from bindvae.features.kmers import Vocabulary
+from bindvae.training import rundir
+from bindvae.vae import network as model_lib
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +46,8 @@ class Model:
     """A trained model ready for inference (see :func:`load_model`).
 
     Attributes:
-        params: the Flax parameter tree (see ``bindvae.model``).
-        network: the :class:`bindvae.model.BindVAE` module.
+        params: the Flax parameter tree (see ``bindvae.vae.network``).
+        network: the :class:`bindvae.vae.network.BindVAE` module.
         vocabulary: the feature vocabulary the model was trained on.
         config: the run's resolved config as a nested dict (empty when built from parameters).
         step: training step of the checkpoint.
@@ -210,7 +209,7 @@ def sequence_window_codes(sequences: Sequence[str], pad_to: int = 32) -> np.ndar
         pad_to: the window axis is padded to a multiple of this (fewer compiled shapes).
 
     Returns:
-        ``[n, W]`` int32: window codes (see ``bindvae.kmers.window_codes``), and 65536 for padding
+        ``[n, W]`` int32: window codes (see ``bindvae.features.kmers.window_codes``), and 65536 for padding
         and for windows holding a letter other than ACGT (they count nothing).
     """
     lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
@@ -273,10 +272,16 @@ def _concentration_from_csr(model: Model, features: sp.csr_matrix, batch_size: i
     kernel, bias = model.first_layer_host
     h1 = np.empty((features.shape[0], kernel.shape[1]), np.float32)
     # copy=False: a featurized matrix already has these dtypes, and a copy of 150M nonzeros costs seconds.
-    _csr_times_dense(features.indptr.astype(np.int64, copy=False), features.indices.astype(np.int32, copy=False),
-                     model_lib.transform_counts(features.data.astype(np.float32, copy=False), model.network.input_transform),
-                     kernel, bias, h1,
-                     _CSR_ROWS_PER_BLOCK, _CSR_COLS_PER_BLOCK)
+    _csr_times_dense(
+        features.indptr.astype(np.int64, copy=False),
+        features.indices.astype(np.int32, copy=False),
+        model_lib.transform_counts(features.data.astype(np.float32, copy=False), model.network.input_transform),
+        kernel,
+        bias,
+        h1,
+        _CSR_ROWS_PER_BLOCK,
+        _CSR_COLS_PER_BLOCK,
+    )
     return _concentration_from_h1(model, h1, batch_size)
 
 

@@ -70,8 +70,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
         write(handle)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
-    """Writes ``text`` to ``path`` atomically."""
+def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8", *, parents: bool = False) -> None:
+    """Writes ``text`` to ``path`` atomically; ``parents`` creates the missing folders first."""
+    if parents:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "w", encoding=encoding) as handle:
         handle.write(text)
 

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = int(args.get("repeats", "5"))
     rows = []
     for section in only:
-        module = importlib.import_module(f"experiments.bench.{section}")
+        module = importlib.import_module(f"benchmarks.speed.{section}")
         for row in module.run(quick=quick, repeats=repeats):
             rows.append({"section": section, **row})
     stamp = _dt.date.today().isoformat()

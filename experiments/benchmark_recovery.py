@@ -38,7 +38,8 @@ def machine_line() -> str:
 def main(cfg: DictConfig) -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every checkpoint step at INFO
     try:
-        from bindvae.recovery_pipeline import config_from_dict, run_recovery
+        from benchmarks.recovery.config import config_from_dict
+        from benchmarks.recovery.pipeline import run_recovery
 
         values = OmegaConf.to_container(cfg, resolve=True)
         values.pop("hydra", None)

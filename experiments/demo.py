@@ -29,12 +29,14 @@ def compose_config(overrides: list[str], preset: str = "demo"):
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
+    from benchmarks.recovery.config import config_from_dict
     from bindvae.errors import ConfigError
-    from bindvae.recovery_pipeline import config_from_dict
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("benchmark_recovery", overrides=[f"benchmark_recovery={preset}", f"name={preset}", *overrides])
+            cfg = compose(
+                "benchmark_recovery", overrides=[f"benchmark_recovery={preset}", f"name={preset}", *overrides]
+            )
     except HydraException as err:
         raise ConfigError("overrides", str(err).splitlines()[0]) from None
     values = OmegaConf.to_container(cfg, resolve=True)
@@ -53,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [a for a in argv if not a.startswith("out=")]
     start = time.perf_counter()
     try:
+        from benchmarks.recovery.pipeline import run_recovery
         from bindvae.analysis.pipeline import AnalysisOptions, analyze_run
-        from bindvae.recovery_pipeline import run_recovery
         from experiments.benchmark_recovery import machine_line
 
         config = compose_config(overrides)

@@ -7,7 +7,7 @@
 FASTA input is used as is; BED / narrowPeak input needs ``genome`` and takes ``span`` bp around each
 summit. Sequences without a single valid 8 bp window are skipped and reported, as are peaks outside
 the genome. The output holds the CSR counts, the sequence names and the vocabulary fingerprint
-(read it back with ``bindvae.kmers.load_features``); it is written atomically and an existing file
+(read it back with ``bindvae.features.formats.load_features``); it is written atomically and an existing file
 is kept unless ``overwrite=true``. The last line on stdout is a one-line summary.
 
 Many inputs and data sets larger than memory::
@@ -16,7 +16,7 @@ Many inputs and data sets larger than memory::
 
 ``input`` takes a comma-separated list of files (all FASTA, or all peak files on one ``genome``).
 ``shard_size=N`` writes a sharded dataset instead of one .npz: a folder of CSR shards of at most N
-sequences each plus ``index.json`` (see ``bindvae.shards``); train on it with ``data=shards``.
+sequences each plus ``index.json`` (see ``bindvae.features.shards``); train on it with ``data=shards``.
 ``workers=N`` featurizes N input files at a time in separate processes (each writes its own shards;
 they are adopted in input order, so the result does not depend on ``workers``).
 """
@@ -37,10 +37,11 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from bindvae.errors import BindVAEError, ConfigError, InputError
+from bindvae.features.formats import save_features
+from bindvae.features.kmers import Vocabulary, featurize
+from bindvae.features.sequences import SequenceSet, Skipped, read_sequences
+from bindvae.features.shards import ShardWriter, is_sharded, write_shard_file
 from bindvae.io import check_writable_dir
-from bindvae.kmers import Vocabulary, featurize, save_features
-from bindvae.sequences import SequenceSet, Skipped, read_sequences
-from bindvae.shards import ShardWriter, is_sharded, write_shard_file
 from experiments._cli import help_requested
 
 logger = logging.getLogger("experiments.featurize")
@@ -186,7 +187,9 @@ def run(args: dict) -> str:
     vocab = Vocabulary.gapped8()
     check_writable_dir(output.parent, "output")  # before any reading or featurizing
     try:
-        writer = ShardWriter(output, vocab.fingerprint, len(vocab), args["shard_size"], True) if args["shard_size"] else None
+        writer = (
+            ShardWriter(output, vocab.fingerprint, len(vocab), args["shard_size"], True) if args["shard_size"] else None
+        )
     except OSError as err:
         raise InputError(output, f"cannot write the output ({err.strerror or err})") from None
     parts, names, skipped, n_in, nnz = [], [], [], 0, 0

@@ -25,11 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from bindvae.config import ModelConfig, TrainConfig
-from bindvae.data import pad_rows
+from bindvae.data.datasets import pad_rows
+from bindvae.features.kmers import featurize
 from bindvae.io import write_text_atomic
-from bindvae.kmers import featurize
-from bindvae.model import build_model
-from bindvae.train import create_train_state, make_train_loop, resolve_compute_path, resolve_steps_per_call
+from bindvae.training import create_train_state, make_train_loop, resolve_compute_path, resolve_steps_per_call
+from bindvae.vae.network import build_model
 from experiments._cli import help_requested
 
 _KEYS = {"steps", "alphas", "num_topics", "hidden", "n_peaks", "length", "jsonl", "seed"}
@@ -115,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     X = featurize(planted_peaks(rng, int(args.get("n_peaks", 4096)), length=length))
     data = pad_rows(X, n_buckets=1)
     rows = []
-    lines = ["| alpha | steps | skipped | params finite | min mean KL | final KL | final ELBO | learned prior | steps/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| alpha | steps | skipped | params finite | min mean KL | final KL | final ELBO | learned prior | steps/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for alpha in alphas:
         model_config = ModelConfig(num_topics=int(args.get("num_topics", 100)), alpha=alpha, hidden_sizes=hidden)
         row = run_alpha(alpha, steps, model_config, data, X.shape[1], seed)

@@ -29,14 +29,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from bindvae import data as data_lib
-from bindvae import parallel, rundir, shards, stream
 from bindvae.config import RunConfig, run_name, to_dict
+from bindvae.data import datasets as data_lib
+from bindvae.data import stream
 from bindvae.errors import BindVAEError, ConfigError
+from bindvae.features import shards
+from bindvae.features.kmers import Vocabulary
 from bindvae.io import check_writable_dir
-from bindvae.kmers import Vocabulary
 from bindvae.tracking import NullLogger, WandbLogger
-from bindvae.train import fit, prepare_run_dir, summary
+from bindvae.training import fit, parallel, prepare_run_dir, rundir, summary
 
 log = logging.getLogger("bindvae.experiments.train")
 

@@ -18,9 +18,10 @@ import jax
 def main(out: str, process_id: int, n_processes: int, port: int) -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.config.update("jax_disable_most_optimizations", True)
-    from bindvae import parallel, train
-    from bindvae.data import batch_rows, pad_rows
-    from bindvae.model import build_model
+    from bindvae import training as train
+    from bindvae.data.datasets import batch_rows, pad_rows
+    from bindvae.training import parallel
+    from bindvae.vae.network import build_model
     from tests._train_helpers import random_counts, small_config
 
     if n_processes:
@@ -31,7 +32,7 @@ def main(out: str, process_id: int, n_processes: int, port: int) -> None:
     init_key, train_key = jax.random.split(jax.random.key(0))
     mesh = parallel.make_mesh(0)
     state = parallel.replicate(train.create_train_state(model, config.train, init_key), mesh)
-    loop = parallel.make_sharded_loop(functools.partial(train._apply_step, model, "sparse"), mesh)
+    loop = parallel.make_sharded_loop(functools.partial(train.apply_step, model, "sparse"), mesh)
     local, losses = parallel.process_rows(8), []
     for step in range(6):
         rows = batch_rows(padded.n_rows, 8, 0, step, 1)[:, local]

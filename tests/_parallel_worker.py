@@ -4,7 +4,7 @@
 
 Writes JSON {"n_devices", "<path>_plain" (sparse only), "<path>_mesh1", "<path>_mesh4",
 "<path>_params_max_diff"} for path in sparse, dense (the bare loops), and "fit_devices1",
-"fit_devices4" (``bindvae.train.fit`` with ``train.devices``) to PATH.
+"fit_devices4" (``bindvae.training.fit`` with ``train.devices``) to PATH.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import sys
 import jax
 import numpy as np
 
-from bindvae import parallel, train
+from bindvae import training as train
 from bindvae.config import TrainConfig
-from bindvae.data import batch_rows, pad_rows
-from bindvae.model import build_model
+from bindvae.data.datasets import batch_rows, pad_rows
+from bindvae.training import parallel
+from bindvae.vae.network import build_model
 from tests._train_helpers import random_counts, small_config
 
 
@@ -39,7 +40,7 @@ def trajectory(n_devices: int | None, n_steps: int, path: str):
             losses.append(float(sums["loss"]))
         return losses, jax.device_get(state.params)
     mesh = parallel.make_mesh(n_devices)
-    loop = parallel.make_sharded_loop(functools.partial(train._apply_step, model, path), mesh)
+    loop = parallel.make_sharded_loop(functools.partial(train.apply_step, model, path), mesh)
     state = parallel.replicate(state, mesh)
     for step in range(n_steps):
         rows = batch_rows(padded.n_rows, 8, 0, step, 1)
@@ -51,7 +52,7 @@ def trajectory(n_devices: int | None, n_steps: int, path: str):
 
 
 def fit_trajectory(n_devices: int, n_steps: int, workdir: str) -> list[float]:
-    """Per-step training loss of ``bindvae.train.fit`` with ``train.devices=n_devices``."""
+    """Per-step training loss of ``bindvae.training.fit`` with ``train.devices=n_devices``."""
     from bindvae.tracking import read_metrics
 
     config = small_config(steps=n_steps, batch_size=8, prior_burn_in_steps=3, log_every=1, eval_every=0,

@@ -14,7 +14,9 @@ def random_counts(n_rows: int = 64, n_kmers: int = 120, seed: int = 0) -> sp.csr
     rows = []
     for i in range(n_rows):
         half = (i % 2) * (n_kmers // 2)
-        cols = np.concatenate([half + rng.choice(n_kmers // 2, 12, replace=False), rng.choice(n_kmers, 3, replace=False)])
+        cols = np.concatenate(
+            [half + rng.choice(n_kmers // 2, 12, replace=False), rng.choice(n_kmers, 3, replace=False)]
+        )
         dense = np.zeros(n_kmers, np.float32)
         np.add.at(dense, cols, 1.0)
         rows.append(dense)

@@ -7,10 +7,10 @@ import dataclasses
 import jax
 import numpy as np
 
-from bindvae import model as model_lib
 from bindvae.config import ModelConfig
+from bindvae.features.kmers import Vocabulary, featurize
 from bindvae.infer import Model, model_from_params
-from bindvae.kmers import Vocabulary, featurize
+from bindvae.vae import network as model_lib
 
 
 def random_model(vocab: Vocabulary, num_topics: int = 6, hidden_sizes=(16, 16), seed: int = 0) -> Model:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bindvae.analysis.compare import best_matches, compare_motifs
-from bindvae.analysis.meme import Motif, format_meme, information_content, parse_meme, read_meme, reverse_complement_pwm
 from bindvae.errors import InputError
+from bindvae.motif import Motif, format_meme, information_content, parse_meme, read_meme, reverse_complement_pwm
 
 JOLMA = "jolma_selex_pwms_converted_all.meme"
 

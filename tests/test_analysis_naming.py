@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from bindvae.analysis import naming, peaks, selection
-from bindvae.analysis.meme import Motif
 from bindvae.errors import InputError
+from bindvae.motif import Motif
 
 
 def _planted_scores(rng, n_per_tf=30):
@@ -277,9 +277,9 @@ def test_algorithm1_on_real_probes_with_trained_model(reference_dir, tmp_path):
     # homeobox probes, so half of a homeobox block's "all other probes" share its motif and its AUROC
     # cannot pass about 0.75 (measured 0.71-0.83): the effect floor is lowered to test the test alone.
     from bindvae.config import ModelConfig, RunConfig, TrainConfig
+    from bindvae.features.kmers import Vocabulary, featurize
     from bindvae.infer import latent_scores, model_from_params
-    from bindvae.kmers import Vocabulary, featurize
-    from bindvae.train import fit
+    from bindvae.training import fit
 
     probes = naming.read_probes_tsv(reference_dir / "selex_probes_sample100.tsv")
     vocab = Vocabulary.gapped8()

@@ -14,7 +14,7 @@ import pytest
 
 from bindvae.analysis import runs as runs_lib
 from bindvae.config import LoggerConfig, ModelConfig, RunConfig, TrainConfig, to_dict
-from bindvae.kmers import Vocabulary
+from bindvae.features.kmers import Vocabulary
 from experiments import compare
 from tests.helpers_analysis import random_model
 
@@ -182,7 +182,7 @@ def test_module_answers_help_from_the_command_line(tmp_path):
 @pytest.mark.slow
 def test_configs_saved_by_training_group_two_seeds_and_not_another_learning_rate(tmp_path):
     from bindvae.checkpoint import load_checkpoint
-    from bindvae.train import fit
+    from bindvae.training import fit
     from tests._train_helpers import random_counts, small_config
 
     X = random_counts(32, 120)

@@ -119,7 +119,7 @@ def test_titles_keep_probe_tfs_the_match_supports_on_a_mixed_topic():
 
 
 def test_is_repeat_motif():
-    from bindvae.analysis.meme import Motif
+    from bindvae.motif import Motif
 
     def motif(consensus):
         return Motif("m", np.eye(4)[["ACGT".index(c) for c in consensus]] * 0.9 + 0.025)

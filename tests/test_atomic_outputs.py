@@ -76,7 +76,8 @@ def test_figure_and_feature_writers_are_atomic(tmp_path):
     from matplotlib.figure import Figure
 
     from bindvae import plotting
-    from bindvae.kmers import Vocabulary, featurize, save_features
+    from bindvae.features.formats import save_features
+    from bindvae.features.kmers import Vocabulary, featurize
 
     fig = Figure()
     fig.add_subplot().plot([0, 1], [1, 0])

@@ -11,8 +11,8 @@ import optax
 import pytest
 
 from bindvae import checkpoint as ckpt
-from bindvae import train
-from bindvae.config import ModelConfig, TrainConfig
+from bindvae import training as train
+from bindvae.config import TrainConfig
 from bindvae.errors import ConfigError
 from bindvae.tracking import read_metrics
 from tests._train_helpers import random_counts, small_config
@@ -43,8 +43,15 @@ def test_fused_step_follows_the_schedule_like_optax():
     # Six steps through warm-up and decay: the fused kernels' Adam reads the rate optax would use.
     from tests.test_fused import _assert_trees_close, _batches, _run
 
-    config = TrainConfig(steps=6, batch_size=8, prior_burn_in_steps=3, learning_rate=0.01, warmup_steps=2, decay="cosine",
-                         final_lr_fraction=0.2)
+    config = TrainConfig(
+        steps=6,
+        batch_size=8,
+        prior_burn_in_steps=3,
+        learning_rate=0.01,
+        warmup_steps=2,
+        decay="cosine",
+        final_lr_fraction=0.2,
+    )
     batches = _batches(6)
     fused, fused_metrics = _run("fused_cpu", batches, config)
     reference, ref_metrics = _run("sparse_cpu", batches, config)
@@ -87,10 +94,14 @@ def test_keep_best_keeps_the_checkpoint_with_the_best_validation_elbo(tmp_path):
     assert ckpt.list_steps(tmp_path, ckpt.BEST_DIR) == [best]
     model = load_model(tmp_path, features_fingerprint="fp")
     assert model.step == best
-    np.testing.assert_array_equal(np.asarray(model.params["topic_kmer"]["theta"]),
-                                  np.asarray(ckpt.load_checkpoint(tmp_path, folder=ckpt.BEST_DIR).params["topic_kmer"]["theta"]))
+    np.testing.assert_array_equal(
+        np.asarray(model.params["topic_kmer"]["theta"]),
+        np.asarray(ckpt.load_checkpoint(tmp_path, folder=ckpt.BEST_DIR).params["topic_kmer"]["theta"]),
+    )
     # Starting over drops the old best checkpoint with the old run.
-    train.fit(_with_train(config, steps=10, overwrite=True, keep_best=False, prior_burn_in_steps=5), X, val, "fp", tmp_path)
+    train.fit(
+        _with_train(config, steps=10, overwrite=True, keep_best=False, prior_burn_in_steps=5), X, val, "fp", tmp_path
+    )
     assert not ckpt.checkpoint_dir(tmp_path, ckpt.BEST_DIR).exists()
 
 

@@ -16,10 +16,17 @@ def _state(step):
 
 def test_save_load_round_trip_and_keep_last(tmp_path):
     for step in (1, 2, 3, 4):
-        ckpt.save_checkpoint(tmp_path, _state(step), {"config": {"model": {"num_topics": 3}}, "vocab_fingerprint": "abc", "n_kmers": 3}, keep=2)
+        ckpt.save_checkpoint(
+            tmp_path,
+            _state(step),
+            {"config": {"model": {"num_topics": 3}}, "vocab_fingerprint": "abc", "n_kmers": 3},
+            keep=2,
+        )
     assert ckpt.list_steps(tmp_path) == [3, 4]
     latest = ckpt.load_checkpoint(tmp_path)
-    assert latest.step == 4 and latest.metadata["vocab_fingerprint"] == "abc" and latest.config["model"]["num_topics"] == 3
+    assert (
+        latest.step == 4 and latest.metadata["vocab_fingerprint"] == "abc" and latest.config["model"]["num_topics"] == 3
+    )
     np.testing.assert_array_equal(latest.params["w"], np.full((2, 3), 4.0))
     np.testing.assert_array_equal(latest.rng, [0, 4])
     assert "jax_version" in latest.metadata

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from bindvae import checkpoint as ckpt
-from bindvae import train
+from bindvae import training as train
 from bindvae.config import TrainConfig
 from bindvae.errors import ConfigError
-from bindvae.kmers import FEATURES_FORMAT
+from bindvae.features.formats import FEATURES_FORMAT
 from tests._train_helpers import random_counts, small_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ OVERRIDES = [
 
 
 def write_tiny_features(path: Path) -> None:
-    """A feature dataset over a made-up 120-k-mer vocabulary (the .npz layout of bindvae.kmers)."""
+    """A feature dataset over a made-up 120-k-mer vocabulary (the .npz layout of bindvae.features.kmers)."""
     X = random_counts(48, 120, seed=1)
     np.savez(path, format=np.array(FEATURES_FORMAT), fingerprint=np.array("tiny-test-vocabulary"),
              shape=np.array(X.shape, np.int64), indptr=X.indptr.astype(np.int64), indices=X.indices.astype(np.int32),

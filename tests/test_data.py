@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from bindvae import data
+from bindvae.data import datasets as data
 
 
 def test_pad_rows_round_trips_and_buckets_cover_lengths():

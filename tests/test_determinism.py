@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from bindvae import data as data_lib
-from bindvae import train
+from bindvae import training as train
 from bindvae.config import DataConfig
+from bindvae.data import datasets as data_lib
 from bindvae.tracking import read_metrics
 from tests._train_helpers import random_counts, small_config
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bindvae.kmers import Vocabulary, featurize, load_features
+from bindvae.features.formats import load_features
+from bindvae.features.kmers import Vocabulary, featurize
 from experiments.featurize import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def test_fasta_to_features(tmp_path, capsys, caplog):
         f"featurize: 4 sequences in, 2 featurized, 2 skipped (1 shorter than 8 bp, "
         f"1 no 8 bp window of A/C/G/T only), {X.nnz} nonzeros, "
     )
-    assert f"in.fa:3): shorter than 8 bp" in caplog.text and f"in.fa:7): no 8 bp window" in caplog.text
+    assert "in.fa:3): shorter than 8 bp" in caplog.text and "in.fa:7): no 8 bp window" in caplog.text
     assert sorted(p.name for p in out.parent.iterdir()) == ["features.npz"]
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from bindvae import shards
-from bindvae.kmers import Vocabulary, featurize, load_features
+from bindvae.features import shards
+from bindvae.features.formats import load_features
+from bindvae.features.kmers import Vocabulary, featurize
 from experiments.featurize import main
 
 

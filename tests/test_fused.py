@@ -9,12 +9,12 @@ import numba
 import numpy as np
 import pytest
 
-from bindvae import train
+from bindvae import training as train
 from bindvae.config import ModelConfig, TrainConfig
 from bindvae.errors import ConfigError
-from bindvae.model import build_model
+from bindvae.vae.network import build_model
 
-pytest.importorskip("bindvae.sparse_ops")
+pytest.importorskip("bindvae.kernels.sparse_ops")
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA CPU targets")
 
 N_KMERS = 2200  # several 64-column tiles, four 512-column tiles of theta and partial last ones
@@ -117,7 +117,7 @@ def test_auto_picks_the_fused_step_on_the_cpu_only_where_it_applies():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_exp_transposed_kernel_is_the_softmax_transposed(threads):
-    from bindvae import sparse_ops
+    from bindvae.kernels import sparse_ops
 
     rng = np.random.default_rng(4)
     theta = (rng.standard_normal((7, 2500)) * 25).astype(np.float32)  # rows span more than e^-87

@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bindvae import model as model_lib
 from bindvae.analysis.motifs import decode_kmers
 from bindvae.analysis.topics import score_kmers, topic_motifs
 from bindvae.errors import InputError
+from bindvae.features.kmers import Vocabulary, featurize
 from bindvae.infer import latent_scores, load_model
-from bindvae.kmers import Vocabulary, featurize
+from bindvae.vae import network as model_lib
 from tests.helpers_analysis import planted_model, random_model
 
 
@@ -139,9 +139,9 @@ def test_decoder_scan_ranks_sequences_with_a_topics_own_kmers_first():
     import scipy.sparse as sp
 
     from bindvae.config import ModelConfig
+    from bindvae.features.kmers import Vocabulary, featurize
     from bindvae.infer import decoder_scan_weights, latent_scores, model_from_params
-    from bindvae.kmers import Vocabulary, featurize
-    from bindvae.model import build_model, init_params
+    from bindvae.vae.network import build_model, init_params
 
     vocabulary = Vocabulary.gapped8()
     config = ModelConfig(num_topics=3, hidden_sizes=(8,), theta_init="glorot")

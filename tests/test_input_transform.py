@@ -9,9 +9,9 @@ import pytest
 
 from bindvae.config import ModelConfig, TrainConfig
 from bindvae.errors import ConfigError
+from bindvae.features.kmers import Vocabulary, featurize
 from bindvae.infer import latent_scores, model_from_params
-from bindvae.kmers import Vocabulary, featurize
-from bindvae.model import build_model, init_params, transform_counts
+from bindvae.vae.network import build_model, init_params, transform_counts
 
 
 def _sequences():
@@ -67,7 +67,7 @@ def test_transform_values():
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU kernel paths")
 @pytest.mark.parametrize("kind", ["log1p", "binary"])
 def test_every_compute_path_reads_the_transformed_counts(kind):
-    from bindvae import train
+    from bindvae import training as train
     from tests.test_fused import N_KMERS, _assert_trees_close, _run
 
     # The ELBO terms of one batch at the same parameters agree on every path ...

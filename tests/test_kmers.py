@@ -11,18 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bindvae.errors import InputError
-from bindvae.kmers import (
-    Vocabulary,
-    featurize,
+from bindvae.features.formats import (
     load_features,
     read_reference_features,
     read_reference_vocabulary,
     save_features,
-    window_codes,
-    window_feature_table,
     write_reference_features,
     write_reference_vocabulary,
 )
+from bindvae.features.kmers import Vocabulary, featurize, window_codes, window_feature_table
 
 COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 # sha256 of the ordered k-mer list, k and the reverse-complement setting; changing it invalidates

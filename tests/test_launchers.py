@@ -25,7 +25,10 @@ def test_slurm_launcher_composes_with_the_sweep(compose_train):
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.partition, launcher.gpus_per_node, launcher.nodes, launcher.max_num_timeout) == ("gpu", 1, 1, 3)
     assert launcher.timeout_min == 720 and launcher.tasks_per_node == 1
-    assert OmegaConf.to_container(cfg.hydra.sweeper.params) == {"model.num_topics": "10,50,100", "model.alpha": "1,10,20"}
+    assert OmegaConf.to_container(cfg.hydra.sweeper.params) == {
+        "model.num_topics": "10,50,100",
+        "model.alpha": "1,10,20",
+    }
     assert cfg.hydra.mode.name == "MULTIRUN"
 
 

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bindvae import model as model_lib
-from bindvae import objectives
 from bindvae.config import ModelConfig
 from bindvae.errors import ConfigError
+from bindvae.vae import network as model_lib
+from bindvae.vae import objectives
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,11 @@ def test_softplus_inverse_round_trip():
 
 @pytest.mark.parametrize(
     "kwargs, key",
-    [({"num_topics": 0}, "model.num_topics"), ({"alpha": 0.0}, "model.alpha"), ({"activation": "nope"}, "model.activation")],
+    [
+        ({"num_topics": 0}, "model.num_topics"),
+        ({"alpha": 0.0}, "model.alpha"),
+        ({"activation": "nope"}, "model.activation"),
+    ],
 )
 def test_model_config_rejects_bad_values(kwargs, key):
     with pytest.raises(ConfigError, match=key):

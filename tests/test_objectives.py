@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from bindvae import objectives
 from bindvae.config import ModelConfig
-from bindvae.model import build_model, init_params
-from bindvae.train import loss_and_metrics
+from bindvae.training import loss_and_metrics
+from bindvae.vae import objectives
+from bindvae.vae.network import build_model, init_params
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -37,7 +37,9 @@ def test_dirichlet_kl_matches_monte_carlo_and_distrax():
     a = jnp.array([[0.5, 2.0, 7.0], [30.0, 1.0, 0.2]])
     b = jnp.array([1.5, 0.3, 4.0])
     kl = objectives.dirichlet_kl(a, b)
-    z = jax.random.dirichlet(jax.random.key(0), a, shape=(200_000, 2), dtype=jnp.float64 if jax.config.x64_enabled else jnp.float32)
+    z = jax.random.dirichlet(
+        jax.random.key(0), a, shape=(200_000, 2), dtype=jnp.float64 if jax.config.x64_enabled else jnp.float32
+    )
     z = jnp.clip(z, 1e-30, 1.0)
 
     def log_pdf(z, conc):
@@ -98,7 +100,9 @@ def test_deterministic_terms_pass_check_grads_float64():
         indices = jnp.asarray(rng.integers(0, 20, (3, 6)), jnp.int32)
         counts = jnp.asarray(rng.integers(0, 3, (3, 6)), jnp.float64)
         x = objectives.densify(indices, counts, 20)
-        check_grads(lambda z, t: objectives.log_likelihood_sparse(z, t, indices, counts), (z, theta), order=2, modes=["rev"])
+        check_grads(
+            lambda z, t: objectives.log_likelihood_sparse(z, t, indices, counts), (z, theta), order=2, modes=["rev"]
+        )
         check_grads(lambda z, t: objectives.log_likelihood_dense(z, t, x), (z, theta), order=2, modes=["rev"])
 
 

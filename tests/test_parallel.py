@@ -15,8 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from bindvae import parallel
 from bindvae.errors import ConfigError
+from bindvae.training import parallel
 from tests.conftest import REPO_ROOT
 
 N_STEPS = 8

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from bindvae.analysis import projection
-from bindvae.kmers import Vocabulary
+from bindvae.features.kmers import Vocabulary
 from experiments import project
 from tests.helpers_analysis import planted_model
 from tests.test_report import _save_run
@@ -74,7 +74,16 @@ def test_planted_sets_best_topic_is_the_topic_of_their_motif(run_dir, tmp_path, 
     for name in ("CTCF", "MAFK"):
         assert best.loc[name, "auroc"] > 0.95 and best.loc[name, "p_value"] < 1e-8
     table = _read(out, "projection.tsv")
-    assert list(table.columns) == ["peak", "set", "umap_x", "umap_y", "topic_000", "topic_001", "topic_002", "topic_003"]
+    assert list(table.columns) == [
+        "peak",
+        "set",
+        "umap_x",
+        "umap_y",
+        "topic_000",
+        "topic_001",
+        "topic_002",
+        "topic_003",
+    ]
     assert len(table) == 120 and table["set"].value_counts().to_dict() == {"MAFK": 40, "CTCF": 40, "BG": 40}
     np.testing.assert_allclose(table[["topic_000", "topic_001", "topic_002", "topic_003"]].sum(axis=1), 1.0, rtol=1e-5)
     assert (out / "best_topic_boxplots.png").stat().st_size > 0 and not (out / "umap.png").exists()
@@ -148,7 +157,7 @@ def test_umap_is_seeded_and_separates_the_planted_sets(run_dir, tmp_path):
 
 
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
-    from bindvae.kmers import Vocabulary
+    from bindvae.features.kmers import Vocabulary
 
     vocab = Vocabulary.gapped8()
     run = tmp_path / "run"

@@ -15,10 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bindvae import recovery, recovery_pipeline, synthetic
-from bindvae.analysis.meme import Motif
+from benchmarks.recovery import config as recovery_config
+from benchmarks.recovery import metrics as recovery
+from benchmarks.recovery import peers, yardsticks
+from benchmarks.recovery import pipeline as recovery_pipeline
+from benchmarks.recovery import tables as recovery_tables
 from bindvae.analysis.motifs import canonical_kmer_codes, decode_kmers, encode_kmers
+from bindvae.data import synthetic
 from bindvae.errors import ConfigError
+from bindvae.motif import Motif, load_motif_database
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = synthetic.SyntheticConfig(n_peaks=600)
@@ -31,7 +36,7 @@ def small_set():
 
 @pytest.fixture(scope="module")
 def database(small_set):
-    return recovery.load_motif_database("JASPAR2024", extra=list(small_set.motifs.values()))
+    return load_motif_database("JASPAR2024", extra=list(small_set.motifs.values()))
 
 
 def _oracle(small_set, n_noise_topics: int = 3):
@@ -113,26 +118,26 @@ def test_topic_motifs_from_scores_builds_the_favoured_motif():
 
 
 def test_lda_peer_scores_peaks_and_kmers(small_set):
-    from bindvae.kmers import featurize
+    from bindvae.features.kmers import featurize
 
     X = featurize(small_set.sequences[:200])
-    lda = recovery.fit_lda(X, num_topics=4, seed=0, passes=1, batch_size=64)
-    peaks = recovery.transform_in_chunks(lda.transform, X, chunk=64)
+    lda = peers.fit_lda(X, num_topics=4, seed=0, passes=1, batch_size=64)
+    peaks = peers.transform_in_chunks(lda.transform, X, chunk=64)
     assert peaks.shape == (200, 4) and np.allclose(peaks.sum(axis=1), 1.0, atol=1e-4)
     assert np.isfinite(lda.perplexity(X))
 
 
 def test_config_from_dict_rejects_unknown_keys():
     with pytest.raises(ConfigError, match="data.bogus"):
-        recovery_pipeline.config_from_dict({"data": {"bogus": 1}})
+        recovery_config.config_from_dict({"data": {"bogus": 1}})
     with pytest.raises(ConfigError, match="lda.rate"):
-        recovery_pipeline.config_from_dict({"lda": {"rate": 1}})
+        recovery_config.config_from_dict({"lda": {"rate": 1}})
     with pytest.raises(ConfigError, match="data.pair"):
-        recovery_pipeline.config_from_dict({"data": {"pair": [{"name": "SOX2", "matrix_id": "MA0143.5"}]}})
+        recovery_config.config_from_dict({"data": {"pair": [{"name": "SOX2", "matrix_id": "MA0143.5"}]}})
 
 
-def _tiny(tmp_path, **lda) -> recovery_pipeline.RecoveryConfig:
-    return recovery_pipeline.config_from_dict({
+def _tiny(tmp_path, **lda) -> recovery_config.RecoveryConfig:
+    return recovery_config.config_from_dict({
         "name": "tiny",
         "data": {"n_peaks": 120, "length": 100},
         "run": {"model": {"num_topics": 4, "hidden_sizes": [8]},
@@ -157,7 +162,7 @@ def test_run_recovery_writes_tables(tmp_path):
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".tmp")]
     # The written set reads back as the same benchmark input.
     again = recovery_pipeline.load_planted_set(
-        recovery_pipeline.RecoveryConfig(fasta=str(tmp_path / "out" / "data" / "planted.fa")), tmp_path)[0]
+        recovery_config.RecoveryConfig(fasta=str(tmp_path / "out" / "data" / "planted.fa")), tmp_path)[0]
     assert again.sequences[:5] == synthetic.generate(np.random.default_rng(0), config.data).sequences[:5]
     assert set(again.motifs) == set(synthetic.generate(np.random.default_rng(0), config.data).motifs)
 
@@ -216,7 +221,7 @@ def test_decoder_kmer_scores_are_feature_log_ratios():
     import jax
 
     from bindvae.analysis.topics import decoder_kmer_scores, topic_motifs
-    from bindvae.kmers import Vocabulary, featurize
+    from bindvae.features.kmers import Vocabulary, featurize
     from tests.helpers_analysis import planted_model
 
     vocab = Vocabulary.gapped8()
@@ -247,7 +252,7 @@ def test_decoder_kmer_scores_are_feature_log_ratios():
 def test_background_theta_starts_topics_at_corpus_frequencies():
     import jax
 
-    from bindvae.model import background_theta
+    from bindvae.vae.network import background_theta
 
     counts = np.array([0.0, 1.0, 10.0, 100.0, 1000.0])
     theta = np.asarray(background_theta(counts, 3, jax.random.key(0), noise=0.01))
@@ -257,7 +262,7 @@ def test_background_theta_starts_topics_at_corpus_frequencies():
                                np.broadcast_to(freq, (3, 5)), rtol=0.05)
     assert not np.allclose(theta[0], theta[1])  # the noise breaks the symmetry between topics
     with pytest.raises(ConfigError, match="model.theta_init"):
-        recovery_pipeline.config_from_dict({"run": {"model": {"theta_init": "zeros"}}})
+        recovery_config.config_from_dict({"run": {"model": {"theta_init": "zeros"}}})
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -286,41 +291,41 @@ def _shuffled_truth(dataset, seed: int = 0):
 def test_max_log_odds_finds_sites_on_both_strands():
     pwm = np.full((4, 4), 0.01)
     pwm[[0, 1, 2, 3], [0, 0, 2, 1]] = 0.97  # AAGC
-    codes = recovery.encode_sequences(["TTTTGCTTTTT", "ttttAAGCttt", "TTTTTTTTTTT", "TTN"])
+    codes = yardsticks.encode_sequences(["TTTTGCTTTTT", "ttttAAGCttt", "TTTTTTTTTTT", "TTN"])
     assert codes.shape == (4, 11) and codes[3, 2:].tolist() == [4] * 9
-    scores = recovery.max_log_odds(codes, pwm, np.full(4, 0.25))
+    scores = yardsticks.max_log_odds(codes, pwm, np.full(4, 0.25))
     best = 4 * np.log(0.97 / 0.25)
     np.testing.assert_allclose(scores[:2], best)  # reverse strand (GCTT) and forward, any case
     assert scores[2] < best - 5 and scores[3] < -100  # a window over N never scores
 
 
 def test_oracle_auroc_is_one_for_a_strong_motif_and_half_for_shuffled_labels(strong_set):
-    oracle = recovery.oracle_aurocs(strong_set)
+    oracle = yardsticks.oracle_aurocs(strong_set)
     assert set(oracle) == {"CTCF"} and oracle["CTCF"] > 0.97
-    assert recovery.oracle_aurocs(strong_set, background="uniform")["CTCF"] > 0.97
-    control = recovery.oracle_aurocs(_shuffled_truth(strong_set))
+    assert yardsticks.oracle_aurocs(strong_set, background="uniform")["CTCF"] > 0.97
+    control = yardsticks.oracle_aurocs(_shuffled_truth(strong_set))
     assert 0.4 < control["CTCF"] < 0.6
-    base = recovery.base_background(recovery.encode_sequences(strong_set.sequences))
+    base = yardsticks.base_background(yardsticks.encode_sequences(strong_set.sequences))
     assert np.isclose(base[0], base[3]) and 0.2 < base[1] < 0.25  # both strands; GC 0.42 plus the sites
 
 
 def test_supervised_limit_is_high_for_a_strong_motif(strong_set):
     from sklearn.metrics import roc_auc_score
 
-    from bindvae.kmers import featurize
+    from bindvae.features.kmers import featurize
 
     X = featurize(strong_set.sequences)
-    binary = recovery.binarize(X)
+    binary = yardsticks.binarize(X)
     assert binary.nnz == X.nnz and set(np.unique(binary.data)) == {1.0}
     labels = synthetic.planted_labels(strong_set.truth, strong_set.names, "CTCF")
-    scores = recovery.supervised_limit_scores(binary, labels, c=0.05, folds=3, seed=0)
+    scores = yardsticks.supervised_limit_scores(binary, labels, c=0.05, folds=3, seed=0)
     assert roc_auc_score(labels, scores) > 0.9
     shuffled = np.random.default_rng(1).permutation(labels)
-    control = recovery.supervised_limit_scores(binary, shuffled, c=0.05, folds=3, seed=0)
+    control = yardsticks.supervised_limit_scores(binary, shuffled, c=0.05, folds=3, seed=0)
     assert 0.35 < roc_auc_score(shuffled, control) < 0.65
     too_few = np.zeros_like(labels)
     too_few[:2] = True
-    assert np.isnan(recovery.supervised_limit_scores(binary, too_few, folds=3)).all()
+    assert np.isnan(yardsticks.supervised_limit_scores(binary, too_few, folds=3)).all()
 
 
 def test_auroc_vs_limit_is_auroc_over_limit(small_set, database):
@@ -339,42 +344,42 @@ def test_auroc_vs_limit_is_auroc_over_limit(small_set, database):
     assert np.isclose(summary["min_auroc_vs_limit"], 0.8)
     result = recovery_pipeline.MethodResult(table, summary, 1.0, 2.0, 3.0, 100, "steps")
     sticks = pd.DataFrame({"feature": list(limits), "oracle_auroc": 1.0, "limit_auroc": list(limits.values())})
-    merged = recovery_pipeline.side_by_side({"BindVAE": result}, sticks)
+    merged = recovery_tables.side_by_side({"BindVAE": result}, sticks)
     np.testing.assert_allclose(merged["BindVAE auroc_vs_limit"], merged["BindVAE AUROC"] / merged["limit AUROC"])
-    rows = recovery_pipeline.summary_table({"BindVAE": result}, recovery_pipeline.RecoveryConfig()).set_index("metric")
+    rows = recovery_tables.summary_table({"BindVAE": result}, recovery_config.RecoveryConfig()).set_index("metric")
     assert rows.loc["motifs with AUROC >= 0.9 x supervised limit", "BindVAE"] == "4/10"
     assert rows.loc["training length", "BindVAE"] == "100 steps"
 
 
 def test_variational_transform_matches_scikit_learn(small_set):
     """The mean-field E-step that scores the Gibbs peer's 10-mers is scikit-learn's ``transform``."""
-    from bindvae.kmers import featurize
+    from bindvae.features.kmers import featurize
 
     X = featurize(small_set.sequences[:240]).astype(np.float64)
-    lda = recovery.fit_lda(X[:200], num_topics=4, seed=0, passes=1, batch_size=64)
-    ours = recovery.variational_transform(lda.components_, lda.doc_topic_prior_, X[200:], chunk=16)
+    lda = peers.fit_lda(X[:200], num_topics=4, seed=0, passes=1, batch_size=64)
+    ours = peers.variational_transform(lda.components_, lda.doc_topic_prior_, X[200:], chunk=16)
     np.testing.assert_allclose(ours, lda.transform(X[200:]), atol=2e-4)
 
 
 def test_gibbs_lda_stops_at_its_sweep_limit_or_its_time_budget(strong_set):
-    from bindvae.kmers import featurize
+    from bindvae.features.kmers import featurize
 
     X = featurize(strong_set.sequences[:100])
-    fitted = recovery.fit_gibbs_lda(X, 3, seed=0, workers=1, max_iterations=7, chunk_iterations=5)
-    again = recovery.fit_gibbs_lda(X, 3, seed=0, workers=1, max_iterations=7, chunk_iterations=5)
+    fitted = peers.fit_gibbs_lda(X, 3, seed=0, workers=1, max_iterations=7, chunk_iterations=5)
+    again = peers.fit_gibbs_lda(X, 3, seed=0, workers=1, max_iterations=7, chunk_iterations=5)
     assert fitted.iterations == 7 and fitted.seconds > 0
-    np.testing.assert_array_equal(recovery.gibbs_training_topics(fitted), recovery.gibbs_training_topics(again))
-    timed = recovery.fit_gibbs_lda(X, 3, seed=0, workers=1, max_iterations=1000, budget_s=0.0, chunk_iterations=5)
+    np.testing.assert_array_equal(peers.gibbs_training_topics(fitted), peers.gibbs_training_topics(again))
+    timed = peers.fit_gibbs_lda(X, 3, seed=0, workers=1, max_iterations=1000, budget_s=0.0, chunk_iterations=5)
     assert timed.iterations == 5  # the first chunk always runs, then the spent budget stops it
-    topic_word = recovery.gibbs_topic_word(fitted)  # every token counted once, plus eta everywhere
+    topic_word = peers.gibbs_topic_word(fitted)  # every token counted once, plus eta everywhere
     assert topic_word.shape == (3, X.shape[1])
     np.testing.assert_allclose(topic_word.sum(), X.sum() + 0.01 * topic_word.size, rtol=1e-4)
 
 
 def test_gibbs_lda_peer_yields_rows_in_the_tables(small_set, database):
-    from bindvae.kmers import featurize
+    from bindvae.features.kmers import featurize
 
-    config = recovery_pipeline.config_from_dict({"run": {"model": {"num_topics": 6}},
+    config = recovery_config.config_from_dict({"run": {"model": {"num_topics": 6}},
                                                  "gibbs_lda": {"workers": 1, "max_iterations": 10}})
     X = featurize(small_set.sequences)
     val_rows = np.arange(0, X.shape[0], 20)
@@ -387,20 +392,22 @@ def test_gibbs_lda_peer_yields_rows_in_the_tables(small_set, database):
     vae_table = recovery.score_recovery(topics, scores, small_set.names, small_set.truth, small_set.motifs, database)
     methods = {"BindVAE": recovery_pipeline.MethodResult(vae_table, recovery.summarize(vae_table), 1.0, 1.0, 1.0,
                                                          3, "steps"), "Gibbs LDA": gibbs}
-    merged = recovery_pipeline.side_by_side(methods)
+    merged = recovery_tables.side_by_side(methods)
     assert merged["Gibbs LDA AUROC"].notna().all() and len(merged) == 15
-    summary = recovery_pipeline.summary_table(methods, config).set_index("metric")
+    summary = recovery_tables.summary_table(methods, config).set_index("metric")
     assert summary.loc["training length", "Gibbs LDA"] == "10 sweeps"
     assert "recovery better than Gibbs LDA (motifs, then AUROC)" in summary.index
-    assert "Gibbs LDA: tomotopy collapsed Gibbs" in recovery_pipeline.markdown_report(config, merged, summary.reset_index())
+    assert "Gibbs LDA: tomotopy collapsed Gibbs" in recovery_tables.markdown_report(
+        config, merged, summary.reset_index()
+    )
 
 
 def test_config_validates_the_peer_and_the_yardsticks():
-    config = recovery_pipeline.config_from_dict({})
+    config = recovery_config.config_from_dict({})
     assert config.gibbs_lda.alpha == 0.1 and config.gibbs_lda.eta == 0.01 and config.yardsticks.limit_c == 0.05
     for section, key, value in (("gibbs_lda", "workers", 0), ("gibbs_lda", "max_iterations", 0),
                                 ("gibbs_lda", "alpha", -1.0), ("gibbs_lda", "bogus", 1),
                                 ("yardsticks", "background", "flat"), ("yardsticks", "limit_folds", 1),
                                 ("yardsticks", "limit_c", 0.0)):
         with pytest.raises(ConfigError, match=f"{section}.{key}"):
-            recovery_pipeline.config_from_dict({section: {key: value}})
+            recovery_config.config_from_dict({section: {key: value}})

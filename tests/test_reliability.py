@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from bindvae import checkpoint as ckpt
-from bindvae import rundir, train
+from bindvae import training as train
 from bindvae.errors import InputError
-from bindvae.kmers import FEATURES_FORMAT, read_reference_vocabulary
+from bindvae.features.formats import FEATURES_FORMAT, read_reference_vocabulary
+from bindvae.training import rundir
 from tests._train_helpers import random_counts, small_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +73,9 @@ def test_cold_cache_killed_runs_match_a_warm_straight_run_bit_for_bit(tmp_path):
     cache = tmp_path / "numba-cache"
     cold_env = _env(NUMBA_CACHE_DIR=str(cache))
     run_dir = tmp_path / "killed"
-    command = _train_command(features, run_dir, "train.steps=60", "train.checkpoint_every=20", "train.compute_path=fused_cpu")
+    command = _train_command(
+        features, run_dir, "train.steps=60", "train.checkpoint_every=20", "train.compute_path=fused_cpu"
+    )
 
     # 1. Killed while the kernels compile (the first run after an install).
     log = tmp_path / "first.log"
@@ -178,7 +181,9 @@ def test_damaged_latest_checkpoint_falls_back_with_one_line_on_stderr(tmp_path):
     config = config.__class__(model=config.model.__class__(num_topics=8, alpha=1.0, hidden_sizes=(256, 256)),
                               train=config.train)
     train.fit(config, random_counts(32, 4000), None, "fp", tmp_path)
-    data_files = [p for p in (tmp_path / "checkpoints" / "20" / "state").rglob("*") if p.is_file() and p.stat().st_size > 100_000]
+    data_files = [
+        p for p in (tmp_path / "checkpoints" / "20" / "state").rglob("*") if p.is_file() and p.stat().st_size > 100_000
+    ]
     assert data_files
     for path in data_files:
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -207,7 +212,9 @@ def test_finished_run_resumed_from_the_command_line_exits_0_without_nan(tmp_path
     features = tmp_path / "features.npz"
     _write_features(features, 48, 120)
     run_dir = tmp_path / "run"
-    command = _train_command(features, run_dir, "train.steps=20", "train.checkpoint_every=20", "train.compute_path=sparse")
+    command = _train_command(
+        features, run_dir, "train.steps=20", "train.checkpoint_every=20", "train.compute_path=sparse"
+    )
     assert subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, timeout=300).returncode == 0
     again = subprocess.run(command + ["train.resume=true"], cwd=tmp_path, env=_env(), capture_output=True, text=True,
                            timeout=300)
@@ -240,8 +247,10 @@ def test_real_reference_vocabulary_still_loads(reference_dir):
     assert len(mapping) == 112_801 and mapping["EMPTY"] == 0
 
 
-@pytest.mark.parametrize("entry", ["train", "benchmark_recovery", "analyze", "featurize", "benchmark", "stability", "demo",
-                                   "compare", "project"])
+@pytest.mark.parametrize(
+    "entry",
+    ["train", "benchmark_recovery", "analyze", "featurize", "benchmark", "stability", "demo", "compare", "project"],
+)
 def test_every_entry_point_answers_help_and_does_nothing_else(entry, tmp_path):
     result = subprocess.run([sys.executable, "-m", f"experiments.{entry}", "--help"], cwd=tmp_path, env=_env(),
                             capture_output=True, text=True, timeout=120)

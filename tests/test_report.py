@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bindvae.kmers import Vocabulary
+from bindvae.features.kmers import Vocabulary
 from experiments import analyze
 from tests.helpers_analysis import planted_model
 
@@ -27,7 +27,7 @@ def _decoded_model(vocab, planted, num_topics):
 
     The composition rules read the decoder; a random one would make every topic background.
     """
-    from bindvae.kmers import featurize
+    from bindvae.features.kmers import featurize
 
     model = planted_model(vocab, planted, num_topics=num_topics)
     theta = np.zeros((num_topics, len(vocab)), np.float32)
@@ -44,8 +44,16 @@ def _save_run(run_dir, model, vocab):
     net = model.network
     config = ModelConfig(num_topics=net.num_topics, alpha=net.alpha, hidden_sizes=tuple(net.hidden_sizes))
     state = {"params": model.params, "opt_state": {"unused": np.zeros(1)}, "step": 3, "rng": np.zeros(2, np.uint32)}
-    save_checkpoint(run_dir, state, {"config": {"model": dataclasses.asdict(config)}, "vocab_fingerprint": vocab.fingerprint,
-                                     "n_kmers": len(vocab), "num_topics": net.num_topics})
+    save_checkpoint(
+        run_dir,
+        state,
+        {
+            "config": {"model": dataclasses.asdict(config)},
+            "vocab_fingerprint": vocab.fingerprint,
+            "n_kmers": len(vocab),
+            "num_topics": net.num_topics,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +64,15 @@ def analysed(tmp_path_factory, reference_dir):
     probes = pd.read_csv(reference_dir / "selex_probes_sample100.tsv", sep="\t")
     fasta = run_dir / "peaks.fa"
     fasta.write_text("".join(f">p{i}\n{s}\n" for i, s in enumerate(probes["sequence"])))
-    code = analyze.main([f"run_dir={run_dir}", f"peaks={fasta}", f"probes={reference_dir / 'selex_probes_sample100.tsv'}",
-                         "tf_per_block=HOX_A,HOX_B,EBOX,HOX_C,B4", f"motif_db={reference_dir / 'jolma_selex_pwms_converted_all.meme'}"])
+    code = analyze.main(
+        [
+            f"run_dir={run_dir}",
+            f"peaks={fasta}",
+            f"probes={reference_dir / 'selex_probes_sample100.tsv'}",
+            "tf_per_block=HOX_A,HOX_B,EBOX,HOX_C,B4",
+            f"motif_db={reference_dir / 'jolma_selex_pwms_converted_all.meme'}",
+        ]
+    )
     assert code == 0
     return run_dir / "analysis"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import re
 import io
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -17,19 +17,18 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bindvae import data as data_lib
 from bindvae.config import DataConfig
+from bindvae.data import datasets as data_lib
 from bindvae.errors import InputError
-from bindvae.kmers import (
-    Vocabulary,
-    featurize,
+from bindvae.features.formats import (
     load_features,
     read_reference_features,
     read_reference_vocabulary,
     save_features,
     write_reference_vocabulary,
 )
-from bindvae.sequences import read_fasta, read_peaks
+from bindvae.features.kmers import Vocabulary, featurize
+from bindvae.features.sequences import read_fasta, read_peaks
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Bytes that are no text format at all: a PNG header, NULs and high bytes.
@@ -210,7 +209,9 @@ def test_featurize_cli_bed_without_usable_peak_exits_nonzero(tmp_path, genome):
 def features_bytes(vocab, tmp_path_factory):
     path = tmp_path_factory.mktemp("npz") / "f.npz"
     rng = np.random.default_rng(5)
-    save_features(path, featurize([random_dna(rng, 200) for _ in range(30)], vocab), [f"s{i}" for i in range(30)], vocab)
+    save_features(
+        path, featurize([random_dna(rng, 200) for _ in range(30)], vocab), [f"s{i}" for i in range(30)], vocab
+    )
     return path.read_bytes()
 
 
@@ -313,7 +314,9 @@ def test_reference_vocabulary_with_bad_ids(tmp_path, mapping, message):
 
 def test_reference_empty_features_leave_nothing_to_train(tmp_path, own_reference_vocabulary):
     (tmp_path / "empty.txt").write_bytes(b"")
-    config = DataConfig(source="reference", features=str(tmp_path / "empty.txt"), vocabulary=str(own_reference_vocabulary))
+    config = DataConfig(
+        source="reference", features=str(tmp_path / "empty.txt"), vocabulary=str(own_reference_vocabulary)
+    )
     with pytest.raises(InputError, match="empty.txt: no sequences to train on"):
         data_lib.load_dataset(config)
 

@@ -20,12 +20,13 @@ from scipy.special import digamma as digamma64
 from scipy.special import gammaln as gammaln64
 
 from bindvae import checkpoint as ckpt
-from bindvae import data as data_lib
-from bindvae import objectives, train
+from bindvae import training as train
 from bindvae.config import DataConfig, ModelConfig, RunConfig, TrainConfig, from_dict
+from bindvae.data import datasets as data_lib
 from bindvae.errors import ConfigError
-from bindvae.model import build_model
 from bindvae.tracking import read_metrics
+from bindvae.vae import objectives
+from bindvae.vae.network import build_model
 from tests._train_helpers import random_counts, small_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from bindvae import objectives, sampling
 from bindvae.config import TrainConfig
 from bindvae.errors import ConfigError
+from bindvae.vae import objectives, sampling
 
 ALPHA = jnp.array([0.1, 0.5, 1.0, 3.0, 50.0])  # below, at and above the a < 1 boost
 
@@ -66,7 +66,9 @@ def test_log_gamma_gradient_matches_gamma_mean_gradient():
     a = jnp.array([0.2, 1.0, 7.0])
 
     def mean_gamma(alpha):
-        return jnp.mean(jnp.exp(sampling.sample_log_gamma(jax.random.key(5), jnp.broadcast_to(alpha, (200_000, 3)))), axis=0)
+        return jnp.mean(
+            jnp.exp(sampling.sample_log_gamma(jax.random.key(5), jnp.broadcast_to(alpha, (200_000, 3)))), axis=0
+        )
 
     jac = jax.jacrev(mean_gamma)(a)
     np.testing.assert_allclose(jnp.diag(jac), 1.0, atol=0.03)

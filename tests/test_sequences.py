@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bindvae.errors import InputError
-from bindvae.sequences import (
+from bindvae.features.sequences import (
     SKIP_BEFORE_START,
     SKIP_CHROM_ABSENT,
     SKIP_PAST_END,

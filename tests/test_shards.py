@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from bindvae import kmers, shards, stream
+from bindvae.data import stream
 from bindvae.errors import InputError
+from bindvae.features import formats, shards
 
 
 def tagged_rows(n_rows: int, extra: int = 40, seed: int = 0) -> sp.csr_matrix:
@@ -43,7 +44,7 @@ def test_write_shards_round_trip_and_index(dataset, tmp_path):
     parts = [shards.read_shard(index, i) for i in range(index.n_shards)]
     np.testing.assert_array_equal(sp.vstack([p[0] for p in parts]).toarray(), X.toarray())
     assert sum((p[1] for p in parts), []) == names
-    X0, names0, fp = kmers.load_features(index.shard_path(0))  # every shard is a plain features file
+    X0, names0, fp = formats.load_features(index.shard_path(0))  # every shard is a plain features file
     assert fp == "fp-test" and names0 == names[:50] and X0.shape == (50, 270)
     raw = json.loads((tmp_path / "set" / shards.INDEX_NAME).read_text())
     assert raw["format"] == shards.SHARDS_FORMAT and sum(raw["row_nnz_histogram"]) == 230
@@ -88,7 +89,9 @@ def test_stream_visits_each_training_row_once_per_epoch_and_skips_validation(dat
     with stream.ShardStream(index, batch_size=10, seed=3, shuffle_buffer=0, val_fraction=0.2) as s:
         indices, counts = s.next_block(20)
     assert indices.shape == (20, 10, 64)
-    val = np.concatenate([np.flatnonzero(stream.validation_mask(i, 50 if i < 4 else 30, 0.2, 3)) + 50 * i for i in range(5)])
+    val = np.concatenate(
+        [np.flatnonzero(stream.validation_mask(i, 50 if i < 4 else 30, 0.2, 3)) + 50 * i for i in range(5)]
+    )
     seen = row_ids(indices, counts)
     n_train = 230 - len(val)
     assert 150 < n_train < 210 and not set(seen) & set(val)

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bindvae import objectives
+from bindvae.vae import objectives
 
-sparse_ops = pytest.importorskip("bindvae.sparse_ops")
+sparse_ops = pytest.importorskip("bindvae.kernels.sparse_ops")
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA CPU targets")
 
 
@@ -52,7 +52,7 @@ def test_column_order_on_several_threads_is_the_serial_one(case):
     # order, so the result is the serial kernel's, element for element (padding tail included).
     import numba
 
-    from bindvae import _sparse_kernels
+    from bindvae.kernels import _sparse_kernels
 
     if not sparse_ops.PARALLEL:
         pytest.skip("numba has no thread-safe threading layer here")
@@ -69,7 +69,12 @@ def test_column_order_on_several_threads_is_the_serial_one(case):
         np.testing.assert_array_equal(parallel, serial)
     # More row blocks than threads, and blocks that get no rows (6 rows in 5 and 7 parts).
     for n_parts in (3, 5, 7):
-        out = [np.zeros(201, np.int32), np.zeros(indices.size, np.int32), np.zeros(indices.size, np.int32), np.zeros(indices.size, np.float32)]
+        out = [
+            np.zeros(201, np.int32),
+            np.zeros(indices.size, np.int32),
+            np.zeros(indices.size, np.int32),
+            np.zeros(indices.size, np.float32),
+        ]
         _sparse_kernels.column_order_parallel(np.asarray(indices), np.asarray(counts), 200, *out, n_parts)
         col_ptr, entries = out[0], out[1:]
         np.testing.assert_array_equal(col_ptr, results[0].col_ptr)
@@ -109,7 +114,9 @@ def test_log_likelihood_value_and_gradients_match_dense(case):
     row_weights = jnp.arange(1.0, 7.0)
 
     def sparse(t, zz):
-        return jnp.sum(row_weights * sparse_ops.log_likelihood(zz, t, counts, sparse_ops.column_order(indices, counts, 200)))
+        return jnp.sum(
+            row_weights * sparse_ops.log_likelihood(zz, t, counts, sparse_ops.column_order(indices, counts, 200))
+        )
 
     def dense(t, zz):
         return jnp.sum(row_weights * objectives.log_likelihood_dense(zz, t, x))
@@ -147,7 +154,7 @@ def test_kernels_run_inside_scan(case):
 
 def test_resolve_compute_path_picks_the_numba_paths_on_cpu_only():
     from bindvae.errors import ConfigError
-    from bindvae.train import resolve_compute_path
+    from bindvae.training import resolve_compute_path
 
     assert resolve_compute_path("auto", "cpu") == "fused_cpu"
     assert resolve_compute_path("auto", "gpu") == "dense"
@@ -162,7 +169,9 @@ def test_kernels_called_from_two_threads_at_once(case):
     import threading
 
     indices, counts, w1, *_ = case
-    fn = jax.jit(jax.grad(lambda w: jnp.sum(sparse_ops.first_layer(w, sparse_ops.column_order(indices, counts, 200), 6) ** 2)))
+    fn = jax.jit(
+        jax.grad(lambda w: jnp.sum(sparse_ops.first_layer(w, sparse_ops.column_order(indices, counts, 200), 6) ** 2))
+    )
     want = np.asarray(fn(w1))
     results = []
 

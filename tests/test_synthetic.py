@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bindvae import synthetic
+from bindvae.data import synthetic
 from bindvae.errors import ConfigError, InputError
+from bindvae.motif import load_jaspar_motifs
 
 SMALL = synthetic.SyntheticConfig(n_peaks=1000, length=200)
 COMPLEMENT = str.maketrans("ACGT", "TGCA")
@@ -23,7 +24,7 @@ def _log_odds(site: str, pwm: np.ndarray) -> float:
 
 
 def test_load_jaspar_motifs_reads_bundled_release():
-    (ctcf,) = synthetic.load_jaspar_motifs([("CTCF", "MA0139.2")], "JASPAR2024")
+    (ctcf,) = load_jaspar_motifs([("CTCF", "MA0139.2")], "JASPAR2024")
     assert (ctcf.name, ctcf.alt_name, ctcf.pwm.shape) == ("MA0139.2", "CTCF", (15, 4))
     np.testing.assert_allclose(ctcf.pwm.sum(axis=1), 1.0)
     # The JASPAR 2024 consensus of MA0139.2, the core CTCF site.
@@ -33,7 +34,7 @@ def test_load_jaspar_motifs_reads_bundled_release():
 
 def test_load_jaspar_motifs_unknown_id_raises():
     with pytest.raises(ConfigError, match="motifs"):
-        synthetic.load_jaspar_motifs([("NOPE", "MA9999.9")])
+        load_jaspar_motifs([("NOPE", "MA9999.9")])
 
 
 def test_generate_plants_exact_fractions(small_set):

@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bindvae import train
+from bindvae import training as train
 from bindvae.config import ModelConfig, TrainConfig
 from bindvae.errors import ConfigError
-from bindvae.model import build_model
 from bindvae.tracking import read_metrics
+from bindvae.vae.network import build_model
 from tests._train_helpers import random_counts, small_config
 
 
@@ -28,7 +28,7 @@ def _fast_compile():
 
 
 def _batch(X, rows):
-    from bindvae.data import pad_rows
+    from bindvae.data.datasets import pad_rows
 
     padded = pad_rows(X[rows])
     return {"indices": jnp.asarray(padded.indices), "counts": jnp.asarray(padded.counts)}
@@ -37,7 +37,9 @@ def _batch(X, rows):
 def test_prior_is_frozen_during_burn_in_then_moves():
     X = random_counts(16, 40)
     model = build_model(ModelConfig(num_topics=3, alpha=2.0, hidden_sizes=(8,)), 40)
-    state = train.create_train_state(model, TrainConfig(steps=6, prior_burn_in_steps=3, learning_rate=0.05), jax.random.key(0))
+    state = train.create_train_state(
+        model, TrainConfig(steps=6, prior_burn_in_steps=3, learning_rate=0.05), jax.random.key(0)
+    )
     step = train.make_train_step(model, "sparse")
     batch, key = _batch(X, np.arange(8)), jax.random.key(1)
     raws, thetas = [], []
@@ -45,7 +47,7 @@ def test_prior_is_frozen_during_burn_in_then_moves():
         state, metrics = step(state, batch, key)
         raws.append(np.asarray(state.params["prior"]["raw_alpha"]))
         thetas.append(np.asarray(state.params["topic_kmer"]["theta"]))
-    from bindvae.model import softplus_inverse
+    from bindvae.vae.network import softplus_inverse
 
     initial = np.full(3, softplus_inverse(2.0))
     np.testing.assert_array_equal(raws[0], raws[2])  # steps 1-3: frozen

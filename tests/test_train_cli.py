@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bindvae.kmers import FEATURES_FORMAT
+from bindvae.features.formats import FEATURES_FORMAT
 from tests._train_helpers import random_counts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +64,9 @@ def test_cli_tiny_run_writes_all_outputs_and_elbo_improves(smoke_run):
 
 @pytest.mark.slow
 def test_cli_refuses_to_overwrite_and_resumes(smoke_run):
-    proc = _train("tiny=smoke", "data=npz", "data.path=unused.npz", "logger=none", f"hydra.run.dir={smoke_run}", check=False)
+    proc = _train(
+        "tiny=smoke", "data=npz", "data.path=unused.npz", "logger=none", f"hydra.run.dir={smoke_run}", check=False
+    )
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "train.resume=true" in lines[0] and "Traceback" not in proc.stderr

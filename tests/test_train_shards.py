@@ -6,8 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from bindvae import shards, stream, train
+from bindvae import training as train
 from bindvae.config import DataConfig, RunConfig
+from bindvae.data import stream
+from bindvae.features import shards
 from bindvae.tracking import read_metrics
 from experiments.train import load_training_data
 from tests._train_helpers import random_counts, small_config
@@ -40,7 +42,9 @@ def test_fit_streams_shards_and_improves_elbo(sharded, tmp_path):
 def test_streamed_run_resumes_to_the_same_parameters(sharded, tmp_path):
     full = train.fit(small_config(steps=20, checkpoint_every=10), sharded, None, "fp-test", tmp_path / "a")
     train.fit(small_config(steps=10, checkpoint_every=10), sharded, None, "fp-test", tmp_path / "b")
-    resumed = train.fit(small_config(steps=20, checkpoint_every=10, resume=True), sharded, None, "fp-test", tmp_path / "b")
+    resumed = train.fit(
+        small_config(steps=20, checkpoint_every=10, resume=True), sharded, None, "fp-test", tmp_path / "b"
+    )
     for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 

@@ -22,8 +22,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from bindvae.analysis.meme import Motif, reverse_complement_pwm
 from bindvae.analysis.stats import benjamini_hochberg
+from bindvae.motif import Motif, reverse_complement_pwm
 
 _MAX_DISTANCE = np.sqrt(2.0)
 # Smallest p-value reported: below this, float64 tails are dominated by rounding.

@@ -14,8 +14,8 @@ import pandas as pd
 from bindvae.analysis import naming, titles, topics
 from bindvae.analysis.compare import compare_motifs
 from bindvae.analysis.families import family_of
-from bindvae.analysis.meme import Motif
 from bindvae.infer import Model, latent_scores
+from bindvae.motif import Motif
 
 MATCH_COLUMNS = ["query", "target", "target_name", "offset", "strand", "overlap_p", "p_value", "e_value", "q_value",
                  "rank", "repeat", "assigned"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bindvae.analysis.meme import ALPHABET, Motif, information_content
+from bindvae.motif import ALPHABET, Motif, information_content
 
 _LOOKUP = np.array(list(ALPHABET))
 

@@ -26,10 +26,10 @@ import os
 import numpy as np
 import pandas as pd
 
-from bindvae.analysis.meme import ALPHABET, Motif
 from bindvae.analysis.stats import benjamini_hochberg, mann_whitney_one_vs_rest
 from bindvae.analysis.topics import topic_name
 from bindvae.errors import InputError
+from bindvae.motif import ALPHABET, Motif
 
 MIN_EFFECT = 0.75  # AUROC floor; see README "How topics get their names" for the measurement
 MAX_TFS_PER_TOPIC = 3

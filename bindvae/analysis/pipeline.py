@@ -14,10 +14,10 @@ import pandas as pd
 
 from bindvae import plotting
 from bindvae.analysis import evidence, families, naming, peaks, report, selection, topics
-from bindvae.analysis.meme import Motif, read_meme, write_meme, write_text_atomic
 from bindvae.errors import ConfigError, InputError
 from bindvae.infer import Model, latent_scores, load_model
-from bindvae.io import check_writable_dir
+from bindvae.io import check_writable_dir, write_text_atomic
+from bindvae.motif import Motif, read_meme, write_meme
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def load_database(options: AnalysisOptions) -> tuple[list[Motif], str]:
     if options.motif_db == "none":
         return [], "none"
     if options.motif_db == "jaspar":
-        from bindvae.recovery import load_motif_database  # Deferred: pyjaspar opens its SQLite file.
+        from bindvae.motif import load_motif_database
 
         motifs = load_motif_database(options.jaspar_release)
         return motifs, f"{options.jaspar_release} CORE vertebrates via pyjaspar ({len(motifs)} motifs)"
@@ -101,7 +101,7 @@ def load_database(options: AnalysisOptions) -> tuple[list[Motif], str]:
 
 def _write_tsv(frame: pd.DataFrame, path: Path, source: str = "") -> None:
     header = f"# motif database: {source}\n" if source else ""
-    write_text_atomic(path, header + frame.to_csv(sep="\t", index=False, float_format="%.6g"))
+    write_text_atomic(path, header + frame.to_csv(sep="\t", index=False, float_format="%.6g"), parents=True)
 
 
 def _probe_table(options: AnalysisOptions, database: list[Motif], table: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -127,7 +127,7 @@ def _rules_line(options: AnalysisOptions) -> str:
 def _read_peaks(model: Model, path: str) -> tuple[object, list[str]]:
     """The peaks to score (a feature matrix or sequences) and their ids, checked before any compute."""
     if path.endswith(".npz"):
-        from bindvae.kmers import load_features
+        from bindvae.features.formats import load_features
 
         X, names, fingerprint = load_features(path)
         if fingerprint != model.vocabulary.fingerprint:
@@ -135,7 +135,7 @@ def _read_peaks(model: Model, path: str) -> tuple[object, list[str]]:
                                    f"{model.vocabulary.fingerprint[:12]}")
         ids = [str(n) for n in names] if names is not None else [str(i) for i in range(X.shape[0])]
         return X, ids
-    from bindvae.sequences import read_fasta_or_explain
+    from bindvae.features.sequences import read_fasta_or_explain
 
     records = read_fasta_or_explain(path)
     if not len(records):
@@ -225,7 +225,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
              "naming rules": _rules_line(options),
              "TFs mapped (Algorithm 1)": len(set(mapping_table.loc[mapping_table["assigned"], "tf"]))}
     html = report.render_report(f"BindVAE analysis: {Path(run_dir).name}", facts, sections, figures)
-    write_text_atomic(out / "report.html", html)
+    write_text_atomic(out / "report.html", html, parents=True)
     return out
 
 

@@ -71,7 +71,7 @@ def parse_sets(text: str) -> dict[str, str]:
 
 
 def _read_set(path: str, genome: str | None, span: int):
-    from bindvae.sequences import read_fasta_or_explain, read_peaks
+    from bindvae.features.sequences import read_fasta_or_explain, read_peaks
 
     if genome and not path.lower().endswith(_FASTA_SUFFIXES):
         return read_peaks(path, genome, span=span)
@@ -122,8 +122,11 @@ def read_sets(sets: dict[str, str], genome: str | None = None, span: int = 200, 
         labels += [name] * len(kept)
         sequences += [records.sequences[i] for i in kept]
     if skipped:
-        logger.warning("%d records left out (see skipped.tsv): %s", len(skipped),
-                       ", ".join(f"{n} {r}" for r, n in pd.Series([s["reason"] for s in skipped]).value_counts().items()))
+        logger.warning(
+            "%d records left out (see skipped.tsv): %s",
+            len(skipped),
+            ", ".join(f"{n} {r}" for r, n in pd.Series([s["reason"] for s in skipped]).value_counts().items()),
+        )
     return LabelledPeaks(ids, labels, sequences, pd.DataFrame(rows),
                          pd.DataFrame(skipped, columns=["set", "peak", "reason", "where"]))
 

@@ -117,8 +117,13 @@ def project_sets(run_dir: str | os.PathLike, sets: dict[str, str], genome: str |
     coords = projection.umap_embedding(scores, seed, n_neighbors) if umap else np.full((len(scores), 2), np.nan)
     if umap:
         logger.info("UMAP of %d peaks in %.1f s", len(scores), time.perf_counter() - start)
-    table = pd.concat([pd.DataFrame({"peak": peaks.ids, "set": peaks.sets, "umap_x": coords[:, 0], "umap_y": coords[:, 1]}),
-                       pd.DataFrame(scores, columns=[topic_name(m) for m in range(scores.shape[1])])], axis=1)
+    table = pd.concat(
+        [
+            pd.DataFrame({"peak": peaks.ids, "set": peaks.sets, "umap_x": coords[:, 0], "umap_y": coords[:, 1]}),
+            pd.DataFrame(scores, columns=[topic_name(m) for m in range(scores.shape[1])]),
+        ],
+        axis=1,
+    )
     note = f"latent score: {kind}; checkpoint step {model.step}"
     _write_tsv(table, out / "projection.tsv", note + (f"; UMAP seed {seed}, n_neighbors {n_neighbors}" if umap else ""))
     _write_tsv(auroc, out / "set_topic_auroc.tsv", note + "; auroc: the set's peaks against all other sets' peaks; "

@@ -99,7 +99,8 @@ def _topic_html(section: TopicSection) -> str:
     return (
         f'<section class="topic" id="{escape(section.topic)}"><h3>{escape(section.topic)}: {escape(tfs)}</h3>'
         f'<p class="muted">consensus <code>{escape(section.consensus)}</code>{escape(acc)}{escape(evidence)}</p>'
-        f'<div class="grid"><div><img class="logo" src="{escape(section.logo)}" alt="logo of {escape(section.topic)}"></div>'
+        f'<div class="grid"><div><img class="logo" src="{escape(section.logo)}" '
+        f'alt="logo of {escape(section.topic)}"></div>'
         f"<div><b>top 8-mers</b>{_table(['k-mer', 'phi'], section.top_kmers)}</div>"
         f"<div><b>top 10-mers</b>{_table(['10-mer', 'score'], section.top_10mers)}</div>"
         f"<div><b>database matches</b>{_table(['id', 'name', 'q'], section.matches)}</div>"
@@ -124,7 +125,8 @@ def render_report(title: str, facts: dict, sections: list[TopicSection], figures
     fact_rows = [(k, v) for k, v in facts.items()]
     nav = " ".join(f'<a href="#{escape(s.topic)}">{escape(s.topic[-3:])}</a>' for s in sections)
     figs = "".join(
-        f'<figure class="figure"><img src="{escape(path)}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>'
+        f'<figure class="figure"><img src="{escape(path)}" alt="{escape(caption)}">'
+        f'<figcaption>{escape(caption)}</figcaption></figure>'
         for caption, path in figures
     )
     extra = "".join(

@@ -40,11 +40,11 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from bindvae import model as model_lib
 from bindvae.analysis import naming
-from bindvae.analysis.meme import Motif
 from bindvae.analysis.topics import topic_name
 from bindvae.infer import Model
+from bindvae.motif import Motif
+from bindvae.vae import network as model_lib
 
 TITLE_COLUMNS = ["topic", "title", "evidence", "probe_tfs", "motif_tfs", "gc", "gc_corpus", "repeat_share",
                  "repeat_unit", "fold"]

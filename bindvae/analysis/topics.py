@@ -7,10 +7,10 @@ import logging
 import numpy as np
 import pandas as pd
 
-from bindvae import model as model_lib
-from bindvae.analysis.meme import Motif
 from bindvae.analysis.motifs import build_pwm, canonical_kmer_codes, decode_kmers, window_codes_of_kmers
 from bindvae.infer import Model, concentration_from_windows, to_scores
+from bindvae.motif import Motif
+from bindvae.vae import network as model_lib
 
 logger = logging.getLogger(__name__)
 

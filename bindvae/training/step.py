@@ -1,0 +1,265 @@
+"""Compute paths and jitted steps: the loss of a batch on each path, one step, many steps per call."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bindvae.errors import ConfigError
+from bindvae.training.state import TrainState
+from bindvae.vae import objectives
+from bindvae.vae.network import BindVAE, prior_alpha, transform_counts
+
+METRIC_KEYS = ("loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean", "l2_grads")
+
+def resolve_compute_path(
+    path: str, backend: str | None = None, *, moment_dtype: str = "float32", n_devices: int = 1
+) -> str:
+    """``fused_cpu``, ``sparse_cpu``, ``sparse`` or ``dense`` for a configured path; ``auto`` picks per backend.
+
+    Measured with ``python -m experiments.benchmark only=train`` (batch 128, M = 100, D = 112,800):
+    on the CPU, ``fused_cpu`` (``bindvae.kernels.fused``: numba kernels that stream W1 and phi in k-mer
+    order and apply Adam to W1 and theta inside their gradient kernels) is the fastest, then
+    ``sparse_cpu`` (the same kernels writing dense gradients for optax), well ahead of ``dense`` and
+    of ``sparse``, whose XLA gathers and scatter-adds run elementwise. The numba kernels exist only
+    on the CPU; on GPUs the dense path's matmuls win. ``fused_cpu`` needs float32 Adam moments and
+    one device, so ``auto`` picks ``sparse_cpu`` on the CPU otherwise.
+
+    Raises:
+        ConfigError: a CPU path asked for on another backend, or ``fused_cpu`` with bfloat16
+            moments or several devices.
+    """
+    backend = backend or jax.default_backend()
+    if path in ("sparse_cpu", "fused_cpu") and backend != "cpu":
+        raise ConfigError(
+            "train.compute_path", f"{path} runs on the CPU backend only, not {backend}; use auto, sparse or dense"
+        )
+    fusable = moment_dtype == "float32" and n_devices == 1
+    if path == "fused_cpu" and not fusable:
+        raise ConfigError(
+            "train.compute_path",
+            "fused_cpu needs float32 Adam moments (train.optimizer_state_dtype) and one device (train.devices); "
+            "use auto or sparse_cpu",
+        )
+    if path != "auto":
+        return path
+    if backend != "cpu":
+        return "dense"
+    return "fused_cpu" if fusable else "sparse_cpu"
+
+
+def load_cpu_kernels(path: str) -> None:
+    """Load every numba kernel that ``path`` runs (once per process; compiled first when not cached)."""
+    if path in ("sparse_cpu", "fused_cpu"):
+        from bindvae.kernels import sparse_ops
+
+        sparse_ops.load_kernels(sparse_ops.FUSED_CPU_KERNELS if path == "fused_cpu" else sparse_ops.SPARSE_CPU_KERNELS)
+
+
+def resolve_steps_per_call(steps_per_call: int, backend: str | None = None) -> int:
+    """Steps per dispatch: the configured value, or (0 = auto) 1 on CPU and 100 on accelerators."""
+    if steps_per_call > 0:
+        return steps_per_call
+    backend = backend or jax.default_backend()
+    return 1 if backend == "cpu" else 100
+
+
+def row_terms(model: BindVAE, params, indices, counts, key, path: str, sampler: str = "fast"):
+    """Per-sequence ELBO pieces of a padded batch.
+
+    Args:
+        model: the BindVAE.
+        params: its parameters.
+        indices: int32 [B, K] k-mer ids (padding: any id, count 0).
+        counts: float32 [B, K].
+        key: PRNG key for z.
+        path: ``sparse``, ``sparse_cpu`` or ``fused_cpu`` (numba kernels, CPU only; the same terms) or ``dense``
+            (same values up to float rounding).
+        sampler: ``fast`` or ``exact`` Dirichlet sampler (``bindvae.vae.objectives.sample_topics``).
+
+    Returns:
+        (log_likelihood [B], kl [B], prior_alpha [M]).
+    """
+    if path in ("sparse_cpu", "fused_cpu"):  # fused_cpu differs in its update only (bindvae.kernels.fused)
+        from bindvae.kernels import sparse_ops  # numba kernels as XLA CPU targets: loaded only on this path
+
+        order = sparse_ops.column_order(indices, counts, model.n_kmers)
+        enc = params["encoder"]
+        enc_order = order._replace(values=transform_counts(order.values, model.input_transform))
+        h1 = sparse_ops.first_layer(enc["input_kernel"], enc_order, indices.shape[0]) + enc["input_bias"]
+        conc = model.apply({"params": params}, h1, method=BindVAE.from_preactivation)
+        prior = prior_alpha(params, model.min_concentration, model.max_concentration)
+        z = objectives.sample_topics(key, conc, sampler)
+        ll = sparse_ops.log_likelihood(z, params["topic_kmer"]["theta"], counts, order)
+    elif path == "sparse":
+        conc, theta, prior = model.apply({"params": params}, indices, counts, method=BindVAE.sparse)
+        z = objectives.sample_topics(key, conc, sampler)
+        ll = objectives.log_likelihood_sparse(z, theta, indices, counts)
+    else:
+        x = objectives.densify(indices, counts, model.n_kmers)
+        conc, theta, prior = model.apply({"params": params}, x)
+        z = objectives.sample_topics(key, conc, sampler)
+        ll = objectives.log_likelihood_dense(z, theta, x)
+    return ll, objectives.dirichlet_kl(conc, prior), prior
+
+
+def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str, sampler: str = "fast"):
+    """Loss = -mean ELBO of a batch and its metrics (scalars).
+
+    Returns:
+        (loss, {"loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean"}).
+        ``reconstruction`` is the mean log-likelihood (<= 0).
+    """
+    return batch_metrics(*row_terms(model, params, indices, counts, key, path, sampler), counts)
+
+
+def batch_metrics(ll, kl, prior, counts):
+    """(loss, metrics) of :func:`loss_and_metrics` from the per-sequence terms of a batch."""
+    elbo = ll - kl
+    loss = -jnp.mean(elbo)
+    metrics = {
+        "loss": loss,
+        "elbo": jnp.mean(elbo),
+        "reconstruction": jnp.mean(ll),
+        "kl": jnp.mean(kl),
+        "perplexity": objectives.perplexity(elbo, jnp.sum(counts, axis=-1)),
+        "prior_alpha_mean": jnp.mean(prior),
+    }
+    return loss, metrics
+
+
+def _update_if(ok, state: TrainState, grads):
+    """(params, opt_state) after one optimiser update, or unchanged when ``ok`` is False.
+
+    A non-finite step is skipped: the previous parameters and moments are kept. On the CPU this is
+    a ``lax.cond``: only the taken branch runs, and Adam updates parameters and moments in place as
+    in a bare update. An elementwise select of new against old values instead makes XLA:CPU copy
+    the old moments of W1 and theta (315 MB) every step, because each of the separate parameter,
+    mu and nu fusions still reads them (measured: 480 -> 295 ms CPU per step). On accelerators a
+    cond would wait for the host each step, so there the select (fused into Adam) is kept.
+    """
+
+    def update(operands):
+        params, opt_state = operands
+        updates, opt_state = state.tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    if jax.default_backend() == "cpu":
+        return jax.lax.cond(ok, update, lambda operands: operands, (state.params, state.opt_state))
+    params, opt_state = update((state.params, state.opt_state))
+    keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+    return jax.tree.map(keep, params, state.params), jax.tree.map(keep, opt_state, state.opt_state)
+
+
+def apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, key, sampler: str = "fast"):
+    step_key = jax.random.fold_in(key, state.step)
+    if path == "fused_cpu":
+        from bindvae.kernels import fused  # numba kernels as XLA CPU targets: loaded only on this path
+
+        if state.moment_dtype != "float32" or not state.learning_rate:
+            raise ConfigError(
+                "train.compute_path", "fused_cpu needs float32 Adam moments and a state from create_train_state"
+            )
+        params, opt_state, metrics, grad_norm, ok, workspace = fused.fused_step(
+            model, state, indices, counts, step_key, sampler, state.learning_rate, batch_metrics
+        )
+        state = state.replace(workspace=workspace)
+    else:
+        grad_fn = jax.value_and_grad(
+            lambda p: loss_and_metrics(model, p, indices, counts, step_key, path, sampler), has_aux=True
+        )
+        (loss, metrics), grads = grad_fn(state.params)
+        grad_norm = optax.global_norm(grads)
+        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        params, opt_state = _update_if(ok, state, grads)
+    state = state.replace(
+        step=state.step + 1,
+        params=params,
+        opt_state=opt_state,
+        bad_steps=jnp.where(ok, 0, state.bad_steps + 1).astype(jnp.int32),
+        skipped_steps=(state.skipped_steps + jnp.where(ok, 0, 1)).astype(jnp.int32),
+    )
+    return state, {**metrics, "l2_grads": grad_norm, "finite": ok}
+
+
+def make_train_step(model: BindVAE, path: str, sampler: str = "fast"):
+    """The jitted step ``(state, batch, key) -> (state, metrics)``; ``state`` is donated.
+
+    ``batch`` is ``{"indices": int32 [B, K], "counts": float32 [B, K]}``; ``key`` is the run's training
+    key (the step folds in ``state.step``). Metrics are device scalars (``METRIC_KEYS`` and ``finite``).
+    """
+    load_cpu_kernels(path)  # all of the path's kernels at once (one compile when the cache is cold)
+
+    def step(state, batch, key):
+        return apply_step(model, path, state, batch["indices"], batch["counts"], key, sampler)
+
+    return _with_workspace(jax.jit(step, donate_argnums=0), model, path)
+
+
+def _with_workspace(jitted, model: BindVAE, path: str):
+    # The fused step keeps buffers across steps in ``state.workspace``; a state without them gets
+    # them here, before the first call, so that the jitted step sees one pytree structure only.
+    if path != "fused_cpu":
+        return jitted
+
+    @functools.wraps(jitted)
+    def call(state, *args, **kwargs):
+        if state.workspace is None:
+            from bindvae.kernels import fused
+
+            state = state.replace(workspace=fused.new_workspace(model))
+        return jitted(state, *args, **kwargs)
+
+    return call
+
+
+def make_train_loop(model: BindVAE, path: str, sampler: str = "fast"):
+    """Jitted ``(state, data_indices, data_counts, rows, key, width) -> (state, sums)``, state donated.
+
+    Runs one step per row of ``rows`` (int32 [S, B] ids into the device-resident padded data
+    [N, K_max]) with ``lax.scan``; each batch is cut to the static ``width`` <= K_max.
+    ``sums`` holds the sum of each metric over the finite steps and ``n_finite``.
+    """
+    load_cpu_kernels(path)
+
+    def run(state, data_indices, data_counts, rows, key, width):
+        def body(carry, row_ids):
+            indices = data_indices[row_ids, :width]
+            counts = data_counts[row_ids, :width]
+            return apply_step(model, path, carry, indices, counts, key, sampler)
+
+        state, metrics = jax.lax.scan(body, state, rows)
+        finite = metrics.pop("finite")
+        sums = {k: jnp.sum(jnp.where(finite, v, 0.0)) for k, v in metrics.items()}
+        sums["n_finite"] = jnp.sum(finite.astype(jnp.int32))
+        return state, sums
+
+    return _with_workspace(jax.jit(run, static_argnames=("width",), donate_argnums=0), model, path)
+
+
+def make_eval_step(model: BindVAE, path: str, sampler: str = "fast"):
+    """Jitted ``(params, indices, counts, weights, key) -> sums`` of ELBO terms over weighted rows.
+
+    ``weights`` [B] is 1 for real rows and 0 for padding rows; sums are ``elbo``, ``reconstruction``,
+    ``kl``, ``log_perplexity`` (sum of -elbo_b / n_b) and ``n`` (sum of weights).
+    """
+    load_cpu_kernels(path)
+
+    def run(params, indices, counts, weights, key):
+        ll, kl, _ = row_terms(model, params, indices, counts, key, path, sampler)
+        elbo = ll - kl
+        n_counts = jnp.sum(counts, axis=-1)
+        w = weights * (n_counts > 0)
+        log_perp = jnp.where(w > 0, -elbo / jnp.maximum(n_counts, 1.0), 0.0)
+        return {
+            "elbo": jnp.sum(w * elbo),
+            "reconstruction": jnp.sum(w * ll),
+            "kl": jnp.sum(w * kl),
+            "log_perplexity": jnp.sum(log_perp),
+            "n": jnp.sum(w),
+        }
+
+    return jax.jit(run)
