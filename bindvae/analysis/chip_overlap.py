@@ -186,7 +186,8 @@ def _topic_index(name: str) -> int:
     return int(str(name).rsplit("_", 1)[-1])
 
 
-def overlap_scores(scores: np.ndarray, labels: pd.DataFrame, topics: pd.DataFrame, sources: dict[str, str]) -> pd.DataFrame:
+def overlap_scores(scores: np.ndarray, labels: pd.DataFrame, topics: pd.DataFrame,
+                   sources: dict[str, str]) -> pd.DataFrame:
     """Per ChIP TF, its topic's score for overlapping against non-overlapping peaks (Figs. S17, S18).
 
     Args:

@@ -262,7 +262,8 @@ def report_page(run: str, note: str, table: pd.DataFrame, figures: list[tuple[st
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>ChIP-seq overlap: {escape(run)}'
             "</title><style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:.85em}"
             "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style></head><body>"
-            f"<h1>ChIP-seq overlap: {escape(run)}</h1><p>{escape(note)}</p>{section_html(table, figures)}</body></html>")
+            f"<h1>ChIP-seq overlap: {escape(run)}</h1><p>{escape(note)}</p>{section_html(table, figures)}"
+            "</body></html>")
 
 
 def summary_text(folder: str | os.PathLike) -> str:
