@@ -3,8 +3,14 @@
     python -m experiments.analyze run_dir=DIR [peaks=FASTA|NPZ] [probes=TSV] [tf_per_block=A,B,...]
         [motif_ranking=encoder|decoder]
         [motif_db=jaspar|none|FILE.meme] [jaspar_release=JASPAR2024] [compare=OTHER_RUN_DIR]
-        [kind=mean|concentration] [seed=0] [naming thresholds, below]
+        [kind=mean|concentration] [seed=0] [gold=TFS.txt] [naming thresholds, below]
     python -m experiments.analyze sweep_dir=DIR [probes=TSV] [motif_db=...] [n_best=3] [max_topics_per_tf=3]
+        [gold=TFS.txt]
+
+gold= is a list of TF names, one per line (e.g. the TFs expressed in the cell type): retrieval.tsv
+gets the precision, recall and F1 of the TFs named by Algorithm 1 and, separately, by motif
+similarity, against the gold TFs the probes (or the motif database) can name (Table S4); a sweep
+adds each run and the ensemble of its best runs.
 
 Naming thresholds (README, "How topics get their names"), with their defaults:
 
@@ -37,7 +43,7 @@ _FLOATS = {"max_q": None, "min_effect": None, "motif_max_q": None, "min_repeat_s
            "min_fold": "titles", "min_gc_shift": "titles"}
 _INTS = {"max_tfs_per_topic": None}
 _KEYS = {"run_dir", "sweep_dir", "peaks", "probes", "tf_per_block", "motif_db", "jaspar_release", "compare",
-         "kind", "motif_ranking", "seed", "n_best", "n_probes_per_tf", "max_topics_per_tf", *_FLOATS, *_INTS}
+         "kind", "motif_ranking", "seed", "n_best", "n_probes_per_tf", "max_topics_per_tf", "gold", *_FLOATS, *_INTS}
 
 
 def _parse(argv: list[str]) -> dict[str, str]:
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             n_probes_per_tf=_number(args, "n_probes_per_tf", defaults.n_probes_per_tf),
             rules=_rules(args, defaults.rules),
             max_topics_per_tf=_number(args, "max_topics_per_tf", defaults.max_topics_per_tf),
+            gold=args.get("gold") or None,
         )
         if "sweep_dir" in args:
             out = analyze_sweep(args["sweep_dir"], options, n_best=_number(args, "n_best", 3))
@@ -94,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             out = analyze_run(args["run_dir"], options)
             text = summary_text(out)
+        if options.gold:
+            from bindvae.analysis.retrieval import summary_lines
+
+            text += summary_lines(out / "retrieval.tsv")
     except BindVAEError as err:
         sys.stderr.write(f"error: {err}\n")
         return 2

@@ -1,7 +1,11 @@
-"""Project labelled peak sets (e.g. ChIP-seq peaks per TF) through a trained run (Fig. 4a, b).
+"""Project labelled peak sets (e.g. ChIP-seq peaks per TF) through a trained run (Fig. 4a, b), or label
+accessible peaks by ChIP-seq overlap (Fig. 4c, e; Figs. S14, S17, S18).
 
     python -m experiments.project run_dir=R sets=CTCF:ctcf.fa,MAFK:mafk.fa [max_per_set=N] [seed=0]
         [genome=g.fa] [span=200] [kind=mean|concentration] [umap=true|false] [n_neighbors=15]
+    python -m experiments.project run_dir=R peaks=atac.narrowPeak genome=g.fa chip=CTCF:ctcf.bed,NRF1:nrf1.bed
+        [min_overlap=50] [span=200] [probes=TSV [tf_per_block=A,B,...]] [motif_db=jaspar|FILE.meme]
+        [jaspar_release=JASPAR2024] [motif_ranking=encoder|decoder] [kind=mean|concentration]
 
     run_dir=      the trained run (its saved checkpoint is read, nothing else)
     sets=         two or more NAME:FILE; FILE is FASTA, or BED/narrowPeak when genome= is given
@@ -16,8 +20,22 @@ Writes into R/analysis/projection/: projection.tsv (peak, set, umap_x, umap_y, e
 set_topic_auroc.tsv (set, topic, auroc, p_value, best: each topic's AUROC for the set against all
 other sets, one-sided Mann-Whitney p, the set's best topic marked), sets.tsv (peaks read, used,
 subsampled, lengths per set), skipped.tsv (sequences without an 8 bp A/C/G/T window, peaks the genome
-cannot give), umap.png and best_topic_boxplots.png. Prints each set's best topic. A user mistake
-prints one line, ``error: <message>``, and exits with status 2; nothing is written.
+cannot give), umap.png and best_topic_boxplots.png. Prints each set's best topic.
+
+With peaks= and chip=:
+    peaks=        accessible peaks (BED/narrowPeak); the span bp window around each summit is scored
+                  and is what the ChIP peaks must overlap
+    chip=         one or more TF:FILE, each a ChIP-seq BED/narrowPeak; TF is a name (letters, digits,
+                  . _ + -) matched, ignoring case, against the names of the probes or motif database
+    min_overlap=  a window is labelled with a TF when one of its ChIP peaks overlaps it by this many bp
+    probes=       labelled probes: TFs are mapped to topics by Algorithm 1; without probes, by motif
+                  similarity against motif_db= (default: JASPAR through pyjaspar)
+Writes into R/analysis/chip_overlap/: peak_labels.tsv (peak, window, a 0/1 column per TF, every
+topic's score), overlap_scores.tsv (per TF: peaks overlapping and not, its topic, AUROC and one-sided
+Mann-Whitney p, and the best topic by overlap), heatmap_rows.tsv (the figures' row order),
+skipped.tsv, clr_heatmap.png, chip_labels.png, overlap_boxplots.png and report.html. Prints a line per TF.
+
+A user mistake prints one line, ``error: <message>``, and exits with status 2; nothing is written.
 """
 
 from __future__ import annotations
@@ -28,15 +46,47 @@ import sys
 from bindvae.errors import BindVAEError, ConfigError
 from experiments._cli import help_requested, parse_key_values
 
-_KEYS = ("run_dir", "sets", "max_per_set", "seed", "genome", "span", "kind", "umap", "n_neighbors")
+_SET_KEYS = ("sets", "max_per_set", "seed", "umap", "n_neighbors")
+_CHIP_KEYS = ("peaks", "chip", "min_overlap", "probes", "tf_per_block", "motif_db", "jaspar_release", "motif_ranking")
+_KEYS = ("run_dir", *_SET_KEYS, "genome", "span", "kind", *_CHIP_KEYS)
 
 
 def _parse(argv: list[str]) -> dict[str, str]:
     args = parse_key_values(argv, _KEYS)
-    for key in ("run_dir", "sets"):
-        if not args.get(key):
-            raise ConfigError(key, f"{key}= is required")
+    if not args.get("run_dir"):
+        raise ConfigError("run_dir", "run_dir= is required")
+    if "peaks" in args or "chip" in args:
+        for key in ("peaks", "chip", "genome"):
+            if not args.get(key):
+                raise ConfigError(key, f"{key}= is required with peaks= and chip= (labelling by ChIP-seq overlap)")
+        wrong = [key for key in _SET_KEYS if key in args]
+        if wrong:
+            raise ConfigError(wrong[0], f"{wrong[0]}= belongs to sets= projections, not to peaks= and chip=")
+    elif not args.get("sets"):
+        raise ConfigError("sets", "sets= is required (or peaks=, genome= and chip= to label peaks by ChIP-seq overlap)")
+    else:
+        wrong = [key for key in _CHIP_KEYS if key in args]
+        if wrong:
+            raise ConfigError(wrong[0], f"{wrong[0]}= belongs to peaks= and chip=, not to sets= projections")
     return args
+
+
+def _chip(args: dict) -> str:
+    """Label accessible peaks by ChIP-seq overlap; returns the printed summary."""
+    from bindvae.analysis import chip_overlap
+    from bindvae.analysis.chip_pipeline import project_chip, summary_text
+    from bindvae.analysis.pipeline import AnalysisOptions
+
+    defaults = AnalysisOptions()
+    options = AnalysisOptions(probes=args.get("probes") or None,
+                              tf_per_block=tuple(t for t in args.get("tf_per_block", "").split(",") if t),
+                              motif_db=args.get("motif_db", defaults.motif_db),
+                              jaspar_release=args.get("jaspar_release", defaults.jaspar_release),
+                              kind=args.get("kind", "mean"), motif_ranking=args.get("motif_ranking", "encoder"))
+    out = project_chip(args["run_dir"], args["peaks"], args["genome"], chip_overlap.parse_chip(args["chip"]),
+                       min_overlap=_int(args, "min_overlap", chip_overlap.DEFAULT_MIN_OVERLAP),
+                       span=_int(args, "span", 200), options=options)
+    return summary_text(out)
 
 
 def _int(args: dict, key: str, default):
@@ -64,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         args = _parse(argv)
+        if "peaks" in args:
+            text = _chip(args)
+            sys.stdout.write(text)
+            return 0
         from bindvae.analysis import projection
         from bindvae.analysis.projection_pipeline import project_sets, summary_text
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from bindvae import plotting
-from bindvae.analysis import evidence, families, naming, peaks, report, selection, topics
+from bindvae.analysis import evidence, families, naming, peaks, report, retrieval, selection, topics
 from bindvae.errors import ConfigError, InputError
 from bindvae.infer import Model, latent_scores, load_model
 from bindvae.io import check_writable_dir, write_text_atomic
@@ -45,6 +45,8 @@ class AnalysisOptions:
         rules: thresholds of Algorithm 1, motif similarity and the titles (:class:`evidence.NamingRules`).
         max_topics_per_tf: model selection counts a TF assigned to at most this many topics.
         seed: seed of the probe sampler.
+        gold: file of gold-standard TF names (e.g. those expressed in the cell type): writes
+            ``retrieval.tsv`` (:mod:`bindvae.analysis.retrieval`); None: no retrieval scores.
     """
 
     peaks: str | None = None
@@ -59,6 +61,7 @@ class AnalysisOptions:
     rules: evidence.NamingRules = evidence.NamingRules()
     max_topics_per_tf: int = selection.MAX_TOPICS_PER_TF
     seed: int = 0
+    gold: str | None = None
 
 
 def check_options(options: AnalysisOptions) -> None:
@@ -79,6 +82,33 @@ def check_options(options: AnalysisOptions) -> None:
             raise ConfigError(key, f"must be at least 1, got {value}")
     if rules.titles.min_fold < 0:
         raise ConfigError("min_fold", f"must be at least 0, got {rules.titles.min_fold}")
+
+
+def read_gold(options: AnalysisOptions) -> list[str] | None:
+    """The gold TF list, checked before anything slow runs (None without ``gold``)."""
+    if not options.gold:
+        return None
+    if options.motif_db == "none" and not options.probes:
+        raise ConfigError("gold", "retrieval scores need TFs to be named: give probes= or a motif database")
+    return retrieval.read_gold(options.gold)
+
+
+def _retrieval_rows(run: str, gold: list[str], named: evidence.TopicNames, database: list[Motif]) -> list[dict]:
+    """Algorithm 1's and motif similarity's retrieval rows of one run (those its inputs allow)."""
+    probes = named.probe_data
+    return retrieval.run_rows(run, gold, named.mapping if probes is not None else None, probes[1] if probes else [],
+                              named.matches if database else None, _database_tfs(database))
+
+
+def _database_tfs(database: list[Motif]) -> list[str]:
+    return [m.alt_name or m.name for m in database]
+
+
+def _write_retrieval(rows: list[dict], out: Path, options: AnalysisOptions, gold: list[str], note: str) -> pd.DataFrame:
+    frame = retrieval.table(rows)
+    _write_tsv(frame, out / "retrieval.tsv", f"gold: {os.path.basename(options.gold)} ({len(gold)} TFs listed; n_gold "
+                                             f"counts those the method can name); {note}")
+    return frame
 
 
 def load_families(options: AnalysisOptions) -> dict[str, str]:
@@ -175,6 +205,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     # Every input is read and checked before the slow steps, so a bad file fails in seconds.
     database, source = load_database(options)
     tf_families = load_families(options)
+    gold = read_gold(options)
     peak_input = _read_peaks(model, options.peaks) if options.peaks else None
     if options.peaks and options.compare:
         _compared_accessibility(options.compare)
@@ -207,6 +238,11 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     _write_tsv(mapping_table, out / "tf_mapping.tsv", f"{source}; probes: {probe_source}")
     _write_tsv(named.titles, out / "topic_titles.tsv")
     mapping = naming.assigned_tfs(mapping_table)
+    tables = {}
+    if gold is not None:
+        frame = _write_retrieval(_retrieval_rows(Path(run_dir).name, gold, named, database), out, options, gold,
+                                 f"{source}; probes: {probe_source}")
+        tables[f"TF retrieval against {os.path.basename(options.gold)} (Table S4)"] = frame
 
     acc = None
     if options.peaks:
@@ -224,7 +260,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
              "peaks": os.path.basename(options.peaks) if options.peaks else "none",
              "naming rules": _rules_line(options),
              "TFs mapped (Algorithm 1)": len(set(mapping_table.loc[mapping_table["assigned"], "tf"]))}
-    html = report.render_report(f"BindVAE analysis: {Path(run_dir).name}", facts, sections, figures)
+    html = report.render_report(f"BindVAE analysis: {Path(run_dir).name}", facts, sections, figures, tables)
     write_text_atomic(out / "report.html", html, parents=True)
     return out
 
@@ -329,18 +365,31 @@ def analyze_sweep(sweep_dir: str | os.PathLike, options: AnalysisOptions = Analy
         raise InputError(sweep_dir, "no run directory with checkpoints/ found")
     database, source = load_database(options)
     tf_families = load_families(options)
+    gold = read_gold(options)
     probes = _probe_table(options, database, None)
     if probes is None:
         raise InputError(sweep_dir, "model selection needs probes= or a motif database to sample probes from")
     out = check_writable_dir(Path(sweep_dir) / "analysis", "sweep_dir")
-    mappings, elbos = {}, {}
+    mappings, elbos, gold_rows, matches = {}, {}, [], {}
     for run in runs:
         name = str(run.relative_to(sweep_dir))
         named = evidence.name_topics(load_model(run), database, probes, tf_families, options.rules, options.kind,
                                      options.motif_ranking)
-        mappings[name], elbos[name] = named.mapping, selection.held_out_elbo(run)
+        mappings[name], elbos[name], matches[name] = named.mapping, selection.held_out_elbo(run), named.matches
+        if gold is not None:
+            gold_rows += _retrieval_rows(name, gold, named, database)
     summary, ensemble = selection.select_runs(mappings, n_best, tf_families, elbos, options.max_topics_per_tf)
     note = f"{source}; probes: {_probe_source(options, source)}; {_rules_line(options)}"
     _write_tsv(summary, out / "model_selection.tsv", note)
     _write_tsv(ensemble, out / "ensemble.tsv", note)
+    if gold is not None:
+        best = summary.loc[summary["selected"], "run"].tolist()
+        # The ensemble names the TFs of its topics (all the best runs' assigned TFs) and, by motif
+        # similarity, every TF the best runs' topics match.
+        tfs = sorted({tf for text in ensemble["tfs"] for tf in str(text).split(",") if tf})
+        union = pd.DataFrame({"tf": tfs, "assigned": True})
+        hits = pd.concat([matches[run] for run in best], ignore_index=True) if best else None
+        gold_rows += retrieval.run_rows(f"ensemble of {len(best)} best", gold, union, probes["tf"].tolist(),
+                                        hits if database else None, _database_tfs(database))
+        _write_retrieval(gold_rows, out, options, gold, note)
     return out

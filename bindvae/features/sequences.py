@@ -200,6 +200,20 @@ def _read_peak_records(path: str | os.PathLike) -> list[_Peak]:
     return peaks
 
 
+def read_intervals(path: str | os.PathLike) -> dict[str, list]:
+    """The intervals of a BED / narrowPeak file (plain or gzip), header lines ignored.
+
+    Returns:
+        Lists of equal length: ``chrom``, ``start``, ``end`` (0-based, half-open, as in the file),
+        ``summit`` (column 10 for narrowPeak, else the centre), ``name`` and ``line``.
+
+    Raises:
+        InputError: the file is missing, empty or not BED (names the file and line).
+    """
+    peaks = _read_peak_records(path)
+    return {field: [getattr(p, field) for p in peaks] for field in ("chrom", "start", "end", "summit", "name", "line")}
+
+
 def _open_genome(genome_path: str | os.PathLike):
     import pyfaidx  # imported here: only peak input needs it
 
