@@ -207,7 +207,19 @@ def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) 
     motifs, _ = topic_motifs(model, n_top=config.n_top, ranking=config.motif_ranking)
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold)
+    table.attrs["pair_probes"] = _pair_by_probes(model, dataset, config.seed)
     return table, time.perf_counter() - start
+
+
+def _pair_by_probes(model, dataset, seed: int) -> str:
+    """The planted pair scored by the cooperative-binding route: one composite topic, two topics or missed."""
+    from bindvae.analysis import cooperative
+
+    planted = cooperative.planted_pair(dataset.truth, dataset.motifs)
+    if planted is None:
+        return ""
+    found = cooperative.planted_pair_route(model, *planted, seed=seed)
+    return f"{found['route']} ({found['topic']}, q {found['q_value']:.2g})" if found["topic"] else found["route"]
 
 
 class _KmerProbes:
@@ -420,6 +432,9 @@ def summary_table(methods: dict, config: RecoveryConfig) -> pd.DataFrame:
                         f"{vae['n_recovered']} vs {other['n_recovered']} motifs"))
     if vae["has_pair"]:
         rows.append(row("cooperative pair", "found", lambda r: r.summary["pair"], vae["pair"] != "missed"))
+    if vae.get("pair_probes"):
+        rows.append(row("cooperative pair by probes (pair vs each partner)", "one composite topic",
+                        lambda r: r.summary.get("pair_probes", "n/a"), vae["pair_probes"].startswith("one composite")))
     n_non_tf = int(vae["non_tf_own_topics"].split("/")[1])
     if n_non_tf:
         rows.append(row("repeats / GC-rich with their own topic (AUROC >= 0.9)", f"{n_non_tf}/{n_non_tf}",

@@ -443,3 +443,23 @@ def planted_pair_route(model: Model, first: Motif, second: Motif, spacing: int, 
         return {"route": PAIR_ROUTES[2], "topic": "", "q_value": float("nan")}
     return {"route": PAIR_ROUTES[1], "topic": f"{names[best[0]]},{names[best[1]]}",
             "q_value": float(max(q[0, best[0]], q[1, best[1]]))}
+
+
+def planted_pair(truth: pd.DataFrame, motifs: dict) -> tuple[Motif, Motif, int] | None:
+    """``(first, second, spacing)`` of a generated set's planted pair, read from its truth table.
+
+    On the + strand the first member's site comes first; the spacing is the bp between the two sites
+    (the most common value). None when the set has no pair or its motifs are missing.
+    """
+    pair = truth[(truth["kind"] == "pair") & (truth["strand"] == "+")]
+    if pair.empty:
+        return None
+    ordered = pair.sort_values(["peak", "start"], kind="stable")
+    firsts, seconds = ordered.groupby("peak").nth(0), ordered.groupby("peak").nth(1)
+    if len(seconds) == 0:
+        return None
+    first, second = firsts["feature"].mode().iloc[0], seconds["feature"].mode().iloc[0]
+    if first not in motifs or second not in motifs:
+        return None
+    spacing = int((seconds["start"].to_numpy() - firsts["end"].to_numpy()[: len(seconds)]).astype(int)[0])
+    return motifs[first], motifs[second], spacing
