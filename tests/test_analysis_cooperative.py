@@ -133,3 +133,28 @@ def test_report_groups_flagged_topics_apart_with_their_evidence(analysed):
         assert f'id="{TOPIC[feature]}"' in flagged_part
     assert "dinucleotide entropy" in flagged_part and "best match Tn5" in flagged_part
     assert "Cooperative binding" in tf_part and PAIR in tf_part
+
+
+def test_planted_pair_is_read_from_the_truth_table():
+    dataset = generated_set(n_peaks=400)
+    first, second, spacing = cooperative.planted_pair(dataset.truth, dataset.motifs)
+    assert (first.alt_name, second.alt_name, spacing) == ("SOX2", "POU5F1", SPACING)
+
+
+@pytest.mark.parametrize("topics, route", [
+    ("composite", "one composite topic"), ("partners apart", "two topics"), ("neither", "missed")])
+def test_planted_pair_route_tells_one_composite_topic_from_two_topics_and_missed(topics, route):
+    from tests.helpers_analysis import planted_model
+
+    motifs = generated_set(n_peaks=50).motifs
+    sox, oct_ = motifs["SOX2"].consensus, motifs["POU5F1"].consensus
+    # A consensus shorter than 8 bp has no 8-mer of its own: partners alone are padded to 10 bp.
+    planted = {"composite": [sox + oct_, "CTCGAGGTAC"], "partners apart": [f"T{sox}TT", f"T{oct_}TT", "CTCGAGGTAC"],
+               "neither": ["CTCGAGGTAC", "GGATCCTTAA"]}[topics]
+    model = planted_model(Vocabulary.gapped8(), planted, num_topics=len(planted))
+    found = cooperative.planted_pair_route(model, motifs["SOX2"], motifs["POU5F1"], SPACING)
+    assert found["route"] == route
+    if route == "one composite topic":
+        assert found["topic"] == "topic_000" and found["q_value"] < 0.05
+    if route == "two topics":
+        assert found["topic"] == "topic_000,topic_001"
