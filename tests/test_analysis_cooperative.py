@@ -158,3 +158,15 @@ def test_planted_pair_route_tells_one_composite_topic_from_two_topics_and_missed
         assert found["topic"] == "topic_000" and found["q_value"] < 0.05
     if route == "two topics":
         assert found["topic"] == "topic_000,topic_001"
+
+
+def test_bias_topic_is_called_against_the_whole_jaspar_database(analysed):
+    # Against all of JASPAR (880 motifs) the Tn5 topic's motif still ranks the bias motif first, and
+    # its q corrects over the bias motifs only (over all 880 targets it would be about 0.3).
+    from bindvae.analysis import flags
+    from bindvae.analysis.meme import read_meme
+    from bindvae.recovery import load_motif_database
+
+    motif = [m for m in read_meme(analysed / "motifs.meme") if m.name == TOPIC["Tn5"]]
+    hit = flags.bias_matches(motif, flags.bias_motifs(), load_motif_database()).iloc[0]
+    assert hit["bias_is_best"] and hit["bias_q"] < 0.05
