@@ -3,7 +3,8 @@
     python -m experiments.analyze run_dir=DIR [peaks=FASTA|NPZ] [probes=TSV] [tf_per_block=A,B,...]
         [motif_ranking=encoder|decoder]
         [motif_db=jaspar|none|FILE.meme] [jaspar_release=JASPAR2024] [compare=OTHER_RUN_DIR]
-        [kind=mean|concentration] [seed=0] [gold=TFS.txt] [naming thresholds, below]
+        [kind=mean|concentration] [seed=0] [gold=TFS.txt] [pairs=jaspar|FILE.tsv] [n_15mers=1000000]
+        [bias_motifs=FILE.meme] [naming thresholds, below]
     python -m experiments.analyze sweep_dir=DIR [probes=TSV] [motif_db=...] [n_best=3] [max_topics_per_tf=3]
         [gold=TFS.txt]
 
@@ -23,6 +24,15 @@ Naming thresholds (README, "How topics get their names"), with their defaults:
     min_fold=20              titles: fold over the other topics below which a topic is "background"
     min_gc_shift=0.25        titles: GC difference from the corpus for "AT-rich" / "GC-rich"
     max_topics_per_tf=3      model selection: a TF on more topics than this does not count
+    max_entropy=1.0          flags: dinucleotide entropy (bits) up to which a k-mer is low complexity
+    min_low_entropy_share=0.5  flags: share of such top k-mers from which a topic is "low complexity"
+    bias_max_q=0.05          flags: q-value of the best match to a cutting-bias motif
+
+Cooperative binding (README, "Cooperative binding and non-TF topics"): pairs=jaspar samples probes of
+JASPAR's heterodimer matrices and of each partner (n_probes_per_tf each); pairs=FILE reads a TSV with
+columns pair (A::B, or A for a partner's probes) and sequence. Writes cooperative.tsv and, for topics
+with an assigned pair, composite.meme and logos from n_15mers sampled 15-mers. Every run writes
+topic_flags.tsv (low complexity, GC-/AT-rich background, background, cutting bias).
 
 Writes into ``DIR/analysis/`` (see ``bindvae.analysis.pipeline``) and prints a short summary: how
 many topics were named and how, the best-supported ones with their q-values, the report's path.
@@ -40,10 +50,13 @@ from bindvae.errors import BindVAEError, ConfigError
 from experiments._cli import help_requested, parse_key_values
 
 _FLOATS = {"max_q": None, "min_effect": None, "motif_max_q": None, "min_repeat_share": "titles",
-           "min_fold": "titles", "min_gc_shift": "titles"}
+           "min_fold": "titles", "min_gc_shift": "titles", "max_entropy": "flags", "min_low_entropy_share": "flags",
+           "bias_max_q": "flags"}
 _INTS = {"max_tfs_per_topic": None}
+_NESTED = ("titles", "flags")
 _KEYS = {"run_dir", "sweep_dir", "peaks", "probes", "tf_per_block", "motif_db", "jaspar_release", "compare",
-         "kind", "motif_ranking", "seed", "n_best", "n_probes_per_tf", "max_topics_per_tf", "gold", *_FLOATS, *_INTS}
+         "kind", "motif_ranking", "seed", "n_best", "n_probes_per_tf", "max_topics_per_tf", "gold", "pairs", "n_15mers",
+         "bias_motifs", *_FLOATS, *_INTS}
 
 
 def _parse(argv: list[str]) -> dict[str, str]:
@@ -62,10 +75,20 @@ def _number(args: dict, key: str, default, kind=int):
 
 def _rules(args: dict, defaults):
     """The naming rules with the thresholds given on the command line."""
-    titles = {k: _number(args, k, getattr(defaults.titles, k), float) for k, where in _FLOATS.items() if where}
+    nested = {
+        group: dataclasses.replace(
+            getattr(defaults, group),
+            **{
+                k: _number(args, k, getattr(getattr(defaults, group), k), float)
+                for k, where in _FLOATS.items()
+                if where == group
+            },
+        )
+        for group in _NESTED
+    }
     rules = {k: _number(args, k, getattr(defaults, k), float) for k, where in _FLOATS.items() if not where}
     rules.update({k: _number(args, k, getattr(defaults, k)) for k in _INTS})
-    return dataclasses.replace(defaults, titles=dataclasses.replace(defaults.titles, **titles), **rules)
+    return dataclasses.replace(defaults, **nested, **rules)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             rules=_rules(args, defaults.rules),
             max_topics_per_tf=_number(args, "max_topics_per_tf", defaults.max_topics_per_tf),
             gold=args.get("gold") or None,
+            pairs=args.get("pairs") or None,
+            n_15mers=_number(args, "n_15mers", defaults.n_15mers),
+            bias_motifs=args.get("bias_motifs") or None,
         )
         if "sweep_dir" in args:
             out = analyze_sweep(args["sweep_dir"], options, n_best=_number(args, "n_best", 3))

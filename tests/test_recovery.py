@@ -7,6 +7,7 @@ as peak scores must be recovered with q < 0.05 and AUROC 1, and unrelated motifs
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,9 @@ def test_run_recovery_writes_tables(tmp_path):
     assert len(features) == 15 and "BindVAE q" in features.columns
     markdown = Path(result.paths["markdown"]).read_text()
     assert "planted motifs recovered (q < 0.05)" in markdown and "Machine: test." in markdown
+    # The planted pair is also scored by the cooperative-binding route (its answer depends on the run).
+    assert re.search(r"cooperative pair by probes \(pair vs each partner\) \| one composite topic \| "
+                     r"(one composite topic|two topics|missed)", markdown)
     assert (tmp_path / "out" / "data" / "planted.truth.tsv").is_file()
     assert (tmp_path / "out" / "bindvae" / "metrics.jsonl").is_file()
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".tmp")]

@@ -101,7 +101,10 @@ def test_analyze_names_planted_topics(analysed):
     top = matches[matches["rank"] == 1].set_index("query")
     assert top.loc["topic_000", "q_value"] < 0.05  # the E-box motif finds a bHLH match
     titles = pd.read_csv(analysed / "topic_titles.tsv", sep="\t", keep_default_na=False).set_index("topic")
-    assert titles.loc["topic_003", "title"] == "GC-rich" and titles.loc["topic_003", "evidence"] == "composition"
+    assert (
+        titles.loc["topic_003", "title"] == "GC-rich background"
+        and titles.loc["topic_003", "evidence"] == "composition"
+    )
     title = titles.loc["topic_000", "title"]
     assert title.endswith("EBOX (probes)") and "(motif similarity)" in title
     peak_tfs = pd.read_csv(analysed / "peak_tfs.tsv", sep="\t", keep_default_na=False)

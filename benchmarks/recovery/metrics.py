@@ -121,7 +121,9 @@ def summarize(frame: pd.DataFrame, q_threshold: float = 0.05) -> dict:
         ``two topics`` / ``missed``), ``has_pair``, ``non_tf_own_topics`` (how many of repeats/GC have a topic with
         AUROC >= 0.9 that is no planted motif's best topic), ``mean_auroc_motifs``; with an
         ``auroc_vs_limit`` column (:func:`add_limit_fraction`) also ``n_at_limit`` (motifs at
-        >= 0.9 x their supervised limit), ``n_with_limit`` and ``min_auroc_vs_limit``.
+        >= 0.9 x their supervised limit), ``n_with_limit`` and ``min_auroc_vs_limit``; with
+        ``attrs["pair_probes"]`` (BindVAE's planted pair by the cooperative-binding route,
+        :func:`bindvae.analysis.cooperative.planted_pair_route`) also ``pair_probes``.
     """
     motifs = frame[frame["kind"] == "motif"]
     rarest = motifs.sort_values("fraction", kind="stable").iloc[0]
@@ -141,7 +143,8 @@ def summarize(frame: pd.DataFrame, q_threshold: float = 0.05) -> dict:
             "rarest_recovered": bool(rarest["recovered"]),
             "min_auroc_common": float(common["auroc"].min()) if len(common) else float("nan"),
             "pair": pair_text, "non_tf_own_topics": f"{own}/{len(non_tf)}",
-            "mean_auroc_motifs": float(motifs["auroc"].mean()), **_limit_summary(motifs)}
+            "mean_auroc_motifs": float(motifs["auroc"].mean()), **_limit_summary(motifs),
+            **({"pair_probes": frame.attrs["pair_probes"]} if frame.attrs.get("pair_probes") else {})}
 
 
 def _limit_summary(motifs: pd.DataFrame) -> dict:

@@ -108,7 +108,19 @@ def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) 
     motifs, _ = topic_motifs(model, n_top=config.n_top, ranking=config.motif_ranking)
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold)
+    table.attrs["pair_probes"] = _pair_by_probes(model, dataset, config.seed)
     return table, time.perf_counter() - start
+
+
+def _pair_by_probes(model, dataset, seed: int) -> str:
+    """The planted pair scored by the cooperative-binding route: one composite topic, two topics or missed."""
+    from bindvae.analysis import cooperative
+
+    planted = cooperative.planted_pair(dataset.truth, dataset.motifs)
+    if planted is None:
+        return ""
+    found = cooperative.planted_pair_route(model, *planted, seed=seed)
+    return f"{found['route']} ({found['topic']}, q {found['q_value']:.2g})" if found["topic"] else found["route"]
 
 
 class _KmerProbes:

@@ -82,6 +82,9 @@ def summary_table(methods: dict, config: RecoveryConfig) -> pd.DataFrame:
                         f"{vae['n_recovered']} vs {other['n_recovered']} motifs"))
     if vae["has_pair"]:
         rows.append(row("cooperative pair", "found", lambda r: r.summary["pair"], vae["pair"] != "missed"))
+    if vae.get("pair_probes"):
+        rows.append(row("cooperative pair by probes (pair vs each partner)", "one composite topic",
+                        lambda r: r.summary.get("pair_probes", "n/a"), vae["pair_probes"].startswith("one composite")))
     n_non_tf = int(vae["non_tf_own_topics"].split("/")[1])
     if n_non_tf:
         rows.append(row("repeats / GC-rich with their own topic (AUROC >= 0.9)", f"{n_non_tf}/{n_non_tf}",

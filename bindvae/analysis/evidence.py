@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from bindvae.analysis import flags as flags_lib
 from bindvae.analysis import naming, titles, topics
 from bindvae.analysis.compare import compare_motifs
 from bindvae.analysis.families import family_of
@@ -33,6 +34,7 @@ class NamingRules:
         max_tfs_per_topic: most TFs assigned per topic, by probes and by motif similarity each.
         motif_max_q: q-value level of motif-similarity matches.
         titles: composition thresholds (:class:`bindvae.analysis.titles.TitleRules`).
+        flags: non-TF flag thresholds (:class:`bindvae.analysis.flags.FlagRules`).
     """
 
     max_q: float = 0.05
@@ -40,6 +42,7 @@ class NamingRules:
     max_tfs_per_topic: int = naming.MAX_TFS_PER_TOPIC
     motif_max_q: float = 0.05
     titles: titles.TitleRules = titles.TitleRules()
+    flags: flags_lib.FlagRules = flags_lib.FlagRules()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +56,7 @@ class TopicNames:
         mapping: Algorithm 1 table after the composition rules, with each TF's ``family``.
         titles: one row per topic (:data:`bindvae.analysis.titles.TITLE_COLUMNS`).
         probe_data: ``(scores [n_probes, M], labels)``, or None without probes.
+        flags: non-TF flags of every topic (:data:`bindvae.analysis.flags.FLAG_COLUMNS`).
     """
 
     motifs: list
@@ -61,10 +65,12 @@ class TopicNames:
     mapping: pd.DataFrame
     titles: pd.DataFrame
     probe_data: tuple | None
+    flags: pd.DataFrame | None = None
 
 
 def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None, families: dict[str, str],
-                rules: NamingRules = NamingRules(), kind: str = "mean", ranking: str = "encoder") -> TopicNames:
+                rules: NamingRules = NamingRules(), kind: str = "mean", ranking: str = "encoder",
+                bias_motifs: list[Motif] | None = None) -> TopicNames:
     """Motifs, database matches, Algorithm 1 and titles of every topic.
 
     Args:
@@ -75,9 +81,10 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
         rules: thresholds.
         kind: latent score (``mean`` or ``concentration``).
         ranking: how topic 10-mers are ranked (:data:`bindvae.analysis.topics.RANKINGS`).
+        bias_motifs: cutting-bias motifs for the flags (None: the bundled ones).
 
     Returns:
-        The evidence and the titles.
+        The evidence, the titles and the non-TF flags (a flagged topic's title is its flag).
     """
     motifs, tenmers = topics.topic_motifs(model, kind=kind, ranking=ranking)
     matches = pd.DataFrame(columns=MATCH_COLUMNS)
@@ -99,8 +106,19 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
                                            max_tfs_per_topic=rules.max_tfs_per_topic, supported=supported)
     composition = titles.topic_composition(model, rules.titles.n_top)
     table, mapping = titles.title_topics(composition, mapping, matches, rules.titles)
+    flags = _flags(model, motifs, composition, matches, database, bias_motifs, rules)
+    table, mapping, matches = flags_lib.apply_flags(table, mapping, matches, flags)
     mapping.insert(2, "family", [family_of(tf, families) for tf in mapping["tf"]])
-    return TopicNames(motifs, tenmers, matches, mapping, table, probe_data)
+    return TopicNames(motifs, tenmers, matches, mapping, table, probe_data, flags)
+
+
+def _flags(model: Model, motifs, composition, matches, database, bias_motifs, rules: NamingRules) -> pd.DataFrame:
+    from bindvae.vae import network as model_lib
+
+    phi = np.asarray(model_lib.topic_kmer_matrix(model.params), dtype=np.float64)
+    entropy = flags_lib.entropy_measures(phi, list(model.vocabulary.kmers), rules.titles.n_top, rules.flags.max_entropy)
+    bias = flags_lib.bias_matches(motifs, flags_lib.bias_motifs() if bias_motifs is None else bias_motifs, database)
+    return flags_lib.flag_topics(composition, entropy, bias, matches, rules.flags, rules.titles)
 
 
 def sampled_probes(database: list[Motif], n_per_tf: int, seed: int) -> pd.DataFrame | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from bindvae import plotting
-from bindvae.analysis import evidence, families, naming, peaks, report, retrieval, selection, topics
+from bindvae.analysis import cooperative, evidence, families, flags, naming, peaks, report, retrieval, selection, topics
 from bindvae.errors import ConfigError, InputError
 from bindvae.infer import Model, latent_scores, load_model
 from bindvae.io import check_writable_dir, write_text_atomic
@@ -44,7 +44,11 @@ class AnalysisOptions:
             the number is written in ``tf_mapping.tsv``'s header and the report.
         rules: thresholds of Algorithm 1, motif similarity and the titles (:class:`evidence.NamingRules`).
         max_topics_per_tf: model selection counts a TF assigned to at most this many topics.
-        seed: seed of the probe sampler.
+        seed: seed of the probe sampler (and of the pair probes and the 15-mer sample).
+        pairs: ``"jaspar"`` or a TSV of pair probes for the cooperative-binding test (None: skipped);
+            see :mod:`bindvae.analysis.cooperative`.
+        n_15mers: 15-mers drawn for the composite motifs.
+        bias_motifs: MEME file of cutting-bias motifs for the flags (None: the bundled Tn5 motif).
         gold: file of gold-standard TF names (e.g. those expressed in the cell type): writes
             ``retrieval.tsv`` (:mod:`bindvae.analysis.retrieval`); None: no retrieval scores.
     """
@@ -62,6 +66,9 @@ class AnalysisOptions:
     max_topics_per_tf: int = selection.MAX_TOPICS_PER_TF
     seed: int = 0
     gold: str | None = None
+    pairs: str | None = None
+    n_15mers: int = cooperative.N_15MERS
+    bias_motifs: str | None = None
 
 
 def check_options(options: AnalysisOptions) -> None:
@@ -72,12 +79,13 @@ def check_options(options: AnalysisOptions) -> None:
         raise ConfigError("kind", f"must be 'mean' or 'concentration', got {options.kind!r}")
     rules = options.rules
     fractions = [("max_q", rules.max_q), ("motif_max_q", rules.motif_max_q), ("min_effect", rules.min_effect),
-                 ("min_repeat_share", rules.titles.min_repeat_share), ("min_gc_shift", rules.titles.min_gc_shift)]
+                 ("min_repeat_share", rules.titles.min_repeat_share), ("min_gc_shift", rules.titles.min_gc_shift),
+                 ("min_low_entropy_share", rules.flags.min_low_entropy_share), ("bias_max_q", rules.flags.bias_max_q)]
     for key, value in fractions:
         if not 0.0 <= value <= 1.0:
             raise ConfigError(key, f"must be in [0, 1], got {value}")
     for key, value in [("max_tfs_per_topic", rules.max_tfs_per_topic), ("n_probes_per_tf", options.n_probes_per_tf),
-                       ("max_topics_per_tf", options.max_topics_per_tf)]:
+                       ("max_topics_per_tf", options.max_topics_per_tf), ("n_15mers", options.n_15mers)]:
         if value < 1:
             raise ConfigError(key, f"must be at least 1, got {value}")
     if rules.titles.min_fold < 0:
@@ -210,6 +218,9 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     if options.peaks and options.compare:
         _compared_accessibility(options.compare)
     probe_table = naming.read_probes_tsv(options.probes, list(options.tf_per_block) or None) if options.probes else None
+    bias = flags.bias_motifs(options.bias_motifs)
+    pair_probes = cooperative.load_pair_probes(options.pairs, database, options.motif_db, options.jaspar_release,
+                                               options.n_probes_per_tf, options.seed) if options.pairs else None
     out = Path(run_dir) / "analysis"
     check_writable_dir(out / "logos", "run_dir")
     names = [topics.topic_name(m) for m in range(model.num_topics)]
@@ -221,7 +232,9 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
                                     "8-mer", "topic"), out, "topic_kmer_heatmap.png", "Topic x 8-mer weights (Fig. 1b)",
             figures)
     named = evidence.name_topics(model, database, _probe_table(options, database, probe_table), tf_families,
-                                 options.rules, options.kind, options.motif_ranking)
+                                 options.rules, options.kind, options.motif_ranking, bias)
+    flags.write_flags(named.flags, out / "topic_flags.tsv", options.rules.flags, options.rules.titles,
+                      os.path.basename(options.bias_motifs or flags.BIAS_MEME))
     _write_tsv(named.tenmers, out / "topic_10mers.tsv")
     write_meme(out / "motifs.meme", named.motifs,
                comment=f"BindVAE topic motifs of {Path(run_dir).name} (top 200 10-mers)")
@@ -253,6 +266,14 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
         acc = peaks.accessibility(scores, mapping)
         _write_tsv(acc, out / "accessibility.tsv")
         _accessibility_figure(acc, run_dir, options.compare, out, figures)
+
+    if pair_probes is not None:
+        found = cooperative.analyze_pairs(model, pair_probes, database, names, flags.flagged_topics(named.flags),
+                                          options.rules.max_q, options.rules.min_effect, options.n_15mers,
+                                          options.seed, options.kind)
+        pair_figures, pair_tables = cooperative.write_cooperative(found, out, Path(run_dir).name)
+        tables.update(pair_tables)
+        figures += pair_figures
 
     sections = _sections(names, named, kmer_table, acc)
     facts = {"run directory": Path(run_dir).name, "checkpoint step": model.step, "topics": model.num_topics,
@@ -289,6 +310,7 @@ def summary_text(analysis_dir: str | os.PathLike, n_top: int = 5) -> str:
     counts = titles_table["evidence"].map(lambda e: "named" if "motif" in e or "probes" in e else e).value_counts()
     lines = [f"{len(titles_table)} topics: {counts.get('named', 0)} named by motif similarity or probes, "
              f"{counts.get('composition', 0)} by composition (repeat, background, AT/GC-rich), "
+             + (f"{counts['cutting bias']} as cutting bias, " if counts.get("cutting bias") else "") +
              f"{counts.get('none', 0)} unassigned."]
     lines += [f"  {row.topic}  motif q {_q(row.motif_q)}, probes q {_q(row.probe_q)}  {row.title}"
               for row in named.head(n_top).itertuples()]
@@ -338,6 +360,7 @@ def _sections(names, named: evidence.TopicNames, kmer_table, acc) -> list[report
             tfs=list(zip(tfs["tf"], tfs["q_value"].astype(float), tfs["effect_size"].astype(float))),
             accessibility=None if acc is None else float(acc["accessibility"].iloc[m]),
             title=str(title["title"]), evidence=str(title["evidence"]),
+            flag=str(named.flags["flag"].iloc[m]), flag_evidence=str(named.flags["evidence"].iloc[m]),
         ))
     return sections
 
@@ -374,7 +397,7 @@ def analyze_sweep(sweep_dir: str | os.PathLike, options: AnalysisOptions = Analy
     for run in runs:
         name = str(run.relative_to(sweep_dir))
         named = evidence.name_topics(load_model(run), database, probes, tf_families, options.rules, options.kind,
-                                     options.motif_ranking)
+                                     options.motif_ranking, flags.bias_motifs(options.bias_motifs))
         mappings[name], elbos[name], matches[name] = named.mapping, selection.held_out_elbo(run), named.matches
         if gold is not None:
             gold_rows += _retrieval_rows(name, gold, named, database)

@@ -57,6 +57,9 @@ class TopicSection:
         accessibility: sum of the topic's scores over the peaks, or None without peaks.
         title: the topic's title (:mod:`bindvae.analysis.titles`); empty: named by ``tfs``.
         evidence: what the title rests on (``probes``, ``motif similarity``, ``composition``, ...).
+        flag: the topic's non-TF flag (:mod:`bindvae.analysis.flags`), empty for a TF topic; flagged
+            topics are listed apart, after the others.
+        flag_evidence: the measures behind the flags, in words.
     """
 
     topic: str
@@ -69,6 +72,8 @@ class TopicSection:
     accessibility: float | None = None
     title: str = ""
     evidence: str = ""
+    flag: str = ""
+    flag_evidence: str = ""
 
 
 def _table(header: list[str], rows) -> str:
@@ -94,6 +99,8 @@ def _topic_html(section: TopicSection) -> str:
         tfs += f" (+{n_tfs - HEADING_TFS} more)"
     tfs = section.title or tfs
     evidence = f" · title from {section.evidence}" if section.evidence else ""
+    if section.flag_evidence:
+        evidence += f" · {'flag' if section.flag else 'not flagged (a TF match)'}: {section.flag_evidence}"
     rest = (f'<p class="muted">{n_tfs - TABLE_TFS} more assigned TFs in tf_mapping.tsv</p>'
             if n_tfs > TABLE_TFS else "")
     return (
@@ -139,6 +146,18 @@ def render_report(title: str, facts: dict, sections: list[TopicSection], figures
         f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"
         f"{_table(['', ''], fact_rows)}<p class='muted'>written {stamp}</p><p>{escape(NAMING_NOTE)}</p>"
         f"<h2>Figures</h2>{figs or '<p class=muted>none</p>'}{extra}"
-        f"<h2>Topics ({len(sections)})</h2><p>{nav}</p>{''.join(_topic_html(s) for s in sections)}"
+        f"{_topic_groups(sections, nav)}"
         "</body></html>"
     )
+
+
+def _topic_groups(sections: list[TopicSection], nav: str) -> str:
+    """TF topics first, then the flagged (non-TF) topics under their own heading."""
+    kept = [s for s in sections if not s.flag]
+    flagged = [s for s in sections if s.flag]
+    html = f"<h2>Topics ({len(kept)})</h2><p>{nav}</p>{''.join(_topic_html(s) for s in kept)}"
+    if flagged:
+        html += (f'<h2 id="flagged">Flagged topics: not TF binding ({len(flagged)})</h2>'
+                 "<p>Low complexity, GC-/AT-rich background, background or cutting bias (topic_flags.tsv); "
+                 "their TF assignments are withdrawn.</p>" + "".join(_topic_html(s) for s in flagged))
+    return html

@@ -1,0 +1,90 @@
+"""Non-TF topic flags: the bundled bias motifs, the entropy measure, and which flag wins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bindvae.analysis import flags
+
+
+def test_bundled_bias_file_is_what_the_module_writes_and_cites_its_source():
+    text = flags.BIAS_MEME.read_text()
+    assert text == flags.format_bias_meme()
+    assert "Goryshin" in text and "PNAS 95:10716" in text
+    (tn5,) = flags.bias_motifs()
+    assert (tn5.name, tn5.alt_name, tn5.consensus[:2], tn5.width) == ("Tn5_target", "Tn5", "AG", 11)
+    assert np.allclose(tn5.pwm[2], 0.25) and np.allclose(tn5.pwm[4], [0.01, 0.49, 0.01, 0.49])  # N, Y
+
+
+@pytest.mark.parametrize("kmer, bits", [("AAAAAAAA", 0.0), ("ACACACAC", 0.985228), ("ACNNACAC", 0.811278),
+                                        ("ATTAATTA", 1.950212), ("ACGTTGCA", 2.807355)])
+def test_dinucleotide_entropy(kmer, bits):
+    assert flags.dinucleotide_entropy(kmer) == pytest.approx(bits, abs=1e-6)
+
+
+def test_entropy_measures_weight_low_complexity_kmers_by_phi():
+    kmers = ["AAAAAAAA", "ACACACAC", "ACGTTGCA", "ANANANAN", "ATTAATTA"]
+    phi = np.array([[0.4, 0.3, 0.2, 0.05, 0.05], [0.05, 0.05, 0.4, 0.1, 0.4]])
+    table = flags.entropy_measures(phi, kmers, n_top=5)
+    # A k-mer without adjacent bases counts when it is a repeat (ANANANAN is poly-A).
+    assert table["low_entropy_share"].tolist() == pytest.approx([0.75, 0.2])
+
+
+def _flags(**overrides):
+    comp = {"topic": "topic_000", "gc": 0.5, "gc_corpus": 0.5, "repeat_unit": "", "fold": 50.0}
+    ent = {"low_entropy_share": 0.0, "mean_entropy": 2.4}
+    bias = {"bias_motif": "Tn5", "bias_q": 0.9, "bias_is_best": False}
+    for part in (comp, ent, bias):
+        part.update({k: v for k, v in overrides.items() if k in part})
+    matches = overrides.get("matches")
+    return flags.flag_topics(pd.DataFrame([comp]), pd.DataFrame([ent]), pd.DataFrame([bias]), matches).iloc[0]
+
+
+def _match(name="CTCF"):
+    return pd.DataFrame({"query": ["topic_000"], "target": ["MA0139.2"], "target_name": [name], "rank": [1],
+                         "q_value": [1e-5], "assigned": [True], "repeat": [False]})
+
+
+def test_flags_first_rule_wins_and_every_rule_is_listed():
+    row = _flags(low_entropy_share=0.9, repeat_unit="A", gc=0.1, bias_q=0.001, bias_is_best=True)
+    assert row["flag"] == "cutting bias" and row["flags"] == "cutting bias; low complexity; AT-rich background"
+    assert flags.flag_title(row) == "cutting bias (Tn5)"
+    row = _flags(low_entropy_share=0.9, repeat_unit="AC")
+    assert row["flag"] == "low complexity" and flags.flag_title(row) == "low complexity (AC)n"
+    assert _flags(gc=0.9)["flag"] == "GC-rich background"
+    assert _flags(fold=5.0)["flag"] == "background"
+    tf = _flags()
+    assert tf["flag"] == "" and not tf["flagged"]
+
+
+def test_a_bias_match_that_is_not_the_best_match_or_not_significant_does_not_flag():
+    assert _flags(bias_q=0.001, bias_is_best=False)["flag"] == ""
+    assert _flags(bias_q=0.2, bias_is_best=True)["flag"] == ""
+
+
+def test_a_tf_match_keeps_composition_flags_off_but_not_cutting_bias():
+    row = _flags(low_entropy_share=0.9, repeat_unit="AC", matches=_match())
+    assert row["flag"] == "" and row["flags"] == "low complexity" and row["tf_match"] == "CTCF"
+    assert _flags(bias_q=0.001, bias_is_best=True, matches=_match())["flag"] == "cutting bias"
+
+
+def test_apply_flags_strips_tf_names_from_flagged_topics():
+    from bindvae.analysis import naming
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["TF0", "TF1", "rest"], 40)
+    scores = rng.normal(size=(len(labels), 2))
+    scores[labels == "TF0", 0] += 4
+    scores[labels == "TF1", 1] += 4
+    mapping = naming.map_topics_to_tfs(scores, labels)
+    table = pd.DataFrame({"topic": ["topic_000", "topic_001"], "title": ["TF0 (probes)", "TF1 (probes)"],
+                          "evidence": ["probes", "probes"], "probe_tfs": ["TF0", "TF1"], "motif_tfs": ["", ""]})
+    flag_table = pd.DataFrame({"topic": ["topic_000", "topic_001"], "flag": ["GC-rich background", ""],
+                               "flagged": [True, False], "repeat_unit": ["", ""], "bias_motif": ["", ""]})
+    out, mapping, _ = flags.apply_flags(table, mapping, pd.DataFrame(columns=["query", "assigned"]), flag_table)
+    assert out["title"].tolist() == ["GC-rich background", "TF1 (probes)"]
+    assert out["evidence"].tolist() == ["composition", "probes"]
+    assert naming.assigned_tfs(mapping) == {"topic_001": ["TF1"]}
+    assert set(mapping.loc[mapping["topic"] == "topic_000", "status"]) >= {"flagged: GC-rich background"}
