@@ -24,7 +24,7 @@ import pandas as pd
 
 from bindvae import recovery, synthetic
 from bindvae.analysis.meme import read_meme, write_text_atomic
-from bindvae.config import RunConfig, from_dict, to_dict
+from bindvae.config import DataConfig, RunConfig, from_dict, to_dict
 from bindvae.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -330,6 +330,10 @@ def run_recovery(config: RecoveryConfig, out_dir: str | Path, metric_logger=None
                 train_X.shape[0], val_X.shape[0], fasta)
 
     workdir = out_dir / run_subdir if run_subdir else out_dir
+    # The checkpoint's saved data config names the FASTA trained on, so an analysis without peaks=
+    # scores these peaks (not the default synthetic set the run config would otherwise record).
+    trained_on = DataConfig(source="fasta", path=str(Path(fasta).resolve()))
+    config = dataclasses.replace(config, run=dataclasses.replace(config.run, data=trained_on))
     fitted, train_s = _train_bindvae(config, train_X, val_X, vocabulary.fingerprint, workdir, metric_logger)
     table, analysis_s = _score_bindvae(config, workdir, X, dataset, database)
     methods = {"BindVAE": MethodResult(table, recovery.summarize(table, config.q_threshold),
