@@ -17,8 +17,12 @@ Naming thresholds (README, "How topics get their names"), with their defaults:
     min_gc_shift=0.25        titles: GC difference from the corpus for "AT-rich" / "GC-rich"
     max_topics_per_tf=3      model selection: a TF on more topics than this does not count
 
-Writes into ``DIR/analysis/`` (see ``bindvae.analysis.pipeline``) and prints a short summary: how
-many topics were named and how, the best-supported ones with their q-values, the report's path.
+Without peaks=, the peaks scored are the run's own training sequences, read from the data config
+saved in its checkpoint (all of them, training and validation split alike).
+
+Writes into ``DIR/analysis/`` (see ``bindvae.analysis.pipeline``; report.html is described in the
+README's outputs section) and prints a short summary: how many topics were named and how, the
+best-supported ones with their q-values, the report's path.
 A user mistake prints one line,
 ``error: <message>``, and exits with status 2.
 """
