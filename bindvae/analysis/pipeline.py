@@ -174,13 +174,13 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     # Every input is read and checked before the slow steps, so a bad file fails in seconds.
     database, source = load_database(options)
     tf_families = load_families(options)
+    out = Path(run_dir) / "analysis"
+    check_writable_dir(out / "logos", "run_dir")
     peak_set = read_peaks(model, options.peaks) if options.peaks else training_peaks(model)
     if options.compare:
         _compared_accessibility(options.compare)
     training = convergence.training_summary(read_metrics(run_dir))
     probe_table = naming.read_probes_tsv(options.probes, list(options.tf_per_block) or None) if options.probes else None
-    out = Path(run_dir) / "analysis"
-    check_writable_dir(out / "logos", "run_dir")
     names = [topics.topic_name(m) for m in range(model.num_topics)]
     figures: list[tuple[str, str]] = []
 

@@ -16,6 +16,8 @@ from html import escape
 
 import pandas as pd
 
+from bindvae.analysis.convergence import RULE
+
 _STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
@@ -159,7 +161,7 @@ def _summary_table(rows: list[SummaryRow], table_id: str) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in SUMMARY_HEADER)
     body = []
     for i, r in enumerate(rows, start=1):
-        match = escape(r.match) + (f" ({escape(r.strand)} strand)" if r.match else "") if r.match else "none"
+        match = f"{escape(r.match)} ({escape(r.strand)} strand)" if r.match else "none"
         if r.match and not r.assigned:
             match += ' <span class="muted">(not significant)</span>'
         cells = [str(i), f'<a href="#{escape(r.topic)}">{escape(r.topic)}</a>', escape(r.title),
@@ -184,8 +186,6 @@ SUMMARY_NOTE = (
 
 def _training_html(training, loss_curve: str | None) -> str:
     """The training summary table, the rule and the loss curve."""
-    from bindvae.analysis.convergence import RULE
-
     rows = [("steps (last logged)", training.steps)]
     for key, label in (("elbo", "final train ELBO"), ("perplexity", "final train perplexity"),
                        ("val_elbo", "final validation ELBO"), ("val_perplexity", "final validation perplexity")):
