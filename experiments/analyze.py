@@ -34,8 +34,12 @@ columns pair (A::B, or A for a partner's probes) and sequence. Writes cooperativ
 with an assigned pair, composite.meme and logos from n_15mers sampled 15-mers. Every run writes
 topic_flags.tsv (low complexity, GC-/AT-rich background, background, cutting bias).
 
-Writes into ``DIR/analysis/`` (see ``bindvae.analysis.pipeline``) and prints a short summary: how
-many topics were named and how, the best-supported ones with their q-values, the report's path.
+Without peaks=, the peaks scored are the run's own training sequences, read from the data config
+saved in its checkpoint (all of them, training and validation split alike).
+
+Writes into ``DIR/analysis/`` (see ``bindvae.analysis.pipeline``; report.html is described in the
+README's outputs section) and prints a short summary: how many topics were named and how, the
+best-supported ones with their q-values, the report's path.
 A user mistake prints one line,
 ``error: <message>``, and exits with status 2.
 """

@@ -134,8 +134,11 @@ RAW_WRITERS = {
 # Deliberate exceptions, each with its reason.
 ALLOWED = {
     ("bindvae/tracking.py", "open() for writing"): "metrics.jsonl is an append-only log; a torn last line is skipped",
-    ("bindvae/shards.py", "open() for writing"): "each shard goes to a temporary name, renamed when complete",
-    ("bindvae/shards.py", "Path.write_text/bytes"): "the index is written inside the partial folder, renamed whole",
+    ("bindvae/features/shards.py", "open() for writing"): "each shard goes to a temporary name, renamed when complete",
+    (
+        "bindvae/features/shards.py",
+        "Path.write_text/bytes",
+    ): "the index is written inside the partial folder, renamed whole",
 }
 
 

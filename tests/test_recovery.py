@@ -163,6 +163,11 @@ def test_run_recovery_writes_tables(tmp_path):
                      r"(one composite topic|two topics|missed)", markdown)
     assert (tmp_path / "out" / "data" / "planted.truth.tsv").is_file()
     assert (tmp_path / "out" / "bindvae" / "metrics.jsonl").is_file()
+    # The checkpoint records the FASTA trained on, so analysing the run without peaks= scores those peaks.
+    from bindvae.checkpoint import load_checkpoint
+
+    data = load_checkpoint(tmp_path / "out" / "bindvae").config["data"]
+    assert data["source"] == "fasta" and data["path"] == str((tmp_path / "out" / "data" / "planted.fa").resolve())
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".tmp")]
     # The written set reads back as the same benchmark input.
     again = recovery_pipeline.load_planted_set(

@@ -134,7 +134,7 @@ def test_second_training_in_a_busy_run_dir_is_refused_and_touches_nothing(tmp_pa
 
 
 def test_lock_dies_with_its_process_and_names_it_while_held(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom bindvae import rundir\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom bindvae.training import rundir\n"
                                f"rundir.acquire({str(tmp_path)!r})\nprint('held', flush=True)\ntime.sleep(120)"],
                               env=_env(), stdout=subprocess.PIPE, text=True)
     try:
@@ -160,7 +160,7 @@ def test_analysis_of_a_run_in_progress_says_so(tmp_path, caplog):
     from bindvae.infer import load_model
 
     train.fit(small_config(steps=10), random_counts(24, 40), None, "fp", tmp_path)
-    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom bindvae import rundir\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom bindvae.training import rundir\n"
                                f"rundir.acquire({str(tmp_path)!r})\nprint('held', flush=True)\ntime.sleep(120)"],
                               env=_env(), stdout=subprocess.PIPE, text=True)
     try:

@@ -51,6 +51,8 @@ def inputs(tmp_path_factory):
             seq = "".join(rng.choice(list("ACGT"), 20))
             probes.append((seq[:5] + site + seq[15:], tf))
     pd.DataFrame(probes, columns=["sequence", "tf"]).to_csv(folder / "probes.tsv", sep="\t", index=False)
+    # The run saves no training data, so the analysis is given peaks to score.
+    (folder / "peaks.fa").write_text("".join(f">p{i}\n{seq}\n" for i, (seq, _) in enumerate(probes[::10])))
     eye = np.eye(4) * 0.94 + 0.015
     motifs = [Motif(f"MA{i}", eye[["ACGT".index(c) for c in site]], tf)
               for i, (tf, site) in enumerate({"MAFK": PLANTED[0], "CTCF": PLANTED[2], "HOXA": PLANTED[3],
@@ -63,7 +65,7 @@ def inputs(tmp_path_factory):
 def test_analyze_writes_retrieval_scores_of_both_namings(inputs, capsys):
     run = inputs / "run"
     assert analyze.main([f"run_dir={run}", f"probes={inputs / 'probes.tsv'}", f"motif_db={inputs / 'db.meme'}",
-                         f"gold={inputs / 'gold.txt'}"]) == 0
+                         f"gold={inputs / 'gold.txt'}", f"peaks={inputs / 'peaks.fa'}"]) == 0
     mapping = pd.read_csv(run / "analysis" / "tf_mapping.tsv", sep="\t", comment="#")
     assert set(mapping.loc[mapping["assigned"], "tf"]) == {"MAFK", "CTCF", "HOXA"}  # DECOY's topic is GC-rich
     matches = pd.read_csv(run / "analysis" / "motif_matches.tsv", sep="\t", comment="#")

@@ -25,6 +25,7 @@ from benchmarks.recovery import metrics as recovery
 from benchmarks.recovery import peers, yardsticks
 from benchmarks.recovery.config import RecoveryConfig
 from benchmarks.recovery.tables import side_by_side, summary_table, write_tables
+from bindvae.config import DataConfig
 from bindvae.data import synthetic
 from bindvae.errors import InputError
 from bindvae.motif import load_motif_database, read_meme
@@ -243,6 +244,10 @@ def run_recovery(config: RecoveryConfig, out_dir: str | Path, metric_logger=None
                 train_X.shape[0], val_X.shape[0], fasta)
 
     workdir = out_dir / run_subdir if run_subdir else out_dir
+    # The checkpoint's saved data config names the FASTA trained on, so an analysis without peaks=
+    # scores these peaks (not the default synthetic set the run config would otherwise record).
+    trained_on = DataConfig(source="fasta", path=str(Path(fasta).resolve()))
+    config = dataclasses.replace(config, run=dataclasses.replace(config.run, data=trained_on))
     fitted, train_s = _train_bindvae(config, train_X, val_X, vocabulary.fingerprint, workdir, metric_logger)
     table, analysis_s = _score_bindvae(config, workdir, X, dataset, database)
     methods = {"BindVAE": MethodResult(table, recovery.summarize(table, config.q_threshold),

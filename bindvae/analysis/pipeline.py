@@ -13,11 +13,26 @@ from pathlib import Path
 import pandas as pd
 
 from bindvae import plotting
-from bindvae.analysis import cooperative, evidence, families, flags, naming, peaks, report, retrieval, selection, topics
+from bindvae.analysis import (
+    convergence,
+    cooperative,
+    evidence,
+    families,
+    flags,
+    naming,
+    peaks,
+    report,
+    retrieval,
+    selection,
+    sites,
+    topics,
+)
+from bindvae.analysis.peak_input import read_peaks, training_peaks
 from bindvae.errors import ConfigError, InputError
 from bindvae.infer import Model, latent_scores, load_model
 from bindvae.io import check_writable_dir, write_text_atomic
 from bindvae.motif import Motif, read_meme, write_meme
+from bindvae.tracking import read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -162,25 +177,6 @@ def _rules_line(options: AnalysisOptions) -> str:
             f">= {t.min_repeat_share}, fold < {t.min_fold}, |GC - corpus| >= {t.min_gc_shift} (top {t.n_top} k-mers)")
 
 
-def _read_peaks(model: Model, path: str) -> tuple[object, list[str]]:
-    """The peaks to score (a feature matrix or sequences) and their ids, checked before any compute."""
-    if path.endswith(".npz"):
-        from bindvae.features.formats import load_features
-
-        X, names, fingerprint = load_features(path)
-        if fingerprint != model.vocabulary.fingerprint:
-            raise InputError(path, f"feature fingerprint {str(fingerprint)[:12]} differs from the model's "
-                                   f"{model.vocabulary.fingerprint[:12]}")
-        ids = [str(n) for n in names] if names is not None else [str(i) for i in range(X.shape[0])]
-        return X, ids
-    from bindvae.features.sequences import read_fasta_or_explain
-
-    records = read_fasta_or_explain(path)
-    if not len(records):
-        raise InputError(path, "no sequences")
-    return list(records.sequences), list(records.names)
-
-
 def _compared_accessibility(compare: str) -> Path:
     other_path = Path(compare) / "analysis" / "accessibility.tsv"
     if not other_path.is_file():
@@ -193,8 +189,28 @@ def _figure(fig, out: Path, name: str, caption: str, figures: list) -> None:
     figures.append((caption, name))
 
 
+HEATMAP_KMERS = 160  # k-mer columns of the topic heatmap at most, so every column keeps its label
+FILES = [  # what the report's Files section links, in this order, with what each holds
+    ("motifs.meme", "one motif per topic (MEME format), built from its top 200 10-mers"),
+    ("topic_titles.tsv", "each topic's title, the evidence it rests on, and its composition measures"),
+    ("motif_matches.tsv", "each topic's best database matches: offset, strand, p, E, q, assigned"),
+    ("tf_mapping.tsv", "Algorithm 1: every (topic, TF) test with p, q, effect size, status, assigned"),
+    ("topic_sites.tsv", "peaks and background peaks with a site of each topic's motif, Fisher p"),
+    ("accessibility.tsv", "per topic: sum and mean of the peaks' topic scores, assigned TFs"),
+    ("peak_tfs.tsv", "per peak: the top 3 TFs from assigned topics, their scores, ties"),
+    ("topic_kmers.tsv", "each topic's best 8-mers by decoder weight (phi)"),
+    ("topic_10mers.tsv", "the 10-mers each topic's motif was built from, with their scores"),
+    ("topic_flags.tsv", "non-TF topics (low complexity, GC-/AT-rich, background, cutting bias) and the evidence"),
+    ("retrieval.tsv", "with gold=: precision, recall and F1 of the TFs named, per naming method"),
+    ("cooperative.tsv", "with pairs=: every (pair, topic) test, both p, q, effect sizes, assigned"),
+    ("composite.meme", "with pairs=: the composite motif of each topic with an assigned pair"),
+]
+
+
 def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisOptions()) -> Path:
     """Analyse one trained run; see the module docstring and ``experiments/analyze.py``.
+
+    Without ``options.peaks`` the run's own training sequences (its saved data config) are scored.
 
     Args:
         run_dir: the run directory (holding ``checkpoints/``).
@@ -202,8 +218,8 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
 
     Returns:
         The ``analysis`` folder, holding topic_kmers.tsv, topic_10mers.tsv, motifs.meme, logos/,
-        motif_matches.tsv, tf_mapping.tsv, topic_titles.tsv, peak_tfs.tsv and accessibility.tsv (with peaks), PNG
-        figures and report.html.
+        motif_matches.tsv, tf_mapping.tsv, topic_titles.tsv, peak_tfs.tsv, accessibility.tsv,
+        topic_sites.tsv (when the peaks' sequences are known), PNG figures and report.html.
 
     Raises:
         InputError, ConfigError: unreadable inputs or bad options.
@@ -214,23 +230,22 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     database, source = load_database(options)
     tf_families = load_families(options)
     gold = read_gold(options)
-    peak_input = _read_peaks(model, options.peaks) if options.peaks else None
-    if options.peaks and options.compare:
-        _compared_accessibility(options.compare)
-    probe_table = naming.read_probes_tsv(options.probes, list(options.tf_per_block) or None) if options.probes else None
     bias = flags.bias_motifs(options.bias_motifs)
     pair_probes = cooperative.load_pair_probes(options.pairs, database, options.motif_db, options.jaspar_release,
                                                options.n_probes_per_tf, options.seed) if options.pairs else None
     out = Path(run_dir) / "analysis"
     check_writable_dir(out / "logos", "run_dir")
+    peak_set = read_peaks(model, options.peaks) if options.peaks else training_peaks(model)
+    if options.compare:
+        _compared_accessibility(options.compare)
+    training = convergence.training_summary(read_metrics(run_dir))
+    probe_table = naming.read_probes_tsv(options.probes, list(options.tf_per_block) or None) if options.probes else None
     names = [topics.topic_name(m) for m in range(model.num_topics)]
     figures: list[tuple[str, str]] = []
 
     kmer_table = topics.topic_kmer_table(model)
     _write_tsv(kmer_table, out / "topic_kmers.tsv")
-    _figure(plotting.heatmap_figure(topics.topic_kmer_heatmap_matrix(model), "phi: union of each topic's top 20 8-mers",
-                                    "8-mer", "topic"), out, "topic_kmer_heatmap.png", "Topic x 8-mer weights (Fig. 1b)",
-            figures)
+    _kmer_heatmap(model, out, figures)
     named = evidence.name_topics(model, database, _probe_table(options, database, probe_table), tf_families,
                                  options.rules, options.kind, options.motif_ranking, bias)
     flags.write_flags(named.flags, out / "topic_flags.tsv", options.rules.flags, options.rules.titles,
@@ -240,11 +255,12 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
                comment=f"BindVAE topic motifs of {Path(run_dir).name} (top 200 10-mers)")
     for motif in named.motifs:
         plotting.save_figure(plotting.logo_figure(motif.pwm, motif.name), out / "logos" / f"{motif.name}.png")
+    pair_logos = _pair_logos(named, database, out)
     _write_tsv(named.matches, out / "motif_matches.tsv", source)
     if named.probe_data is not None:
         matrix = plotting.probe_heatmap_matrix(*named.probe_data, names)
         if len(matrix) <= 400:
-            _figure(plotting.heatmap_figure(matrix, "mean probe score per topic", "topic", "TF"), out,
+            _figure(plotting.heatmap_figure(matrix, "mean probe score per topic", "topic", "TF", scaling="clip"), out,
                     "probe_heatmap.png", "Probe x topic latent scores", figures)
     probe_source = _probe_source(options, source)
     mapping_table = named.mapping
@@ -257,15 +273,22 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
                                  f"{source}; probes: {probe_source}")
         tables[f"TF retrieval against {os.path.basename(options.gold)} (Table S4)"] = frame
 
-    acc = None
-    if options.peaks:
-        scores, ids = latent_scores(model, peak_input[0], kind=options.kind), peak_input[1]
-        calls = peaks.top_tfs_per_peak(scores, naming.assignment_strengths(mapping_table), ids,
-                                       min_topic_score=1.0 / model.num_topics)
-        _write_tsv(calls, out / "peak_tfs.tsv")
-        acc = peaks.accessibility(scores, mapping)
-        _write_tsv(acc, out / "accessibility.tsv")
-        _accessibility_figure(acc, run_dir, options.compare, out, figures)
+    scores, ids = latent_scores(model, peak_set.data, kind=options.kind), peak_set.ids
+    calls = peaks.top_tfs_per_peak(scores, naming.assignment_strengths(mapping_table), ids,
+                                   min_topic_score=1.0 / model.num_topics)
+    _write_tsv(calls, out / "peak_tfs.tsv")
+    acc = peaks.accessibility(scores, mapping)
+    _write_tsv(acc, out / "accessibility.tsv")
+    _accessibility_figure(acc, run_dir, options.compare, out, figures)
+    site_stats = None
+    if peak_set.sequences is not None:
+        site_stats = sites.site_table(named.motifs, peak_set.sequences, seed=options.seed)
+        _write_tsv(site_stats, out / "topic_sites.tsv")
+    loss_curve = None
+    if len(training.curve) > 1:
+        plotting.save_figure(plotting.loss_curve_figure(training.curve, f"Training of {Path(run_dir).name}"),
+                             out / "training_curve.png")
+        loss_curve = "training_curve.png"
 
     if pair_probes is not None:
         found = cooperative.analyze_pairs(model, pair_probes, database, names, flags.flagged_topics(named.flags),
@@ -278,12 +301,91 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     sections = _sections(names, named, kmer_table, acc)
     facts = {"run directory": Path(run_dir).name, "checkpoint step": model.step, "topics": model.num_topics,
              "latent score": options.kind, "motif database": source, "probes": probe_source,
-             "peaks": os.path.basename(options.peaks) if options.peaks else "none",
+             "peaks": peak_set.label, "site counts": _sites_fact(site_stats),
              "naming rules": _rules_line(options),
              "TFs mapped (Algorithm 1)": len(set(mapping_table.loc[mapping_table["assigned"], "tf"]))}
-    html = report.render_report(f"BindVAE analysis: {Path(run_dir).name}", facts, sections, figures, tables)
+    files = [(name, what) for name, what in FILES if (out / name).is_file()]
+    html = report.render_report(f"BindVAE analysis: {Path(run_dir).name}", facts, sections, figures, tables,
+                                summary=summary_rows(named, pair_logos, site_stats, acc), training=training,
+                                loss_curve=loss_curve, files=files)
     write_text_atomic(out / "report.html", html, parents=True)
     return out
+
+
+def _sites_fact(site_stats: pd.DataFrame | None) -> str:
+    if site_stats is None:
+        return "not counted: the peaks are features only (give peaks=FASTA for site counts)"
+    n = int(site_stats["n_peaks"].iloc[0]) if len(site_stats) else 0
+    return (f"{n:,} peaks scanned (a seeded sample when there are more than {sites.MAX_PEAKS:,}), sites at "
+            f"p < {sites.SITE_P:g}, one dinucleotide-matched background peak per peak")
+
+
+def _kmer_heatmap(model: Model, out: Path, figures: list) -> None:
+    # Few enough k-mers per topic that every column is labelled; colour scaled per topic so that one
+    # poly-A topic with a huge phi does not wash out every other row.
+    n_top = max(2, min(20, HEATMAP_KMERS // model.num_topics))
+    matrix = topics.topic_kmer_heatmap_matrix(model, n_top=n_top)
+    _figure(plotting.heatmap_figure(matrix, f"phi: union of each topic's top {n_top} 8-mers", "8-mer", "topic",
+                                    scaling="row"),
+            out, "topic_kmer_heatmap.png", f"Topic x 8-mer weights (Fig. 1b): each topic's top {n_top} 8-mers, "
+            "colour scaled per topic (1 = the topic's largest weight shown); topic_kmers.tsv has the values", figures)
+
+
+def _pair_logos(named: evidence.TopicNames, database: list[Motif], out: Path) -> dict[str, str]:
+    """Topic -> image of its learned logo above its best database match (rank 1), aligned."""
+    targets = {m.name: m for m in database}
+    best = named.matches[named.matches["rank"] == 1].drop_duplicates("query").set_index("query")
+    paths = {}
+    for motif in named.motifs:
+        if motif.name not in best.index or best.loc[motif.name, "target"] not in targets:
+            continue
+        hit = best.loc[motif.name]
+        label = f"{hit['target']} {hit['target_name']}".strip() + (
+            " (reverse complement)" if hit["strand"] == "-" else ""
+        )
+        fig = plotting.paired_logo_figure(motif.pwm, targets[hit["target"]].pwm, int(hit["offset"]), str(hit["strand"]),
+                                          f"{motif.name} (learned)", f"{label}, q {float(hit['q_value']):.2g}")
+        plotting.save_figure(fig, out / "logos" / f"{motif.name}_match.png")
+        paths[motif.name] = f"logos/{motif.name}_match.png"
+    return paths
+
+
+def summary_rows(named: evidence.TopicNames, pair_logos: dict[str, str], site_stats: pd.DataFrame | None,
+                 acc: pd.DataFrame | None) -> list[report.SummaryRow]:
+    """One :class:`report.SummaryRow` per topic from the analysis's tables.
+
+    Args:
+        named: the naming evidence.
+        pair_logos: topic -> paired logo image (topics without a match show their learned logo).
+        site_stats: :func:`bindvae.analysis.sites.site_table`, or None.
+        acc: :func:`bindvae.analysis.peaks.accessibility`, or None.
+
+    Returns:
+        Rows in topic order (the report ranks them).
+    """
+    best = named.matches[named.matches["rank"] == 1].drop_duplicates("query").set_index("query")
+    assigned = named.mapping[named.mapping["assigned"]]
+    probe_q = assigned.groupby("topic")["q_value"].min().astype(float) if len(assigned) else pd.Series(dtype=float)
+    site = site_stats.set_index("topic") if site_stats is not None else None
+    total = float(acc["accessibility"].sum()) if acc is not None else 0.0
+    rows = []
+    for m, title in enumerate(named.titles.itertuples(index=False)):
+        topic, extra = title.topic, {}
+        if topic in best.index:
+            hit = best.loc[topic]
+            extra = dict(match=f"{hit['target']} {hit['target_name']}".strip(), strand=str(hit["strand"]),
+                         p=float(hit["p_value"]), e=float(hit["e_value"]), q=float(hit["q_value"]),
+                         assigned=bool(hit["assigned"]))
+        if site is not None and topic in site.index:
+            extra.update(pct_peaks=float(site.loc[topic, "pct_peaks"]),
+                         pct_background=float(site.loc[topic, "pct_background"]),
+                         enrichment_p=float(site.loc[topic, "enrichment_p"]))
+        if acc is not None and total > 0:
+            extra["accessibility"] = 100.0 * float(acc["accessibility"].iloc[m]) / total
+        rows.append(report.SummaryRow(topic=topic, title=str(title.title), evidence=str(title.evidence),
+                                      logo=pair_logos.get(topic, f"logos/{topic}.png"),
+                                      probe_q=float(probe_q.get(topic, float("nan"))), **extra))
+    return rows
 
 
 def summary_text(analysis_dir: str | os.PathLike, n_top: int = 5) -> str:

@@ -1,7 +1,11 @@
-"""One static HTML page per analysed run: every topic (logo, k-mers, matches, TFs) and the figures.
+"""One static HTML page per analysed run, laid out like HOMER's and MEME-ChIP's result pages.
 
-The page has no scripts and no network references; images are relative paths inside the analysis
-folder, so the folder can be copied and opened anywhere.
+From the top: a banner when the model has not converged; the ranked summary table of motif topics
+(title, learned logo above its best database match, p / E / q, peaks and background peaks with a
+site, enrichment p-value, accessibility); background, repeat and composition topics apart; the
+training summary and loss curve; links to every file; the run's facts; the figures; one section per
+topic. The page has no scripts and no network references; images are relative paths inside the
+analysis folder, so the folder can be copied and opened anywhere.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import datetime as _dt
 from html import escape
 
 import pandas as pd
+
+from bindvae.analysis.convergence import RULE
 
 _STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
@@ -22,6 +28,12 @@ section.topic h3 { margin: 0.2em 0; font-size: 1em; }
 .grid { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: flex-start; }
 code { font-size: 0.95em; } .muted { color: #777; }
 img { max-width: 100%; }
+img.logo { height: 130px; } img.pair { height: 190px; max-width: 460px; }
+table.summary td { vertical-align: middle; } table.summary td.num { text-align: right; white-space: nowrap; }
+.banner { padding: 0.7em 1em; margin: 0.8em 0; border: 2px solid; font-weight: bold; }
+.banner.warn { background: #fdecea; border-color: #c0392b; color: #7b241c; }
+.banner.note { background: #fef9e7; border-color: #b7950b; color: #7d6608; }
+.scroll { overflow-x: auto; } .scroll img { max-width: none; }
 """
 
 
@@ -76,6 +88,143 @@ class TopicSection:
     flag_evidence: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class SummaryRow:
+    """One topic's line in the ranked summary table.
+
+    Attributes:
+        topic: topic name.
+        title: its title; ``evidence`` says what it rests on (``composition`` rows are grouped apart).
+        evidence: ``motif similarity``, ``probes``, ``composition`` (comma-joined as used) or ``none``.
+        logo: image path: the learned logo above its best match's, aligned (or the learned logo alone).
+        match: best database match ``id name`` (rank 1 by p), or "".
+        strand: ``+`` or ``-`` (the match's logo is then reverse-complemented to align).
+        p, e, q: the best match's p-value, E-value and q-value (NaN without a match).
+        assigned: whether that match passed the q-value level (it names the topic).
+        probe_q: smallest q of the topic's assigned Algorithm 1 TFs (NaN: none).
+        pct_peaks, pct_background: % of peaks / background peaks with a site (NaN: no sequences).
+        enrichment_p: one-sided Fisher p-value of the site counts (NaN: no sequences).
+        accessibility: the topic's share (%) of all peaks' topic scores (NaN: no peaks scored).
+    """
+
+    topic: str
+    title: str
+    evidence: str
+    logo: str
+    match: str = ""
+    strand: str = ""
+    p: float = float("nan")
+    e: float = float("nan")
+    q: float = float("nan")
+    assigned: bool = False
+    probe_q: float = float("nan")
+    pct_peaks: float = float("nan")
+    pct_background: float = float("nan")
+    enrichment_p: float = float("nan")
+    accessibility: float = float("nan")
+
+    @property
+    def background(self) -> bool:
+        """Titled by composition alone: background, low complexity (repeat), AT- or GC-rich."""
+        return self.evidence == "composition"
+
+    @property
+    def best_q(self) -> float:
+        """The smaller of the best match's q and the best probe q (inf when neither exists)."""
+        values = [v for v in (self.q, self.probe_q) if v == v]
+        return min(values) if values else float("inf")
+
+
+RANKING_NOTE = ("Ranked by the smaller of the best database match's q-value and the best assigned probe TF's "
+                "q-value, then by the site-enrichment p-value, then by topic.")
+
+
+def rank_topics(rows: list[SummaryRow]) -> tuple[list[SummaryRow], list[SummaryRow]]:
+    """``(motif topics, background / repeat / composition topics)``, each ranked by :data:`RANKING_NOTE`."""
+    def key(row):
+        return (row.best_q, row.enrichment_p if row.enrichment_p == row.enrichment_p else float("inf"), row.topic)
+
+    ordered = sorted(rows, key=key)
+    return [r for r in ordered if not r.background], [r for r in ordered if r.background]
+
+
+SUMMARY_HEADER = ["#", "topic", "title", "learned logo (top) / best match (bottom)", "best match", "p", "E", "q",
+                  "% peaks with site", "% background with site", "enrichment p", "accessibility %"]
+
+
+def _num(value: float, kind: str = "g") -> str:
+    if value != value:
+        return "-"
+    if value == float("inf"):
+        return "inf"
+    return f"{value:.1f}" if kind == "pct" else f"{value:.2g}"
+
+
+def _summary_table(rows: list[SummaryRow], table_id: str) -> str:
+    if not rows:
+        return '<p class="muted">none</p>'
+    head = "".join(f"<th>{escape(h)}</th>" for h in SUMMARY_HEADER)
+    body = []
+    for i, r in enumerate(rows, start=1):
+        match = f"{escape(r.match)} ({escape(r.strand)} strand)" if r.match else "none"
+        if r.match and not r.assigned:
+            match += ' <span class="muted">(not significant)</span>'
+        cells = [str(i), f'<a href="#{escape(r.topic)}">{escape(r.topic)}</a>', escape(r.title),
+                 f'<img class="pair" src="{escape(r.logo)}" alt="logos of {escape(r.topic)}">', match]
+        nums = [_num(r.p), _num(r.e), _num(r.q), _num(r.pct_peaks, "pct"), _num(r.pct_background, "pct"),
+                _num(r.enrichment_p), _num(r.accessibility, "pct")]
+        body.append(f'<tr data-topic="{escape(r.topic)}">' + "".join(f"<td>{c}</td>" for c in cells)
+                    + "".join(f'<td class="num">{c}</td>' for c in nums) + "</tr>")
+    return f'<table class="summary" id="{table_id}"><tr>{head}</tr>{"".join(body)}</table>'
+
+
+SUMMARY_NOTE = (
+    "Columns: best match = the database motif most similar to the topic's learned motif (Tomtom-like "
+    "comparison over all offsets and both strands; its logo is drawn under the learned one, aligned at the "
+    "best offset and reverse-complemented for a - strand match); p = that match's p-value corrected for the "
+    "offsets tried, E = p times the number of database motifs, q = Benjamini-Hochberg q over the database. "
+    "% peaks with site = share of the scored peaks holding at least one site of the learned motif (log-odds "
+    "score at p < 1e-4 on either strand); % background = the same for one background peak per peak (same "
+    "length, bases from the peaks' dinucleotide frequencies); enrichment p = one-sided Fisher exact test of "
+    "the two counts. Accessibility % = the topic's share of the sum of all peaks' topic scores.")
+
+
+def _training_html(training, loss_curve: str | None) -> str:
+    """The training summary table, the rule and the loss curve."""
+    rows = [("steps (last logged)", training.steps)]
+    for key, label in (("elbo", "final train ELBO"), ("perplexity", "final train perplexity"),
+                       ("val_elbo", "final validation ELBO"), ("val_perplexity", "final validation perplexity")):
+        rows.append((label, f"{training.train.get(key, training.val.get(key, float('nan'))):,.1f}"
+                     if key in training.train or key in training.val else "not logged"))
+    if training.first_val_perplexity is not None:
+        rows.append(("first validation perplexity", f"{training.first_val_perplexity:,.1f}"))
+    judged = f" (judged on {training.judged_on} perplexity)" if training.judged_on else ""
+    rows.append(("convergence", f"{training.status}{judged}: {training.reason}"))
+    curve = (f'<figure class="figure"><img src="{escape(loss_curve)}" alt="loss curve">'
+             f"<figcaption>ELBO and perplexity during training (metrics.jsonl)</figcaption></figure>"
+             if loss_curve else "")
+    return (f"<h2 id=\"training\">Training</h2>{_table(['', ''], rows)}<p class='muted'>{escape(RULE)} "
+            "ELBO: evidence lower bound per sequence (higher is better); perplexity: exp(-ELBO / k-mer count), "
+            f"a uniform guess over the vocabulary scores the vocabulary size.</p>{curve}")
+
+
+def banner_html(training) -> str:
+    """A banner for a model that has not converged (``warn``) or whose convergence is unknown (``note``)."""
+    if training is None or training.status == "converged":
+        return ""
+    if training.status == "unknown":
+        return (f'<div class="banner note" id="convergence-banner">Convergence not checked: {escape(training.reason)}. '
+                "Read topics and names with care.</div>")
+    return (f'<div class="banner warn" id="convergence-banner">This model has not converged '
+            f"({escape(training.status)}): {escape(training.reason)}. Its topics, logos and names may not "
+            'mean much yet; train longer (see <a href="#training">Training</a>).</div>')
+
+
+def _files_html(files: list[tuple[str, str]]) -> str:
+    items = "".join(f'<li><a href="{escape(name)}">{escape(name)}</a>: {escape(what)}</li>' for name, what in files)
+    return f'<h2 id="files">Files</h2><ul class="files">{items}</ul>' if files else ""
+
+
 def _table(header: list[str], rows) -> str:
     rows = list(rows)
     if not rows:
@@ -116,15 +265,20 @@ def _topic_html(section: TopicSection) -> str:
 
 
 def render_report(title: str, facts: dict, sections: list[TopicSection], figures: list[tuple[str, str]],
-                  tables: dict[str, pd.DataFrame] | None = None) -> str:
+                  tables: dict[str, pd.DataFrame] | None = None, summary: list[SummaryRow] | None = None,
+                  training=None, loss_curve: str | None = None, files: list[tuple[str, str]] | None = None) -> str:
     """The report's HTML.
 
     Args:
         title: page title.
-        facts: run facts shown at the top (run directory, step, database release, ...).
+        facts: run facts (run directory, step, database release, ...).
         sections: one per topic, in order.
         figures: ``(caption, relative image path)`` pairs.
         tables: extra small tables shown after the figures (caption -> DataFrame).
+        summary: one row per topic for the ranked summary tables (None: no summary).
+        training: :class:`bindvae.analysis.convergence.TrainingSummary`, or None (no training section).
+        loss_curve: relative path of the loss-curve image, or None.
+        files: ``(relative path, what it holds)`` linked from the Files section.
 
     Returns:
         A complete HTML document.
@@ -132,19 +286,29 @@ def render_report(title: str, facts: dict, sections: list[TopicSection], figures
     fact_rows = [(k, v) for k, v in facts.items()]
     nav = " ".join(f'<a href="#{escape(s.topic)}">{escape(s.topic[-3:])}</a>' for s in sections)
     figs = "".join(
-        f'<figure class="figure"><img src="{escape(path)}" alt="{escape(caption)}">'
-        f'<figcaption>{escape(caption)}</figcaption></figure>'
+        f'<figure class="figure"><div class="scroll"><img src="{escape(path)}" alt="{escape(caption)}"></div>'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
         for caption, path in figures
     )
     extra = "".join(
         f"<h2>{escape(caption)}</h2>{_table([str(c) for c in frame.columns], frame.itertuples(index=False))}"
         for caption, frame in (tables or {}).items()
     )
+    top = ""
+    if summary is not None:
+        motif_rows, background_rows = rank_topics(summary)
+        top = (f'<h2 id="summary">Topics ranked ({len(motif_rows)})</h2><p class="muted">{escape(RANKING_NOTE)}</p>'
+               f"{_summary_table(motif_rows, 'summary-table')}"
+               f'<h2 id="background">Background, repeat and composition topics ({len(background_rows)})</h2>'
+               '<p class="muted">Topics titled by their k-mer composition alone (they model the genomic '
+               "background, low-complexity repeats or base composition, not a TF).</p>"
+               f"{_summary_table(background_rows, 'background-table')}<p class=\"muted\">{escape(SUMMARY_NOTE)}</p>")
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"
-        f"{_table(['', ''], fact_rows)}<p class='muted'>written {stamp}</p><p>{escape(NAMING_NOTE)}</p>"
+        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{banner_html(training)}{top}"
+        f"{_training_html(training, loss_curve) if training is not None else ''}{_files_html(files or [])}"
+        f"<h2>Run</h2>{_table(['', ''], fact_rows)}<p class='muted'>written {stamp}</p><p>{escape(NAMING_NOTE)}</p>"
         f"<h2>Figures</h2>{figs or '<p class=muted>none</p>'}{extra}"
         f"{_topic_groups(sections, nav)}"
         "</body></html>"

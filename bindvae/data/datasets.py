@@ -147,9 +147,11 @@ def split_train_val(
     return X[train_rows], X[val_rows], val_rows
 
 
-def _synthetic(config: DataConfig, seed: int) -> Dataset:
-    from bindvae.features import kmers
+def synthetic_sequences(config: DataConfig, seed: int) -> tuple[list[str], list[str]]:
+    """``(names, sequences)`` that the ``synthetic`` source generates for this config and seed.
 
+    The same draws as training's, so an analysis can score the very sequences a run was trained on.
+    """
     rng = np.random.default_rng([int(seed), 1])
     try:
         from bindvae.data import synthetic
@@ -157,12 +159,17 @@ def _synthetic(config: DataConfig, seed: int) -> Dataset:
         syn = synthetic.generate(
             rng, synthetic.SyntheticConfig(n_peaks=config.n_sequences, length=config.sequence_length)
         )
-        names, sequences = list(syn.names), list(syn.sequences)
+        return list(syn.names), list(syn.sequences)
     except ImportError:  # pragma: no cover - the planted-motif generator is part of the package
         letters = np.frombuffer(b"ACGT", np.uint8)
         codes = rng.integers(0, 4, size=(config.n_sequences, config.sequence_length))
-        sequences = [row.tobytes().decode() for row in letters[codes]]
-        names = [f"seq_{i}" for i in range(config.n_sequences)]
+        return [f"seq_{i}" for i in range(config.n_sequences)], [row.tobytes().decode() for row in letters[codes]]
+
+
+def _synthetic(config: DataConfig, seed: int) -> Dataset:
+    from bindvae.features import kmers
+
+    names, sequences = synthetic_sequences(config, seed)
     vocab = kmers.Vocabulary.gapped8()
     X = kmers.featurize(sequences, vocab)
     return Dataset(sp.csr_matrix(X, dtype=np.float32), names, vocab.fingerprint, vocab.kmers)

@@ -7,7 +7,7 @@ of columns in order, so the big [D, H] and [M, D] arrays are read and written in
 runs instead of one random row per nonzero, and each thread owns a disjoint column range (no
 write races). XLA calls them through its FFI (``bindvae.kernels._sparse_ffi``).
 
-The FFI handlers are cached keyed on the sources of this module and ``_sparse_ffi.py``
+The FFI handlers are cached keyed on the sources of this module, ``_fused_kernels.py`` and ``_sparse_ffi.py``
 (``bindvae.kernels._cache``): after editing a kernel here the next run compiles them again.
 """
 
