@@ -22,9 +22,9 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+import bindvae.training.rundir as rundir
 from bindvae.config import ModelConfig
 from bindvae.features.kmers import Vocabulary
-from bindvae.training import rundir
 from bindvae.vae import network as model_lib
 
 logger = logging.getLogger(__name__)

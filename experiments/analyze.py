@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         args = _parse(argv)
-        from bindvae.analysis.pipeline import AnalysisOptions, analyze_run, analyze_sweep, summary_text
+        from bindvae.analysis.pipeline import AnalysisOptions, analyze_run, analyze_sweep
+        from bindvae.analysis.report_content import summary_text
 
         defaults = AnalysisOptions()
         options = AnalysisOptions(

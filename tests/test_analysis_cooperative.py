@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bindvae.analysis import cooperative, naming
+from bindvae.analysis import cooperative, naming, pair_route
 from bindvae.features.kmers import Vocabulary
 from bindvae.motif import format_meme
 from experiments import analyze
@@ -27,8 +27,8 @@ TOPIC = {feature: f"topic_{m:03d}" for m, feature in enumerate(FEATURES)}
 def _pair_probe_table(motifs: dict, n: int = 150) -> pd.DataFrame:
     """Composite probes of the planted pair and of a decoy pair never planted together, and partner probes."""
     rng = np.random.default_rng(1)
-    rows = [(PAIR, s) for s in cooperative.composite_probes(rng, motifs["SOX2"], motifs["POU5F1"], SPACING, n)]
-    rows += [(DECOY, s) for s in cooperative.composite_probes(rng, motifs["CEBPB"], motifs["SOX2"], SPACING, n)]
+    rows = [(PAIR, s) for s in pair_route.composite_probes(rng, motifs["SOX2"], motifs["POU5F1"], SPACING, n)]
+    rows += [(DECOY, s) for s in pair_route.composite_probes(rng, motifs["CEBPB"], motifs["SOX2"], SPACING, n)]
     partners = naming.sample_probes(rng, [motifs[tf] for tf in ("SOX2", "POU5F1", "CEBPB")], n,
                                     cooperative.PROBE_LENGTH)
     rows += list(zip(partners["tf"], partners["sequence"]))
@@ -48,8 +48,11 @@ def analysed(tmp_path_factory):
     database = jaspar[:60] + [m for m in jaspar if m.name in wanted]  # planted motifs among others, for the null
     (run_dir / "db.meme").write_text(format_meme(database))
     _pair_probe_table(dataset.motifs).to_csv(run_dir / "pairs.tsv", sep="\t", index=False)
+    # The checkpoint is counted, not trained, and saves no training data: the peaks are given.
+    peaks = "".join(f">{n}\n{s}\n" for n, s in zip(dataset.names[:500], dataset.sequences[:500]))
+    (run_dir / "peaks.fa").write_text(peaks)
     code = analyze.main([f"run_dir={run_dir}", f"pairs={run_dir / 'pairs.tsv'}", f"motif_db={run_dir / 'db.meme'}",
-                         "n_probes_per_tf=50", "n_15mers=200000"])
+                         "n_probes_per_tf=50", "n_15mers=200000", f"peaks={run_dir / 'peaks.fa'}"])
     assert code == 0
     return run_dir / "analysis"
 
@@ -139,7 +142,7 @@ def test_report_groups_flagged_topics_apart_with_their_evidence(analysed):
 
 def test_planted_pair_is_read_from_the_truth_table():
     dataset = generated_set(n_peaks=400)
-    first, second, spacing = cooperative.planted_pair(dataset.truth, dataset.motifs)
+    first, second, spacing = pair_route.planted_pair(dataset.truth, dataset.motifs)
     assert (first.alt_name, second.alt_name, spacing) == ("SOX2", "POU5F1", SPACING)
 
 
@@ -154,7 +157,7 @@ def test_planted_pair_route_tells_one_composite_topic_from_two_topics_and_missed
     planted = {"composite": [sox + oct_, "CTCGAGGTAC"], "partners apart": [f"T{sox}TT", f"T{oct_}TT", "CTCGAGGTAC"],
                "neither": ["CTCGAGGTAC", "GGATCCTTAA"]}[topics]
     model = planted_model(Vocabulary.gapped8(), planted, num_topics=len(planted))
-    found = cooperative.planted_pair_route(model, motifs["SOX2"], motifs["POU5F1"], SPACING)
+    found = pair_route.planted_pair_route(model, motifs["SOX2"], motifs["POU5F1"], SPACING)
     assert found["route"] == route
     if route == "one composite topic":
         assert found["topic"] == "topic_000" and found["q_value"] < 0.05

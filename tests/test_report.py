@@ -135,9 +135,9 @@ def test_analyze_names_planted_topics(analysed):
 
 
 def test_analyze_prints_a_short_summary(analysed, monkeypatch, capsys):
-    from bindvae.analysis import pipeline
+    from bindvae.analysis import pipeline, report_content
 
-    text = pipeline.summary_text(analysed)
+    text = report_content.summary_text(analysed)
     lines = text.splitlines()
     assert lines[0] == ("4 topics: 3 named by motif similarity or probes, 1 by composition (repeat, background, "
                         "AT/GC-rich), 0 unassigned.")

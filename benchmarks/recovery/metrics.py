@@ -123,7 +123,7 @@ def summarize(frame: pd.DataFrame, q_threshold: float = 0.05) -> dict:
         ``auroc_vs_limit`` column (:func:`add_limit_fraction`) also ``n_at_limit`` (motifs at
         >= 0.9 x their supervised limit), ``n_with_limit`` and ``min_auroc_vs_limit``; with
         ``attrs["pair_probes"]`` (BindVAE's planted pair by the cooperative-binding route,
-        :func:`bindvae.analysis.cooperative.planted_pair_route`) also ``pair_probes``.
+        :func:`bindvae.analysis.pair_route.planted_pair_route`) also ``pair_probes``.
     """
     motifs = frame[frame["kind"] == "motif"]
     rarest = motifs.sort_values("fraction", kind="stable").iloc[0]

@@ -115,12 +115,12 @@ def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) 
 
 def _pair_by_probes(model, dataset, seed: int) -> str:
     """The planted pair scored by the cooperative-binding route: one composite topic, two topics or missed."""
-    from bindvae.analysis import cooperative
+    from bindvae.analysis import pair_route
 
-    planted = cooperative.planted_pair(dataset.truth, dataset.motifs)
+    planted = pair_route.planted_pair(dataset.truth, dataset.motifs)
     if planted is None:
         return ""
-    found = cooperative.planted_pair_route(model, *planted, seed=seed)
+    found = pair_route.planted_pair_route(model, *planted, seed=seed)
     return f"{found['route']} ({found['topic']}, q {found['q_value']:.2g})" if found["topic"] else found["route"]
 
 

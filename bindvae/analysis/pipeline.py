@@ -28,6 +28,7 @@ from bindvae.analysis import (
     topics,
 )
 from bindvae.analysis.peak_input import read_peaks, training_peaks
+from bindvae.analysis.report_content import FILES, pair_logos, sites_fact, summary_rows, topic_sections
 from bindvae.errors import ConfigError, InputError
 from bindvae.infer import Model, latent_scores, load_model
 from bindvae.io import check_writable_dir, write_text_atomic
@@ -190,23 +191,6 @@ def _figure(fig, out: Path, name: str, caption: str, figures: list) -> None:
 
 
 HEATMAP_KMERS = 160  # k-mer columns of the topic heatmap at most, so every column keeps its label
-FILES = [  # what the report's Files section links, in this order, with what each holds
-    ("motifs.meme", "one motif per topic (MEME format), built from its top 200 10-mers"),
-    ("topic_titles.tsv", "each topic's title, the evidence it rests on, and its composition measures"),
-    ("motif_matches.tsv", "each topic's best database matches: offset, strand, p, E, q, assigned"),
-    ("tf_mapping.tsv", "Algorithm 1: every (topic, TF) test with p, q, effect size, status, assigned"),
-    ("topic_sites.tsv", "peaks and background peaks with a site of each topic's motif, Fisher p"),
-    ("accessibility.tsv", "per topic: sum and mean of the peaks' topic scores, assigned TFs"),
-    ("peak_tfs.tsv", "per peak: the top 3 TFs from assigned topics, their scores, ties"),
-    ("topic_kmers.tsv", "each topic's best 8-mers by decoder weight (phi)"),
-    ("topic_10mers.tsv", "the 10-mers each topic's motif was built from, with their scores"),
-    ("topic_flags.tsv", "non-TF topics (low complexity, GC-/AT-rich, background, cutting bias) and the evidence"),
-    ("retrieval.tsv", "with gold=: precision, recall and F1 of the TFs named, per naming method"),
-    ("cooperative.tsv", "with pairs=: every (pair, topic) test, both p, q, effect sizes, assigned"),
-    ("composite.meme", "with pairs=: the composite motif of each topic with an assigned pair"),
-]
-
-
 def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisOptions()) -> Path:
     """Analyse one trained run; see the module docstring and ``experiments/analyze.py``.
 
@@ -255,7 +239,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
                comment=f"BindVAE topic motifs of {Path(run_dir).name} (top 200 10-mers)")
     for motif in named.motifs:
         plotting.save_figure(plotting.logo_figure(motif.pwm, motif.name), out / "logos" / f"{motif.name}.png")
-    pair_logos = _pair_logos(named, database, out)
+    paired_logos = pair_logos(named, database, out)
     _write_tsv(named.matches, out / "motif_matches.tsv", source)
     if named.probe_data is not None:
         matrix = plotting.probe_heatmap_matrix(*named.probe_data, names)
@@ -298,26 +282,18 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
         tables.update(pair_tables)
         figures += pair_figures
 
-    sections = _sections(names, named, kmer_table, acc)
+    sections = topic_sections(names, named, kmer_table, acc)
     facts = {"run directory": Path(run_dir).name, "checkpoint step": model.step, "topics": model.num_topics,
              "latent score": options.kind, "motif database": source, "probes": probe_source,
-             "peaks": peak_set.label, "site counts": _sites_fact(site_stats),
+             "peaks": peak_set.label, "site counts": sites_fact(site_stats),
              "naming rules": _rules_line(options),
              "TFs mapped (Algorithm 1)": len(set(mapping_table.loc[mapping_table["assigned"], "tf"]))}
     files = [(name, what) for name, what in FILES if (out / name).is_file()]
     html = report.render_report(f"BindVAE analysis: {Path(run_dir).name}", facts, sections, figures, tables,
-                                summary=summary_rows(named, pair_logos, site_stats, acc), training=training,
+                                summary=summary_rows(named, paired_logos, site_stats, acc), training=training,
                                 loss_curve=loss_curve, files=files)
     write_text_atomic(out / "report.html", html, parents=True)
     return out
-
-
-def _sites_fact(site_stats: pd.DataFrame | None) -> str:
-    if site_stats is None:
-        return "not counted: the peaks are features only (give peaks=FASTA for site counts)"
-    n = int(site_stats["n_peaks"].iloc[0]) if len(site_stats) else 0
-    return (f"{n:,} peaks scanned (a seeded sample when there are more than {sites.MAX_PEAKS:,}), sites at "
-            f"p < {sites.SITE_P:g}, one dinucleotide-matched background peak per peak")
 
 
 def _kmer_heatmap(model: Model, out: Path, figures: list) -> None:
@@ -329,101 +305,6 @@ def _kmer_heatmap(model: Model, out: Path, figures: list) -> None:
                                     scaling="row"),
             out, "topic_kmer_heatmap.png", f"Topic x 8-mer weights (Fig. 1b): each topic's top {n_top} 8-mers, "
             "colour scaled per topic (1 = the topic's largest weight shown); topic_kmers.tsv has the values", figures)
-
-
-def _pair_logos(named: evidence.TopicNames, database: list[Motif], out: Path) -> dict[str, str]:
-    """Topic -> image of its learned logo above its best database match (rank 1), aligned."""
-    targets = {m.name: m for m in database}
-    best = named.matches[named.matches["rank"] == 1].drop_duplicates("query").set_index("query")
-    paths = {}
-    for motif in named.motifs:
-        if motif.name not in best.index or best.loc[motif.name, "target"] not in targets:
-            continue
-        hit = best.loc[motif.name]
-        label = f"{hit['target']} {hit['target_name']}".strip() + (
-            " (reverse complement)" if hit["strand"] == "-" else ""
-        )
-        fig = plotting.paired_logo_figure(motif.pwm, targets[hit["target"]].pwm, int(hit["offset"]), str(hit["strand"]),
-                                          f"{motif.name} (learned)", f"{label}, q {float(hit['q_value']):.2g}")
-        plotting.save_figure(fig, out / "logos" / f"{motif.name}_match.png")
-        paths[motif.name] = f"logos/{motif.name}_match.png"
-    return paths
-
-
-def summary_rows(named: evidence.TopicNames, pair_logos: dict[str, str], site_stats: pd.DataFrame | None,
-                 acc: pd.DataFrame | None) -> list[report.SummaryRow]:
-    """One :class:`report.SummaryRow` per topic from the analysis's tables.
-
-    Args:
-        named: the naming evidence.
-        pair_logos: topic -> paired logo image (topics without a match show their learned logo).
-        site_stats: :func:`bindvae.analysis.sites.site_table`, or None.
-        acc: :func:`bindvae.analysis.peaks.accessibility`, or None.
-
-    Returns:
-        Rows in topic order (the report ranks them).
-    """
-    best = named.matches[named.matches["rank"] == 1].drop_duplicates("query").set_index("query")
-    assigned = named.mapping[named.mapping["assigned"]]
-    probe_q = assigned.groupby("topic")["q_value"].min().astype(float) if len(assigned) else pd.Series(dtype=float)
-    site = site_stats.set_index("topic") if site_stats is not None else None
-    total = float(acc["accessibility"].sum()) if acc is not None else 0.0
-    rows = []
-    for m, title in enumerate(named.titles.itertuples(index=False)):
-        topic, extra = title.topic, {}
-        if topic in best.index:
-            hit = best.loc[topic]
-            extra = dict(match=f"{hit['target']} {hit['target_name']}".strip(), strand=str(hit["strand"]),
-                         p=float(hit["p_value"]), e=float(hit["e_value"]), q=float(hit["q_value"]),
-                         assigned=bool(hit["assigned"]))
-        if site is not None and topic in site.index:
-            extra.update(pct_peaks=float(site.loc[topic, "pct_peaks"]),
-                         pct_background=float(site.loc[topic, "pct_background"]),
-                         enrichment_p=float(site.loc[topic, "enrichment_p"]))
-        if acc is not None and total > 0:
-            extra["accessibility"] = 100.0 * float(acc["accessibility"].iloc[m]) / total
-        rows.append(report.SummaryRow(topic=topic, title=str(title.title), evidence=str(title.evidence),
-                                      logo=pair_logos.get(topic, f"logos/{topic}.png"),
-                                      probe_q=float(probe_q.get(topic, float("nan"))), **extra))
-    return rows
-
-
-def summary_text(analysis_dir: str | os.PathLike, n_top: int = 5) -> str:
-    """A few lines on an analysed run: how topics were named, the best-supported ones, the report.
-
-    Args:
-        analysis_dir: the folder :func:`analyze_run` wrote.
-        n_top: named topics listed, smallest q first (of the best assigned database match or probe pair).
-
-    Returns:
-        Plain text ending in a newline.
-    """
-    out = Path(analysis_dir)
-    titles_table = pd.read_csv(out / "topic_titles.tsv", sep="\t", keep_default_na=False)
-    matches = pd.read_csv(out / "motif_matches.tsv", sep="\t", comment="#", keep_default_na=False)
-    mapping = pd.read_csv(out / "tf_mapping.tsv", sep="\t", comment="#", keep_default_na=False)
-    motif_q = matches.loc[matches["assigned"].astype(str) == "True"].groupby("query")["q_value"].min()
-    probe_q = mapping.loc[mapping["assigned"].astype(str) == "True"].groupby("topic")["q_value"].min()
-    named = titles_table[titles_table["evidence"].str.contains("motif similarity|probes")].copy()
-    named["motif_q"] = named["topic"].map(motif_q.astype(float))
-    named["probe_q"] = named["topic"].map(probe_q.astype(float))
-    named["q"] = named[["motif_q", "probe_q"]].min(axis=1)
-    named = named.sort_values(["q", "topic"], kind="stable")
-    counts = titles_table["evidence"].map(lambda e: "named" if "motif" in e or "probes" in e else e).value_counts()
-    lines = [f"{len(titles_table)} topics: {counts.get('named', 0)} named by motif similarity or probes, "
-             f"{counts.get('composition', 0)} by composition (repeat, background, AT/GC-rich), "
-             + (f"{counts['cutting bias']} as cutting bias, " if counts.get("cutting bias") else "") +
-             f"{counts.get('none', 0)} unassigned."]
-    lines += [f"  {row.topic}  motif q {_q(row.motif_q)}, probes q {_q(row.probe_q)}  {row.title}"
-              for row in named.head(n_top).itertuples()]
-    if len(named) > n_top:
-        lines.append(f"  ... {len(named) - n_top} more named topics in topic_titles.tsv")
-    lines.append(f"Report: {out / 'report.html'}")
-    return "\n".join(lines) + "\n"
-
-
-def _q(value: float) -> str:
-    return "-" if pd.isna(value) else f"{value:.2g}"
 
 
 def _accessibility_figure(acc: pd.DataFrame, run_dir, compare: str | None, out: Path, figures: list) -> None:
@@ -443,28 +324,6 @@ def _accessibility_figure(acc: pd.DataFrame, run_dir, compare: str | None, out: 
             top = table[list(labels)].max(axis=1).nlargest(FIGURE_TFS).index
             table = table.loc[sorted(top)]
         _figure(plotting.accessibility_figure(table, list(labels)), out, "accessibility.png", caption, figures)
-
-
-def _sections(names, named: evidence.TopicNames, kmer_table, acc) -> list[report.TopicSection]:
-    sections = []
-    for m, name in enumerate(names):
-        k8 = kmer_table[kmer_table["topic"] == name].head(8)
-        k10 = named.tenmers[named.tenmers["topic"] == name].head(5)
-        hits = named.matches[(named.matches["query"] == name) & (named.matches["rank"] <= 3)]
-        tfs = named.mapping[(named.mapping["topic"] == name) & named.mapping["assigned"]]
-        tfs = tfs.sort_values("rank", kind="stable")
-        title = named.titles.iloc[m]
-        sections.append(report.TopicSection(
-            topic=name, logo=f"logos/{name}.png", consensus=named.motifs[m].consensus,
-            top_kmers=list(zip(k8["kmer"], k8["weight"].astype(float))),
-            top_10mers=list(zip(k10["kmer"], k10["score"].astype(float))),
-            matches=list(zip(hits["target"], hits["target_name"], hits["q_value"].astype(float))),
-            tfs=list(zip(tfs["tf"], tfs["q_value"].astype(float), tfs["effect_size"].astype(float))),
-            accessibility=None if acc is None else float(acc["accessibility"].iloc[m]),
-            title=str(title["title"]), evidence=str(title["evidence"]),
-            flag=str(named.flags["flag"].iloc[m]), flag_evidence=str(named.flags["evidence"].iloc[m]),
-        ))
-    return sections
 
 
 def analyze_sweep(sweep_dir: str | os.PathLike, options: AnalysisOptions = AnalysisOptions(), n_best: int = 3) -> Path:

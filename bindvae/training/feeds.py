@@ -6,11 +6,11 @@ import jax
 import numpy as np
 import scipy.sparse as sp
 
+import bindvae.training.parallel as parallel
 from bindvae.config import RunConfig, TrainConfig
 from bindvae.data import datasets as data_lib
 from bindvae.data import stream
 from bindvae.features.shards import ShardIndex, read_shard
-from bindvae.training import parallel
 
 
 def resident_feed(tc: TrainConfig, train_X: sp.csr_matrix, loop):

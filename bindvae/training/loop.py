@@ -26,13 +26,14 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+import bindvae.training.parallel as parallel
+import bindvae.training.rundir as rundir
 from bindvae import checkpoint as ckpt
 from bindvae.config import RunConfig, TrainConfig, run_name, to_dict
 from bindvae.data import datasets as data_lib
 from bindvae.errors import BindVAEError, ConfigError
 from bindvae.features.shards import ShardIndex
 from bindvae.tracking import MetricLogger, MetricsFile, NullLogger, read_metrics
-from bindvae.training import parallel, rundir
 from bindvae.training.feeds import host_feed, kmer_totals, resident_feed
 from bindvae.training.resume import drop_best, prepare_run_dir, restore, state_tree
 from bindvae.training.state import TrainState, create_train_state
