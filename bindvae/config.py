@@ -20,6 +20,7 @@ from bindvae.errors import ConfigError
 ACTIVATIONS = ("relu", "gelu", "softplus", "tanh", "elu", "silu")
 COMPUTE_PATHS = ("auto", "sparse", "sparse_cpu", "fused_cpu", "dense")
 SAMPLERS = ("fast", "exact")
+OPTIMIZERS = ("adam", "adamw")
 THETA_INITS = ("glorot", "background")
 INPUT_TRANSFORMS = ("counts", "log1p", "binary")
 DATA_SOURCES = ("synthetic", "npz", "fasta", "reference", "shards")
@@ -124,6 +125,10 @@ class TrainConfig:
         topic_table_every: steps between tables of each topic's top k-mers in the logger (0 = never).
         topic_table_k: k-mers per topic in that table.
         optimizer_state_dtype: ``float32`` (default) or ``bfloat16`` Adam moments (changes numerics).
+        optimizer: ``adam`` (the paper's) or ``adamw`` (ours: Adam with decoupled weight decay
+            ``weight_decay`` on the network's parameters, not on the prior). ``fused_cpu`` implements Adam
+            only: with ``adamw`` it is refused and ``auto`` picks ``sparse_cpu``.
+        weight_decay: AdamW's decoupled weight decay (used by ``optimizer=adamw`` only).
         progress: show a progress bar.
         eval_batches: cap on validation batches per evaluation (0 = whole validation set).
         devices: data-parallel devices: 0 = all (every device of every process in a multi-host
@@ -167,6 +172,8 @@ class TrainConfig:
     topic_table_every: int = 5_000
     topic_table_k: int = 10
     optimizer_state_dtype: str = "float32"
+    optimizer: str = "adam"
+    weight_decay: float = 1e-4
     progress: bool = True
     eval_batches: int = 0
     devices: int = 0
@@ -211,6 +218,8 @@ class TrainConfig:
             "train.optimizer_state_dtype",
             f"unknown {self.optimizer_state_dtype!r}; float32 or bfloat16",
         )
+        _require(self.optimizer in OPTIMIZERS, "train.optimizer", f"unknown {self.optimizer!r}; one of {OPTIMIZERS}")
+        _require(float(self.weight_decay) >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
         _require(not (self.resume and self.overwrite), "train.resume", "resume and overwrite cannot both be true")
         _require(self.devices >= 0, "train.devices", f"must be >= 0 (0 = all), got {self.devices}")
         _require(self.num_processes >= 0, "train.num_processes", f"must be >= 0 (0 = detect), got {self.num_processes}")

@@ -141,3 +141,53 @@ def test_exp_transposed_kernel_is_the_softmax_transposed(threads):
     softmax = got / np.asarray(row_sum, np.float64)[:, None]
     np.testing.assert_allclose(softmax.sum(axis=1), 1.0, rtol=1e-6)
     assert float(n_bad[0]) == 0.0 and float(n_bad_of_bad[0]) == 2.0
+
+
+def test_adamw_is_refused_by_the_fused_step_and_auto_falls_back():
+    from bindvae.training.optim import optimizer_spec
+
+    adamw = optimizer_spec(TrainConfig(optimizer="adamw", weight_decay=1e-2))
+    assert train.resolve_compute_path("auto", "cpu", optimizer=adamw) == "sparse_cpu"
+    with pytest.raises(ConfigError, match="train.optimizer"):
+        train.resolve_compute_path("fused_cpu", "cpu", optimizer=adamw)
+    # A state built for AdamW never reaches the fused kernels, which would skip its weight decay.
+    config = TrainConfig(optimizer="adamw", weight_decay=1e-2, learning_rate=1e-2)
+    with pytest.raises(ConfigError, match="train.optimizer"):
+        _run("fused_cpu", _batches(1), config)
+
+
+def test_adamw_decays_the_network_and_not_the_prior():
+    import optax
+
+    model = build_model(ModelConfig(num_topics=3, hidden_sizes=(4,)), 50)
+    config = TrainConfig(learning_rate=0.1, prior_burn_in_steps=0, optimizer="adamw", weight_decay=0.5)
+    state = train.create_train_state(model, config, jax.random.key(0))
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    updates, _ = state.tx.update(zeros, state.opt_state, state.params)
+    after = optax.apply_updates(state.params, updates)
+    # With no gradient Adam moves nothing; AdamW's decoupled decay shrinks each weight by lr x decay.
+    w, w_after = state.params["encoder"]["input_kernel"], after["encoder"]["input_kernel"]
+    np.testing.assert_allclose(np.asarray(w_after), np.asarray(w) * (1 - 0.1 * 0.5), rtol=1e-6)
+    np.testing.assert_array_equal(
+        np.asarray(after["prior"]["raw_alpha"]), np.asarray(state.params["prior"]["raw_alpha"])
+    )
+    plain = train.create_train_state(model, TrainConfig(learning_rate=0.1, prior_burn_in_steps=0), jax.random.key(0))
+    updates, _ = plain.tx.update(zeros, plain.opt_state, plain.params)
+    np.testing.assert_array_equal(np.asarray(optax.apply_updates(plain.params, updates)["encoder"]["input_kernel"]),
+                                  np.asarray(w))
+
+
+def test_the_vae_package_never_imports_the_kernels():
+    import ast
+    import pathlib
+
+    import bindvae.vae
+
+    for source in pathlib.Path(bindvae.vae.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            assert not any(n.startswith("bindvae.kernels") for n in names), source.name
+    from bindvae.vae import backends
+
+    assert backends.get("fused_cpu").fuses_update and not backends.get("sparse").fuses_update

@@ -36,7 +36,6 @@ from bindvae.kernels import sparse_ops
 from bindvae.vae import objectives
 from bindvae.vae.network import BindVAE, prior_alpha, transform_counts
 
-B1, B2, EPS = 0.9, 0.999, 1e-8  # optax.adam's defaults, used by bindvae.training.make_optimizer
 _W1 = ("encoder", "input_kernel")
 _THETA = ("topic_kmer", "theta")
 
@@ -63,12 +62,14 @@ def _with_net_adam(opt_state, adam):
     return opt_state._replace(inner_states={**opt_state.inner_states, "net": net._replace(inner_state=inner)})
 
 
-def adam_hyper(ok: jax.Array, learning_rate: float, count: jax.Array) -> jax.Array:
+def adam_hyper(ok: jax.Array, learning_rate: float, count: jax.Array, spec) -> jax.Array:
     """float32 [9] for the Adam kernels: [ok, lr, 1 - b1, b1, 1 - b2, b2, eps, 1 - b1^t, 1 - b2^t].
 
-    ``count`` is Adam's step count after this update (t), as optax's bias correction uses it.
+    ``count`` is Adam's step count after this update (t), as optax's bias correction uses it; ``spec``
+    is the run's ``bindvae.training.optim.OptimizerSpec`` (b1, b2, eps: the optimiser's own).
     """
-    values = [ok.astype(jnp.float32), learning_rate, 1 - B1, B1, 1 - B2, B2, EPS, 1 - B1**count, 1 - B2**count]
+    b1, b2, eps = spec.b1, spec.b2, spec.eps
+    values = [ok.astype(jnp.float32), learning_rate, 1 - b1, b1, 1 - b2, b2, eps, 1 - b1**count, 1 - b2**count]
     return jnp.stack([jnp.asarray(v, jnp.float32) for v in values])
 
 
@@ -156,7 +157,7 @@ def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learni
     old_adam = _net_adam(state.opt_state)
     # A schedule is read at the number of updates before this one, as optax's scale_by_schedule does.
     rate = learning_rate(old_adam.count) if callable(learning_rate) else learning_rate
-    hyper = adam_hyper(ok, rate, _net_adam(new_opt).count)
+    hyper = adam_hyper(ok, rate, _net_adam(new_opt).count, state.optimizer)
     w1_new, w1_mu, w1_nu, sq_w1 = sparse_ops.adam_first_layer(
         enc_order, dh1, w1, _get(old_adam.mu, _W1), _get(old_adam.nu, _W1), hyper
     )

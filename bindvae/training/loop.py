@@ -35,6 +35,7 @@ from bindvae.errors import BindVAEError, ConfigError
 from bindvae.features.shards import ShardIndex
 from bindvae.tracking import MetricLogger, MetricsFile, NullLogger, read_metrics
 from bindvae.training.feeds import host_feed, kmer_totals, resident_feed
+from bindvae.training.optim import optimizer_spec
 from bindvae.training.resume import drop_best, prepare_run_dir, restore, state_tree
 from bindvae.training.state import TrainState, create_train_state
 from bindvae.training.step import (
@@ -271,9 +272,7 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
     metric_logger.log_config(to_dict(config))
     val_data = data_lib.pad_rows(val_X, tc.n_length_buckets) if val_X is not None and val_X.shape[0] else None
     mesh = parallel.make_mesh(tc.devices)
-    path = resolve_compute_path(
-        tc.compute_path, moment_dtype=tc.optimizer_state_dtype, n_devices=int(mesh.devices.size)
-    )
+    path = resolve_compute_path(tc.compute_path, n_devices=int(mesh.devices.size), optimizer=optimizer_spec(tc))
     loop, eval_step = make_train_loop(model, path, tc.sampler), make_eval_step(model, path, tc.sampler)
     if mesh.devices.size == 1 and not isinstance(train_X, ShardIndex):
         feed, n_train, close_feed = resident_feed(tc, train_X, loop)

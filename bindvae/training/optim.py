@@ -1,10 +1,13 @@
-"""The optimiser: Adam with the prior's burn-in freeze and the learning-rate schedule.
+"""The optimiser: Adam (or AdamW) with the prior's burn-in freeze and the learning-rate schedule.
 
-The only place that builds the optimiser; the fused CPU step reads its hyper-parameters from here.
+The only place that builds the optimiser. :func:`optimizer_spec` describes what it builds; the fused
+CPU step, which applies the network's update itself, reads its hyper-parameters from that and refuses
+what it does not implement.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -60,17 +63,44 @@ def learning_rate_schedule(config: TrainConfig):
     return lr
 
 
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """The network's update rule as :func:`make_optimizer` builds it (optax's Adam defaults)."""
+
+    name: str = "adam"  # adam | adamw
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0  # decoupled (AdamW); 0 for adam
+    moment_dtype: str = "float32"
+
+
+def optimizer_spec(config: TrainConfig) -> OptimizerSpec:
+    """What :func:`make_optimizer` applies to the network's parameters for this config."""
+    decay = float(config.weight_decay) if config.optimizer == "adamw" else 0.0
+    return OptimizerSpec(name=config.optimizer, weight_decay=decay, moment_dtype=config.optimizer_state_dtype)
+
+
+def _network_rule(spec: OptimizerSpec, learning_rate) -> optax.GradientTransformation:
+    mu_dtype = jnp.bfloat16 if spec.moment_dtype == "bfloat16" else None
+    if spec.name == "adamw":
+        return optax.adamw(learning_rate, b1=spec.b1, b2=spec.b2, eps=spec.eps, weight_decay=spec.weight_decay,
+                           mu_dtype=mu_dtype)
+    return optax.adam(learning_rate, b1=spec.b1, b2=spec.b2, eps=spec.eps, mu_dtype=mu_dtype)
+
+
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Adam on every parameter; the prior's part is frozen for ``prior_burn_in_steps`` updates.
+    """Adam (``train.optimizer``) on every parameter; the prior's is frozen for ``prior_burn_in_steps`` updates.
 
     The network follows :func:`learning_rate_schedule`; the prior keeps the constant rate (its
-    updates start only after burn-in).
+    updates start only after burn-in) and plain Adam (no weight decay on the prior).
     """
-    mu_dtype = jnp.bfloat16 if config.optimizer_state_dtype == "bfloat16" else None
+    spec = optimizer_spec(config)
+    prior_rule = _network_rule(dataclasses.replace(spec, name="adam", weight_decay=0.0), config.learning_rate)
     return optax.multi_transform(
         {
-            "net": optax.adam(learning_rate_schedule(config), mu_dtype=mu_dtype),
-            "prior": freeze_for(optax.adam(config.learning_rate, mu_dtype=mu_dtype), config.prior_burn_in_steps),
+            "net": _network_rule(spec, learning_rate_schedule(config)),
+            "prior": freeze_for(prior_rule, config.prior_burn_in_steps),
         },
         _param_labels,
     )

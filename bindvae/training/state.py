@@ -10,14 +10,14 @@ from flax import struct
 from flax.training import train_state
 
 from bindvae.config import TrainConfig
-from bindvae.training.optim import learning_rate_schedule, make_optimizer
+from bindvae.training.optim import OptimizerSpec, learning_rate_schedule, make_optimizer, optimizer_spec
 from bindvae.vae.network import BindVAE, init_params
 
 
 class TrainState(train_state.TrainState):
     """Flax TrainState plus non-finite step counters (int32 scalars).
 
-    ``learning_rate`` and ``moment_dtype`` (static) are the optimiser's settings, which the fused
+    ``learning_rate`` and ``optimizer`` (static) are the optimiser's settings, which the fused
     CPU step (``bindvae.kernels.fused``) applies itself to W1 and theta. ``workspace`` holds that step's
     buffers kept from one step to the next (``bindvae.kernels.fused.new_workspace``; None on the other
     paths); it is derived data, never checkpointed.
@@ -27,7 +27,11 @@ class TrainState(train_state.TrainState):
     skipped_steps: jax.Array
     workspace: Any = None
     learning_rate: Any = struct.field(pytree_node=False, default=0.0)  # a float, or a schedule of the update count
-    moment_dtype: str = struct.field(pytree_node=False, default="float32")
+    optimizer: OptimizerSpec = struct.field(pytree_node=False, default=OptimizerSpec())
+
+    @property
+    def moment_dtype(self) -> str:
+        return self.optimizer.moment_dtype
 
 
 def create_train_state(
@@ -52,5 +56,5 @@ def create_train_state(
         bad_steps=jnp.zeros([], jnp.int32),
         skipped_steps=jnp.zeros([], jnp.int32),
         learning_rate=learning_rate_schedule(config),
-        moment_dtype=config.optimizer_state_dtype,
+        optimizer=optimizer_spec(config),
     )

@@ -9,14 +9,16 @@ import jax.numpy as jnp
 import optax
 
 from bindvae.errors import ConfigError
+from bindvae.training.optim import OptimizerSpec
 from bindvae.training.state import TrainState
-from bindvae.vae import objectives
-from bindvae.vae.network import BindVAE, prior_alpha, transform_counts
+from bindvae.vae import backends, objectives
+from bindvae.vae.network import BindVAE
 
 METRIC_KEYS = ("loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean", "l2_grads")
 
 def resolve_compute_path(
-    path: str, backend: str | None = None, *, moment_dtype: str = "float32", n_devices: int = 1
+    path: str, backend: str | None = None, *, moment_dtype: str = "float32", n_devices: int = 1,
+    optimizer: OptimizerSpec | None = None,
 ) -> str:
     """``fused_cpu``, ``sparse_cpu``, ``sparse`` or ``dense`` for a configured path; ``auto`` picks per backend.
 
@@ -25,30 +27,37 @@ def resolve_compute_path(
     order and apply Adam to W1 and theta inside their gradient kernels) is the fastest, then
     ``sparse_cpu`` (the same kernels writing dense gradients for optax), well ahead of ``dense`` and
     of ``sparse``, whose XLA gathers and scatter-adds run elementwise. The numba kernels exist only
-    on the CPU; on GPUs the dense path's matmuls win. ``fused_cpu`` needs float32 Adam moments and
-    one device, so ``auto`` picks ``sparse_cpu`` on the CPU otherwise.
+    on the CPU; on GPUs the dense path's matmuls win. ``fused_cpu`` implements Adam with float32
+    moments on one device only, so ``auto`` picks ``sparse_cpu`` on the CPU otherwise (e.g. AdamW).
+
+    Args:
+        path: ``train.compute_path``.
+        backend: JAX backend (default: the current one).
+        moment_dtype: ``train.optimizer_state_dtype`` (used when ``optimizer`` is not given).
+        n_devices: data-parallel devices.
+        optimizer: the run's :class:`bindvae.training.optim.OptimizerSpec`.
 
     Raises:
-        ConfigError: a CPU path asked for on another backend, or ``fused_cpu`` with bfloat16
-            moments or several devices.
+        ConfigError: a CPU path asked for on another backend, or ``fused_cpu`` with an optimiser it does
+            not implement (naming that key) or several devices.
     """
     backend = backend or jax.default_backend()
+    optimizer = optimizer or OptimizerSpec(moment_dtype=moment_dtype)
     if path in ("sparse_cpu", "fused_cpu") and backend != "cpu":
         raise ConfigError(
             "train.compute_path", f"{path} runs on the CPU backend only, not {backend}; use auto, sparse or dense"
         )
-    fusable = moment_dtype == "float32" and n_devices == 1
-    if path == "fused_cpu" and not fusable:
-        raise ConfigError(
-            "train.compute_path",
-            "fused_cpu needs float32 Adam moments (train.optimizer_state_dtype) and one device (train.devices); "
-            "use auto or sparse_cpu",
-        )
-    if path != "auto":
+    if path not in ("auto", "fused_cpu"):
         return path
     if backend != "cpu":
         return "dense"
-    return "fused_cpu" if fusable else "sparse_cpu"
+    refused = backends.get("fused_cpu").unsupported(optimizer)
+    if refused is None and n_devices != 1:
+        refused = ("train.compute_path", "fused_cpu runs on one device (train.devices)")
+    if path == "fused_cpu" and refused is not None:
+        key, why = refused
+        raise ConfigError(key, f"{why}; use train.compute_path=auto or sparse_cpu")
+    return "fused_cpu" if refused is None else "sparse_cpu"
 
 
 def load_cpu_kernels(path: str) -> None:
@@ -56,7 +65,7 @@ def load_cpu_kernels(path: str) -> None:
     if path in ("sparse_cpu", "fused_cpu"):
         from bindvae.kernels import sparse_ops
 
-        sparse_ops.load_kernels(sparse_ops.FUSED_CPU_KERNELS if path == "fused_cpu" else sparse_ops.SPARSE_CPU_KERNELS)
+        sparse_ops.load_kernels(backends.get(path).kernels)
 
 
 def resolve_steps_per_call(steps_per_call: int, backend: str | None = None) -> int:
@@ -68,7 +77,7 @@ def resolve_steps_per_call(steps_per_call: int, backend: str | None = None) -> i
 
 
 def row_terms(model: BindVAE, params, indices, counts, key, path: str, sampler: str = "fast"):
-    """Per-sequence ELBO pieces of a padded batch.
+    """Per-sequence ELBO pieces of a padded batch on compute path ``path`` (:mod:`bindvae.vae.backends`).
 
     Args:
         model: the BindVAE.
@@ -83,27 +92,7 @@ def row_terms(model: BindVAE, params, indices, counts, key, path: str, sampler: 
     Returns:
         (log_likelihood [B], kl [B], prior_alpha [M]).
     """
-    if path in ("sparse_cpu", "fused_cpu"):  # fused_cpu differs in its update only (bindvae.kernels.fused)
-        from bindvae.kernels import sparse_ops  # numba kernels as XLA CPU targets: loaded only on this path
-
-        order = sparse_ops.column_order(indices, counts, model.n_kmers)
-        enc = params["encoder"]
-        enc_order = order._replace(values=transform_counts(order.values, model.input_transform))
-        h1 = sparse_ops.first_layer(enc["input_kernel"], enc_order, indices.shape[0]) + enc["input_bias"]
-        conc = model.apply({"params": params}, h1, method=BindVAE.from_preactivation)
-        prior = prior_alpha(params, model.min_concentration, model.max_concentration)
-        z = objectives.sample_topics(key, conc, sampler)
-        ll = sparse_ops.log_likelihood(z, params["topic_kmer"]["theta"], counts, order)
-    elif path == "sparse":
-        conc, theta, prior = model.apply({"params": params}, indices, counts, method=BindVAE.sparse)
-        z = objectives.sample_topics(key, conc, sampler)
-        ll = objectives.log_likelihood_sparse(z, theta, indices, counts)
-    else:
-        x = objectives.densify(indices, counts, model.n_kmers)
-        conc, theta, prior = model.apply({"params": params}, x)
-        z = objectives.sample_topics(key, conc, sampler)
-        ll = objectives.log_likelihood_dense(z, theta, x)
-    return ll, objectives.dirichlet_kl(conc, prior), prior
+    return backends.get(path).row_terms(model, params, indices, counts, key, sampler)
 
 
 def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str, sampler: str = "fast"):
@@ -156,15 +145,14 @@ def _update_if(ok, state: TrainState, grads):
 
 def apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, key, sampler: str = "fast"):
     step_key = jax.random.fold_in(key, state.step)
-    if path == "fused_cpu":
-        from bindvae.kernels import fused  # numba kernels as XLA CPU targets: loaded only on this path
-
-        if state.moment_dtype != "float32" or not state.learning_rate:
-            raise ConfigError(
-                "train.compute_path", "fused_cpu needs float32 Adam moments and a state from create_train_state"
-            )
-        params, opt_state, metrics, grad_norm, ok, workspace = fused.fused_step(
-            model, state, indices, counts, step_key, sampler, state.learning_rate, batch_metrics
+    compute = backends.get(path)
+    if compute.fuses_update:
+        refused = compute.unsupported(state.optimizer)
+        if refused is not None or not state.learning_rate:
+            key_name, why = refused or ("train.compute_path", "the fused step needs a state from create_train_state")
+            raise ConfigError(key_name, why)
+        params, opt_state, metrics, grad_norm, ok, workspace = compute.update(
+            model, state, indices, counts, step_key, sampler, batch_metrics
         )
         state = state.replace(workspace=workspace)
     else:
@@ -202,15 +190,14 @@ def make_train_step(model: BindVAE, path: str, sampler: str = "fast"):
 def _with_workspace(jitted, model: BindVAE, path: str):
     # The fused step keeps buffers across steps in ``state.workspace``; a state without them gets
     # them here, before the first call, so that the jitted step sees one pytree structure only.
-    if path != "fused_cpu":
+    compute = backends.get(path)
+    if not compute.fuses_update:
         return jitted
 
     @functools.wraps(jitted)
     def call(state, *args, **kwargs):
         if state.workspace is None:
-            from bindvae.kernels import fused
-
-            state = state.replace(workspace=fused.new_workspace(model))
+            state = state.replace(workspace=compute.new_workspace(model))
         return jitted(state, *args, **kwargs)
 
     return call
