@@ -82,8 +82,16 @@ def _base_config(config_name: str, overrides: list[str]):
         raise ConfigError("overrides", _first_line(err)) from None
 
 
-def _check_key(cfg, key: str, arg: str) -> None:
-    """Raises ConfigError unless ``key`` (dotted) names a node of ``cfg``."""
+def _groups(config_name: str) -> list[str]:
+    """The config groups the primary config chooses from (train's ``data``, ``tiny``, ...)."""
+    from omegaconf import OmegaConf
+
+    entries = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{config_name}.yaml")).get("defaults", [])
+    return [k for e in entries if isinstance(e, dict) for k in e if not k.startswith(("override", "hydra"))]
+
+
+def _check_key(cfg, key: str, arg: str, groups: list[str]) -> None:
+    """Raises ConfigError unless ``key`` (dotted) names a node of ``cfg`` (the message lists the known keys)."""
     from omegaconf import DictConfig
 
     node, parts = cfg, key.split(".")
@@ -92,7 +100,8 @@ def _check_key(cfg, key: str, arg: str) -> None:
             return  # a list, a value or an unset section: Hydra checks what lies below
         if part not in node.keys():
             where = ".".join(parts[:depth])
-            known = ", ".join(sorted(str(k) for k in node.keys() if k != "hydra"))
+            names = {str(k) for k in node.keys() if k != "hydra"} | (set(groups) if depth == 0 else set())
+            known = ", ".join(sorted(names))
             raise ConfigError(key, f"unknown argument {arg!r}; known{' in ' + where if where else ''}: {known}")
         node = node._get_node(part)
 
@@ -146,7 +155,7 @@ def check_overrides(config_name: str, overrides: list[str], multirun: bool = Fal
             continue
         if base is None:
             base = _base_config(config_name, groups)
-        _check_key(base, name, arg.lstrip("~"))
+        _check_key(base, name, arg.lstrip("~"), _groups(config_name))
     return checked
 
 
