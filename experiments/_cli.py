@@ -271,7 +271,9 @@ class App:
 
         entry = hydra.main(config_path=str(CONF_DIR), config_name=self.name, version_base="1.3")(self._task)
         saved = sys.argv
-        sys.argv = [f"experiments.{self.name}", *argv]
+        # The job is named after the entry point, not after this module (Hydra's guess from the task function).
+        named = any(a.startswith("hydra.job.name=") for a in argv)
+        sys.argv = [f"experiments.{self.name}", *argv, *([] if named else [f"hydra.job.name={self.name}"])]
         try:
             entry()
         except SystemExit as stop:
