@@ -42,6 +42,9 @@ README's outputs section) and prints a short summary: how many topics were named
 best-supported ones with their q-values, the report's path.
 A user mistake prints one line,
 ``error: <message>``, and exits with status 2.
+
+A Hydra application (every key and its default: ``conf/analyze.yaml``): ``--cfg job`` prints the
+config, and ``-m run_dir=A,B`` analyses several runs one after the other.
 """
 
 from __future__ import annotations
@@ -50,97 +53,89 @@ import dataclasses
 import logging
 import sys
 
-from bindvae.errors import BindVAEError, ConfigError
-from experiments._cli import help_requested, parse_key_values
+from bindvae.errors import ConfigError
+from experiments._cli import App, items, text
 
 _FLOATS = {"max_q": None, "min_effect": None, "motif_max_q": None, "min_repeat_share": "titles",
            "min_fold": "titles", "min_gc_shift": "titles", "max_entropy": "flags", "min_low_entropy_share": "flags",
            "bias_max_q": "flags"}
 _INTS = {"max_tfs_per_topic": None}
 _NESTED = ("titles", "flags")
-_KEYS = {"run_dir", "sweep_dir", "peaks", "probes", "tf_per_block", "motif_db", "jaspar_release", "compare",
-         "kind", "motif_ranking", "seed", "n_best", "n_probes_per_tf", "max_topics_per_tf", "gold", "pairs", "n_15mers",
-         "bias_motifs", *_FLOATS, *_INTS}
 
 
-def _parse(argv: list[str]) -> dict[str, str]:
-    args = parse_key_values(argv, sorted(_KEYS))
-    if ("run_dir" in args) == ("sweep_dir" in args):
-        raise ConfigError("run_dir", "give exactly one of run_dir=DIR or sweep_dir=DIR")
-    return args
-
-
-def _number(args: dict, key: str, default, kind=int):
+def _number(args: dict, key: str, kind=int):
+    value = args[key]
     try:
-        return kind(args.get(key, default))
-    except ValueError:
-        raise ConfigError(key, f"must be {'an integer' if kind is int else 'a number'}, got {args[key]!r}") from None
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
 
 
 def _rules(args: dict, defaults):
-    """The naming rules with the thresholds given on the command line."""
+    """The naming rules with the thresholds of the config."""
     nested = {
         group: dataclasses.replace(
             getattr(defaults, group),
-            **{
-                k: _number(args, k, getattr(getattr(defaults, group), k), float)
-                for k, where in _FLOATS.items()
-                if where == group
-            },
+            **{k: _number(args, k, float) for k, where in _FLOATS.items() if where == group},
         )
         for group in _NESTED
     }
-    rules = {k: _number(args, k, getattr(defaults, k), float) for k, where in _FLOATS.items() if not where}
-    rules.update({k: _number(args, k, getattr(defaults, k)) for k in _INTS})
+    rules = {k: _number(args, k, float) for k, where in _FLOATS.items() if not where}
+    rules.update({k: _number(args, k) for k in _INTS})
     return dataclasses.replace(defaults, **nested, **rules)
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(args: dict) -> int:
+    """Analyse ``args["run_dir"]`` (or select models across ``args["sweep_dir"]``); prints the summary."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "jax._src.xla_bridge"):  # checkpoint and backend chatter, not the analysis's
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    argv = sys.argv[1:] if argv is None else argv
-    if help_requested(argv, __doc__):
-        return 0
-    try:
-        args = _parse(argv)
-        from bindvae.analysis.pipeline import AnalysisOptions, analyze_run, analyze_sweep
-        from bindvae.analysis.report_content import summary_text
+    if (text(args["run_dir"]) is None) == (text(args["sweep_dir"]) is None):
+        raise ConfigError("run_dir", "give exactly one of run_dir=DIR or sweep_dir=DIR")
+    from bindvae.analysis.pipeline import AnalysisOptions, analyze_run, analyze_sweep
+    from bindvae.analysis.report_content import summary_text
 
-        defaults = AnalysisOptions()
-        options = AnalysisOptions(
-            peaks=args.get("peaks") or None,
-            probes=args.get("probes") or None,
-            tf_per_block=tuple(t for t in args.get("tf_per_block", "").split(",") if t),
-            motif_db=args.get("motif_db", "jaspar"),
-            jaspar_release=args.get("jaspar_release", defaults.jaspar_release),
-            compare=args.get("compare") or None,
-            kind=args.get("kind", "mean"),
-            motif_ranking=args.get("motif_ranking", "encoder"),
-            seed=_number(args, "seed", 0),
-            n_probes_per_tf=_number(args, "n_probes_per_tf", defaults.n_probes_per_tf),
-            rules=_rules(args, defaults.rules),
-            max_topics_per_tf=_number(args, "max_topics_per_tf", defaults.max_topics_per_tf),
-            gold=args.get("gold") or None,
-            pairs=args.get("pairs") or None,
-            n_15mers=_number(args, "n_15mers", defaults.n_15mers),
-            bias_motifs=args.get("bias_motifs") or None,
-        )
-        if "sweep_dir" in args:
-            out = analyze_sweep(args["sweep_dir"], options, n_best=_number(args, "n_best", 3))
-            text = f"Model selection: {out / 'model_selection.tsv'} and {out / 'ensemble.tsv'}\n"
-        else:
-            out = analyze_run(args["run_dir"], options)
-            text = summary_text(out)
-        if options.gold:
-            from bindvae.analysis.retrieval import summary_lines
+    defaults = AnalysisOptions()
+    options = AnalysisOptions(
+        peaks=text(args["peaks"]),
+        probes=text(args["probes"]),
+        tf_per_block=tuple(items(args["tf_per_block"])),
+        motif_db=text(args["motif_db"]) or "",
+        jaspar_release=text(args["jaspar_release"]) or "",
+        compare=text(args["compare"]),
+        kind=text(args["kind"]) or "",
+        motif_ranking=text(args["motif_ranking"]) or "",
+        seed=_number(args, "seed"),
+        n_probes_per_tf=_number(args, "n_probes_per_tf"),
+        rules=_rules(args, defaults.rules),
+        max_topics_per_tf=_number(args, "max_topics_per_tf"),
+        gold=text(args["gold"]),
+        pairs=text(args["pairs"]),
+        n_15mers=_number(args, "n_15mers"),
+        bias_motifs=text(args["bias_motifs"]),
+    )
+    if text(args["sweep_dir"]):
+        out = analyze_sweep(text(args["sweep_dir"]), options, n_best=_number(args, "n_best"))
+        summary = f"Model selection: {out / 'model_selection.tsv'} and {out / 'ensemble.tsv'}\n"
+    else:
+        out = analyze_run(text(args["run_dir"]), options)
+        summary = summary_text(out)
+    if options.gold:
+        from bindvae.analysis.retrieval import summary_lines
 
-            text += summary_lines(out / "retrieval.tsv")
-    except BindVAEError as err:
-        sys.stderr.write(f"error: {err}\n")
-        return 2
-    sys.stdout.write(text)
+        summary += summary_lines(out / "retrieval.tsv")
+    sys.stdout.write(summary)
     return 0
+
+
+APP = App("analyze", __doc__, run, list_keys=("tf_per_block",))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.analyze`` (Hydra's command line) or ``main([...key=value])`` from a test."""
+    return APP.main(argv)
 
 
 if __name__ == "__main__":

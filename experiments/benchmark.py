@@ -5,7 +5,9 @@
 Each section lives in ``experiments/bench/<section>.py`` and exposes ``run(quick, repeats)``, which
 returns rows ``{"benchmark": str, "value": float, "unit": str, "notes": str}``. Values are medians
 over ``repeats`` runs. The table is printed as Markdown, and every row also as a JSON line (to
-``jsonl`` when given) so machines can read it.
+``jsonl`` when given) so machines can read it. A Hydra application (every key and its default:
+``conf/benchmark.yaml``; ``--cfg job`` prints it); a mistake prints one line, ``error: <message>``, and
+exits with status 2.
 """
 
 from __future__ import annotations
@@ -17,20 +19,11 @@ import os
 import platform
 import sys
 
+from bindvae.errors import ConfigError
 from bindvae.io import write_text_atomic
-from experiments._cli import help_requested
+from experiments._cli import App, items, text
 
 SECTIONS = ("featurize", "train", "infer", "motifs", "scaling")
-
-
-def _parse_args(argv: list[str]) -> dict[str, str]:
-    args = {}
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in {"only", "quick", "repeats", "jsonl"}:
-            raise SystemExit(f"benchmark: unknown argument {item!r} (use only=, quick=, repeats=, jsonl=)")
-        args[key] = value
-    return args
 
 
 def machine_description() -> str:
@@ -45,17 +38,22 @@ def machine_description() -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if help_requested(argv, __doc__):
-        return 0
-    args = _parse_args(argv)
-    only = [s for s in args.get("only", ",".join(SECTIONS)).split(",") if s]
+def run(args: dict) -> int:
+    """Runs the sections; prints the table and the JSON lines."""
+    only = items(args["only"])
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
-        raise SystemExit(f"benchmark: unknown section(s) {unknown}; known: {list(SECTIONS)}")
-    quick = args.get("quick", "false").lower() in {"1", "true", "yes"}
-    repeats = int(args.get("repeats", "5"))
+        raise ConfigError("only", f"unknown section(s) {unknown}; known: {list(SECTIONS)}")
+    quick_text = str(args["quick"]).lower()
+    if quick_text not in {"1", "0", "true", "false", "yes", "no"}:
+        raise ConfigError("quick", f"must be true or false, got {args['quick']!r}")
+    quick = quick_text in {"1", "true", "yes"}
+    try:
+        if isinstance(args["repeats"], bool) or int(args["repeats"]) < 1:
+            raise ValueError
+        repeats = int(args["repeats"])
+    except (TypeError, ValueError):
+        raise ConfigError("repeats", f"must be a positive integer, got {args['repeats']!r}") from None
     rows = []
     for section in only:
         module = importlib.import_module(f"benchmarks.speed.{section}")
@@ -70,11 +68,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     sys.stdout.write("\n".join(lines) + "\n")
     json_lines = "".join(json.dumps({**row, "date": stamp}) + "\n" for row in rows)
-    if "jsonl" in args:
-        write_text_atomic(args["jsonl"], json_lines)
+    if text(args["jsonl"]):
+        write_text_atomic(text(args["jsonl"]), json_lines)
     else:
         sys.stdout.write(json_lines)
     return 0
+
+
+APP = App("benchmark", __doc__, run, list_keys=("only",))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.benchmark`` (Hydra's command line) or ``main([...key=value])`` from a test."""
+    return APP.main(argv)
 
 
 if __name__ == "__main__":

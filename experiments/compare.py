@@ -13,7 +13,8 @@ topic_matching.tsv (run_a, run_b, topic_a, topic_b, similarity, matched for ever
 reproducibility.tsv/.png (share of topics reproduced per pair; TFs in common where both runs were
 analysed) and seed_spread.tsv (runs whose configs differ only in train.seed: the spread of their
 reproducibility). Prints one line per pair of runs. A user mistake prints one line,
-``error: <message>``, and exits with status 2; nothing is written.
+``error: <message>``, and exits with status 2; nothing is written. A Hydra application (every key
+and its default: ``conf/compare.yaml``; ``--cfg job`` prints it).
 """
 
 from __future__ import annotations
@@ -21,47 +22,38 @@ from __future__ import annotations
 import logging
 import sys
 
-from bindvae.errors import BindVAEError, ConfigError
-from experiments._cli import help_requested, parse_key_values
-
-_KEYS = ("runs", "labels", "out", "min_similarity")
+from bindvae.errors import ConfigError
+from experiments._cli import App, items, text
 
 
-def _parse(argv: list[str]) -> dict[str, str]:
-    args = parse_key_values(argv, _KEYS)
-    if not args.get("runs"):
-        raise ConfigError("runs", "give runs=A,B[,C...] (two or more run directories)")
-    return args
-
-
-def _items(text: str) -> list[str]:
-    return [t for t in text.split(",") if t]
-
-
-def main(argv: list[str] | None = None) -> int:
+def run(args: dict) -> int:
+    """Compares the runs; prints one line per pair."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "jax._src.xla_bridge"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    argv = sys.argv[1:] if argv is None else argv
-    if help_requested(argv, __doc__):
-        return 0
+    if not items(args["runs"]):
+        raise ConfigError("runs", "give runs=A,B[,C...] (two or more run directories)")
+    value = args["min_similarity"]
     try:
-        args = _parse(argv)
-        options = {}
-        if "min_similarity" in args:
-            try:
-                options["min_similarity"] = float(args["min_similarity"])
-            except ValueError:
-                raise ConfigError("min_similarity", f"must be a number, got {args['min_similarity']!r}") from None
-        from bindvae.analysis.runs_pipeline import compare_runs, summary_text
+        if isinstance(value, bool):
+            raise ValueError
+        min_similarity = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError("min_similarity", f"must be a number, got {value!r}") from None
+    from bindvae.analysis.runs_pipeline import compare_runs, summary_text
 
-        out = compare_runs(_items(args["runs"]), _items(args.get("labels", "")) or None, args.get("out") or None,
-                           **options)
-    except BindVAEError as err:
-        sys.stderr.write(f"error: {err}\n")
-        return 2
+    out = compare_runs(items(args["runs"]), items(args["labels"]) or None, text(args["out"]),
+                       min_similarity=min_similarity)
     sys.stdout.write(summary_text(out))
     return 0
+
+
+APP = App("compare", __doc__, run, list_keys=("runs", "labels"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.compare`` (Hydra's command line) or ``main([...key=value])`` from a test."""
+    return APP.main(argv)
 
 
 if __name__ == "__main__":

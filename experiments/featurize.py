@@ -19,6 +19,8 @@ Many inputs and data sets larger than memory::
 sequences each plus ``index.json`` (see ``bindvae.features.shards``); train on it with ``data=shards``.
 ``workers=N`` featurizes N input files at a time in separate processes (each writes its own shards;
 they are adopted in input order, so the result does not depend on ``workers``).
+
+A Hydra application (every key and its default: ``conf/featurize.yaml``; ``--cfg job`` prints it).
 """
 
 from __future__ import annotations
@@ -36,17 +38,16 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from bindvae.errors import BindVAEError, ConfigError, InputError
+from bindvae.errors import ConfigError, InputError
 from bindvae.features.formats import save_features
 from bindvae.features.kmers import Vocabulary, featurize
 from bindvae.features.sequences import SequenceSet, Skipped, read_sequences
 from bindvae.features.shards import ShardWriter, is_sharded, write_shard_file
 from bindvae.io import check_writable_dir
-from experiments._cli import help_requested
+from experiments._cli import App, items, text
 
 logger = logging.getLogger("experiments.featurize")
 
-KEYS = {"input", "output", "genome", "span", "top_n", "overwrite", "shard_size", "workers"}
 CHUNK = 16_384  # sequences per featurize call: granularity of the progress bar
 PROGRESS_MIN = 20_000  # show a progress bar from this many sequences on (and only on a terminal)
 MAX_SKIP_LINES = 20
@@ -54,30 +55,31 @@ SKIP_SHORT = "shorter than 8 bp"
 SKIP_NO_WINDOW = "no 8 bp window of A/C/G/T only"
 
 
-def parse_args(argv: list[str]) -> dict:
-    """key=value arguments -> settings dict; raises ConfigError for unknown keys or bad values."""
-    args: dict = {"genome": None, "span": 200, "top_n": None, "overwrite": False, "shard_size": None, "workers": 1}
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in KEYS:
-            raise ConfigError(key, f"unknown argument {item!r}; use {', '.join(sorted(KEYS))} as key=value")
-        args[key] = value
+def settings(values: dict) -> dict:
+    """The composed config (conf/featurize.yaml) -> settings dict; raises ConfigError for a bad value."""
+    args = dict(values)
     for key in ("input", "output"):
-        if not args.get(key):
+        if not items(args.get(key)):
             raise ConfigError(key, "required (key=value)")
     for key in ("span", "top_n", "shard_size", "workers"):
         if args[key] is not None:
+            value = args[key]
             try:
-                args[key] = int(args[key])
-            except ValueError:
-                raise ConfigError(key, f"must be a positive integer, got {args[key]!r}") from None
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError
+                args[key] = int(value)
+            except (TypeError, ValueError):
+                raise ConfigError(key, f"must be a positive integer, got {value!r}") from None
             if args[key] < 1:
                 raise ConfigError(key, f"must be a positive integer, got {args[key]}")
     flag = str(args["overwrite"]).lower()
     if flag not in {"true", "false", "1", "0", "yes", "no"}:
         raise ConfigError("overwrite", f"must be true or false, got {args['overwrite']!r}")
     args["overwrite"] = flag in {"true", "1", "yes"}
-    args["inputs"] = [p for p in str(args["input"]).split(",") if p]
+    args["inputs"] = items(args["input"])
+    args["input"] = ",".join(args["inputs"])
+    args["output"] = str(args["output"])
+    args["genome"] = text(args["genome"])
     return args
 
 
@@ -226,18 +228,18 @@ def run(args: dict) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run_app(values: dict) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
-    argv = sys.argv[1:] if argv is None else argv
-    if help_requested(argv, __doc__):
-        return 0
-    try:
-        summary = run(parse_args(argv))
-    except BindVAEError as err:
-        sys.stderr.write(f"error: {err}\n")
-        return 2
-    sys.stdout.write(summary + "\n")
+    sys.stdout.write(run(settings(values)) + "\n")
     return 0
+
+
+APP = App("featurize", __doc__, _run_app, list_keys=("input",))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.featurize`` (Hydra's command line) or ``main([...key=value])`` from a test."""
+    return APP.main(argv)
 
 
 if __name__ == "__main__":

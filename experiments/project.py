@@ -36,6 +36,7 @@ Mann-Whitney p, and the best topic by overlap), heatmap_rows.tsv (the figures' r
 skipped.tsv, clr_heatmap.png, chip_labels.png, overlap_boxplots.png and report.html. Prints a line per TF.
 
 A user mistake prints one line, ``error: <message>``, and exits with status 2; nothing is written.
+A Hydra application (every key and its default: ``conf/project.yaml``; ``--cfg job`` prints it).
 """
 
 from __future__ import annotations
@@ -43,32 +44,34 @@ from __future__ import annotations
 import logging
 import sys
 
-from bindvae.errors import BindVAEError, ConfigError
-from experiments._cli import help_requested, parse_key_values
+from bindvae.errors import ConfigError
+from experiments._cli import App, items, text
 
 _SET_KEYS = ("sets", "max_per_set", "seed", "umap", "n_neighbors")
 _CHIP_KEYS = ("peaks", "chip", "min_overlap", "probes", "tf_per_block", "motif_db", "jaspar_release", "motif_ranking")
-_KEYS = ("run_dir", *_SET_KEYS, "genome", "span", "kind", *_CHIP_KEYS)
 
 
-def _parse(argv: list[str]) -> dict[str, str]:
-    args = parse_key_values(argv, _KEYS)
-    if not args.get("run_dir"):
+def _given(args: dict, key: str) -> bool:
+    """Whether the config sets ``key`` to something other than conf/project.yaml's default."""
+    return args[key] != APP.defaults()[key]
+
+
+def _check(args: dict) -> None:
+    if not text(args["run_dir"]):
         raise ConfigError("run_dir", "run_dir= is required")
-    if "peaks" in args or "chip" in args:
+    if text(args["peaks"]) or text(args["chip"]):
         for key in ("peaks", "chip", "genome"):
-            if not args.get(key):
+            if not text(args[key]):
                 raise ConfigError(key, f"{key}= is required with peaks= and chip= (labelling by ChIP-seq overlap)")
-        wrong = [key for key in _SET_KEYS if key in args]
+        wrong = [key for key in _SET_KEYS if _given(args, key)]
         if wrong:
             raise ConfigError(wrong[0], f"{wrong[0]}= belongs to sets= projections, not to peaks= and chip=")
-    elif not args.get("sets"):
+    elif not text(args["sets"]):
         raise ConfigError("sets", "sets= is required (or peaks=, genome= and chip= to label peaks by ChIP-seq overlap)")
     else:
-        wrong = [key for key in _CHIP_KEYS if key in args]
+        wrong = [key for key in _CHIP_KEYS if _given(args, key)]
         if wrong:
             raise ConfigError(wrong[0], f"{wrong[0]}= belongs to peaks= and chip=, not to sets= projections")
-    return args
 
 
 def _chip(args: dict) -> str:
@@ -77,59 +80,60 @@ def _chip(args: dict) -> str:
     from bindvae.analysis.chip_pipeline import project_chip, summary_text
     from bindvae.analysis.pipeline import AnalysisOptions
 
-    defaults = AnalysisOptions()
-    options = AnalysisOptions(probes=args.get("probes") or None,
-                              tf_per_block=tuple(t for t in args.get("tf_per_block", "").split(",") if t),
-                              motif_db=args.get("motif_db", defaults.motif_db),
-                              jaspar_release=args.get("jaspar_release", defaults.jaspar_release),
-                              kind=args.get("kind", "mean"), motif_ranking=args.get("motif_ranking", "encoder"))
-    out = project_chip(args["run_dir"], args["peaks"], args["genome"], chip_overlap.parse_chip(args["chip"]),
-                       min_overlap=_int(args, "min_overlap", chip_overlap.DEFAULT_MIN_OVERLAP),
-                       span=_int(args, "span", 200), options=options)
+    options = AnalysisOptions(probes=text(args["probes"]), tf_per_block=tuple(items(args["tf_per_block"])),
+                              motif_db=text(args["motif_db"]) or "", jaspar_release=text(args["jaspar_release"]) or "",
+                              kind=text(args["kind"]) or "", motif_ranking=text(args["motif_ranking"]) or "")
+    out = project_chip(text(args["run_dir"]), text(args["peaks"]), text(args["genome"]),
+                       chip_overlap.parse_chip(",".join(items(args["chip"]))),
+                       min_overlap=_int(args, "min_overlap"), span=_int(args, "span"), options=options)
     return summary_text(out)
 
 
-def _int(args: dict, key: str, default):
-    if key not in args:
-        return default
+def _int(args: dict, key: str):
+    value = args[key]
+    if value is None:
+        return None
     try:
-        return int(args[key])
-    except ValueError:
-        raise ConfigError(key, f"must be an integer, got {args[key]!r}") from None
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"must be an integer, got {value!r}") from None
 
 
-def _bool(args: dict, key: str, default: bool) -> bool:
-    value = args.get(key, str(default)).lower()
+def _bool(args: dict, key: str) -> bool:
+    value = str(args[key]).lower()
     if value not in ("true", "false"):
         raise ConfigError(key, f"must be true or false, got {args[key]!r}")
     return value == "true"
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(args: dict) -> int:
+    """Projects the sets (or labels the peaks by ChIP-seq overlap); prints the summary."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "jax._src.xla_bridge", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    argv = sys.argv[1:] if argv is None else argv
-    if help_requested(argv, __doc__):
+    _check(args)
+    if text(args["peaks"]):
+        sys.stdout.write(_chip(args))
         return 0
-    try:
-        args = _parse(argv)
-        if "peaks" in args:
-            text = _chip(args)
-            sys.stdout.write(text)
-            return 0
-        from bindvae.analysis import projection
-        from bindvae.analysis.projection_pipeline import project_sets, summary_text
+    from bindvae.analysis import projection
+    from bindvae.analysis.projection_pipeline import project_sets, summary_text
 
-        out = project_sets(args["run_dir"], projection.parse_sets(args["sets"]), genome=args.get("genome") or None,
-                           span=_int(args, "span", 200), max_per_set=_int(args, "max_per_set", None),
-                           seed=_int(args, "seed", 0), kind=args.get("kind", "mean"), umap=_bool(args, "umap", True),
-                           n_neighbors=_int(args, "n_neighbors", 15))
-    except BindVAEError as err:
-        sys.stderr.write(f"error: {err}\n")
-        return 2
+    out = project_sets(text(args["run_dir"]), projection.parse_sets(",".join(items(args["sets"]))),
+                       genome=text(args["genome"]), span=_int(args, "span"), max_per_set=_int(args, "max_per_set"),
+                       seed=_int(args, "seed"), kind=text(args["kind"]) or "", umap=_bool(args, "umap"),
+                       n_neighbors=_int(args, "n_neighbors"))
     sys.stdout.write(summary_text(out))
     return 0
+
+
+APP = App("project", __doc__, run, list_keys=("sets", "chip", "tf_per_block"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.project`` (Hydra's command line) or ``main([...key=value])`` from a test."""
+    return APP.main(argv)
 
 
 if __name__ == "__main__":

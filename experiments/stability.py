@@ -11,7 +11,9 @@ prior. The original TensorFlow code is known to stop with "KL divergence is nega
 versions; this is the check that ours never does. Made for a GPU (20,000 steps take about a minute
 there); on a CPU pass smaller ``steps``.
 
-Imports only jax, flax, optax, numpy, scipy and numba (runs on bare GPU boxes).
+Imports only jax, flax, optax, numpy, scipy and numba, and hydra-core for the command line (runs on bare
+GPU boxes). A Hydra application (every key and its default: ``conf/stability.yaml``; ``--cfg job``
+prints it); a mistake prints one line, ``error: <message>``, and exits with status 2.
 """
 
 from __future__ import annotations
@@ -26,13 +28,12 @@ import numpy as np
 
 from bindvae.config import ModelConfig, TrainConfig
 from bindvae.data.datasets import pad_rows
+from bindvae.errors import ConfigError
 from bindvae.features.kmers import featurize
 from bindvae.io import write_text_atomic
 from bindvae.training import create_train_state, make_train_loop, resolve_compute_path, resolve_steps_per_call
 from bindvae.vae.network import build_model
-from experiments._cli import help_requested
-
-_KEYS = {"steps", "alphas", "num_topics", "hidden", "n_peaks", "length", "jsonl", "seed"}
+from experiments._cli import App, items, text
 
 
 def planted_peaks(rng: np.random.Generator, n_peaks: int, length: int = 200, n_motifs: int = 10) -> list[str]:
@@ -50,14 +51,13 @@ def planted_peaks(rng: np.random.Generator, n_peaks: int, length: int = 200, n_m
     return peaks
 
 
-def _parse(argv: list[str]) -> dict[str, str]:
-    args = {}
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in _KEYS:
-            raise SystemExit(f"error: unknown argument {item!r}; known: {', '.join(sorted(_KEYS))}")
-        args[key] = value
-    return args
+def _number(value, key: str, kind=int):
+    try:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
 
 
 def run_alpha(alpha: float, steps: int, model_config: ModelConfig, data, n_kmers: int, seed: int) -> dict:
@@ -99,20 +99,18 @@ def run_alpha(alpha: float, steps: int, model_config: ModelConfig, data, n_kmers
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if help_requested(argv, __doc__):
-        return 0
-    args = _parse(argv)
-    steps = int(args.get("steps", 20000))
-    alphas = [float(a) for a in args.get("alphas", "0.1,1,10,50").split(",")]
-    hidden = tuple(int(h) for h in args.get("hidden", "300,300,300").split(","))
-    seed = int(args.get("seed", 0))
+def run(args: dict) -> int:
+    """Trains once per alpha; prints the table."""
+    steps = _number(args["steps"], "steps")
+    alphas = [_number(a, "alphas", float) for a in items(args["alphas"])]
+    hidden = tuple(_number(h, "hidden") for h in items(args["hidden"]))
+    seed = _number(args["seed"], "seed")
+    num_topics = _number(args["num_topics"], "num_topics")
     rng = np.random.default_rng(seed)
-    length = int(args.get("length", 200))
+    length = _number(args["length"], "length")
     if length <= 10:
-        raise SystemExit(f"error: length must be > 10 (peaks carry a planted 10-mer), got {length}")
-    X = featurize(planted_peaks(rng, int(args.get("n_peaks", 4096)), length=length))
+        raise ConfigError("length", f"must be > 10 (peaks carry a planted 10-mer), got {length}")
+    X = featurize(planted_peaks(rng, _number(args["n_peaks"], "n_peaks"), length=length))
     data = pad_rows(X, n_buckets=1)
     rows = []
     lines = [
@@ -120,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for alpha in alphas:
-        model_config = ModelConfig(num_topics=int(args.get("num_topics", 100)), alpha=alpha, hidden_sizes=hidden)
+        model_config = ModelConfig(num_topics=num_topics, alpha=alpha, hidden_sizes=hidden)
         row = run_alpha(alpha, steps, model_config, data, X.shape[1], seed)
         rows.append(row)
         lines.append(
@@ -132,11 +130,19 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
     sys.stdout.write(
         f"Device: {jax.devices()[0].device_kind} ({jax.default_backend()}); {X.shape[0]} peaks of {length} bp, "
-        f"M={args.get('num_topics', 100)}, hidden {list(hidden)}, batch 128\n" + "\n".join(lines) + "\n"
+        f"M={num_topics}, hidden {list(hidden)}, batch 128\n" + "\n".join(lines) + "\n"
     )
-    if "jsonl" in args:
-        write_text_atomic(args["jsonl"], "".join(json.dumps(r) + "\n" for r in rows))
+    if text(args["jsonl"]):
+        write_text_atomic(text(args["jsonl"]), "".join(json.dumps(r) + "\n" for r in rows))
     return 0
+
+
+APP = App("stability", __doc__, run, list_keys=("alphas", "hidden"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.stability`` (Hydra's command line) or ``main([...key=value])`` from a test."""
+    return APP.main(argv)
 
 
 if __name__ == "__main__":

@@ -32,12 +32,13 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from bindvae.config import RunConfig, run_name, to_dict
 from bindvae.data import datasets as data_lib
 from bindvae.data import stream
-from bindvae.errors import BindVAEError, ConfigError
+from bindvae.errors import BindVAEError
 from bindvae.features import shards
 from bindvae.features.kmers import Vocabulary
 from bindvae.io import check_writable_dir
 from bindvae.tracking import NullLogger, WandbLogger
 from bindvae.training import fit, parallel, prepare_run_dir, rundir, summary
+from experiments._cli import HELP_FLAGS, MULTIRUN_FLAGS, check_overrides, split_flags
 
 log = logging.getLogger("bindvae.experiments.train")
 
@@ -152,46 +153,41 @@ def main(cfg: DictConfig) -> None:
     log.debug("%s", text)  # fit() already logged the summary
 
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
-def check_arguments(argv: list[str]) -> str | None:
+def check_arguments(argv: list[str]) -> tuple[list[str], str | None]:
     """Checks what Hydra acts on before ``main`` runs, so that a mistake is one line, not a traceback.
 
-    Hydra creates the run directory before calling ``main`` and reports a missing group option in
-    several lines; both are checked here first.
+    Hydra creates the run directory before calling ``main`` and reports an unknown key or a missing
+    group option in several lines; all are checked here first (the key checks are
+    :func:`experiments._cli.check_overrides`, shared by every entry point).
 
     Raises:
-        ConfigError: an unknown option of a config group (``data=bam``), or a run directory that
-            cannot be created or written to (key ``hydra.run.dir`` / ``hydra.sweep.dir``).
+        ConfigError: an unknown key (``model.colour=1``), an unknown option of a config group
+            (``data=bam``), or a run directory that cannot be created or written to (key
+            ``hydra.run.dir`` / ``hydra.sweep.dir``).
 
     Returns:
-        The run directory given as ``hydra.run.dir`` (None for a multirun or Hydra's default).
+        The arguments for Hydra (values its grammar cannot read as they are, quoted) and the run
+        directory given as ``hydra.run.dir`` (None for a multirun or Hydra's default).
     """
-    multirun = any(a in ("-m", "--multirun") for a in argv)
+    flags, overrides = split_flags(argv)
+    if any(f in HELP_FLAGS or f == "--hydra-help" for f in flags):
+        return argv, None
+    multirun = any(f in MULTIRUN_FLAGS for f in flags)
+    overrides = check_overrides("train", overrides, multirun)
     dir_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     run_dir = None
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("+~")
-        if not sep:
-            continue
+    for arg in overrides:
+        key, _, value = arg.partition("=")
         if key == dir_key and "${" not in value:
-            run_dir = value
-        group = CONF_DIR / key
-        if "." not in key and "/" not in key and "(" not in value and group.is_dir() and value not in ("null", ""):
-            for option in value.split(",") if multirun else [value]:
-                if not (group / f"{option}.yaml").is_file():
-                    known = sorted(p.stem for p in group.glob("*.yaml"))
-                    raise ConfigError(key, f"unknown option {option!r}; one of {known}")
+            run_dir = value.strip("'")
     check_writable_dir(run_dir if run_dir is not None else Path.cwd(), dir_key)
-    return None if multirun else run_dir
+    return [*flags, *overrides], None if multirun else run_dir
 
 
 if __name__ == "__main__":
     os.environ.setdefault("WANDB_SILENT", "true")
     try:
-        explicit_dir = check_arguments(sys.argv[1:])
+        sys.argv[1:], explicit_dir = check_arguments(sys.argv[1:])
     except BindVAEError as err:
         sys.stderr.write(f"error: {err}\n")
         sys.exit(2)
