@@ -118,7 +118,9 @@ def test_second_training_in_a_busy_run_dir_is_refused_and_touches_nothing(tmp_pa
     owner = subprocess.Popen(command, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lock_file = run_dir / rundir.LOCK_NAME
     _wait_for(lambda: lock_file.is_file() and lock_file.read_text().strip(), owner, 120, "lock")
-    _wait_for(lambda: (run_dir / ".hydra" / "config.yaml").is_file(), owner, 120, "Hydra's config")
+    # Hydra writes config.yaml, hydra.yaml, then overrides.yaml (each opened, then filled): the last
+    # one present means config.yaml is complete.
+    _wait_for(lambda: (run_dir / ".hydra" / "overrides.yaml").is_file(), owner, 120, "Hydra's config")
     config_before = (run_dir / ".hydra" / "config.yaml").read_bytes()
     for extra in ([], ["train.resume=true"], ["train.overwrite=true"]):
         intruder = subprocess.run(command + ["train.steps=20", *extra], cwd=tmp_path, env=_env(), capture_output=True,
