@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import bindvae.training.rundir as rundir
+from bindvae import dna
 from bindvae.config import ModelConfig
 from bindvae.features.kmers import Vocabulary
 from bindvae.vae import network as model_lib
@@ -30,9 +31,6 @@ from bindvae.vae import network as model_lib
 logger = logging.getLogger(__name__)
 
 _N_WINDOWS = 4**8
-_BASE_CODE = np.full(256, 4, dtype=np.int64)
-for _i, _b in enumerate("ACGT"):
-    _BASE_CODE[ord(_b)] = _BASE_CODE[ord(_b.lower())] = _i
 _POW4 = 4 ** np.arange(7, -1, -1, dtype=np.int64)
 KINDS = ("mean", "concentration")
 # What latent_scores can return: the encoder's two, or a scan with each topic's own k-mers (ours).
@@ -220,7 +218,7 @@ def sequence_window_codes(sequences: Sequence[str], pad_to: int = 32) -> np.ndar
     starts = np.concatenate([[0], np.cumsum(lengths)])
     rows = np.repeat(np.arange(len(sequences)), lengths)
     cols = np.arange(text.size) - np.repeat(starts[:-1], lengths)
-    bases[rows, cols] = _BASE_CODE[text]
+    bases[rows, cols] = dna.BASE_CODE[text]
     windows = np.lib.stride_tricks.sliding_window_view(bases, 8, axis=1)[:, :width]
     codes = windows @ _POW4
     return np.where((windows < 4).all(axis=2), codes, _N_WINDOWS).astype(np.int32)

@@ -12,9 +12,10 @@ import re
 import numpy as np
 
 from bindvae import io
+from bindvae.dna import BASES
 from bindvae.errors import ConfigError, InputError
 
-ALPHABET = "ACGT"
+ALPHABET = BASES
 _BASE_INDEX = {base: i for i, base in enumerate(ALPHABET)}
 _MATRIX_HEADER = re.compile(r"letter-probability matrix:(?P<rest>.*)$")
 

@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 
+from bindvae import dna
 from bindvae.analysis import sites
 from bindvae.motif import Motif
 
@@ -50,7 +51,7 @@ def test_site_table_counts_planted_sites_against_background_peaks():
 
 def test_background_peaks_keep_length_ns_and_dinucleotides():
     peaks = ["CGCGCGCGATAT" * 10 + "NN" + "ACGT" * 3, "CG" * 20]
-    codes = sites.encode(peaks)
+    codes = dna.encode_padded(peaks)
     background = sites.markov_background(codes, np.random.default_rng(2))
     assert background.shape == codes.shape and ((background == 4) == (codes == 4)).all()
     cg = np.mean((background[:, :-1] == 1) & (background[:, 1:] == 2))  # CpG stays frequent

@@ -21,6 +21,7 @@ from benchmarks.recovery import metrics as recovery
 from benchmarks.recovery import peers, yardsticks
 from benchmarks.recovery import pipeline as recovery_pipeline
 from benchmarks.recovery import tables as recovery_tables
+from bindvae import dna
 from bindvae.analysis.motifs import canonical_kmer_codes, decode_kmers, encode_kmers
 from bindvae.data import synthetic
 from bindvae.errors import ConfigError
@@ -300,7 +301,7 @@ def _shuffled_truth(dataset, seed: int = 0):
 def test_max_log_odds_finds_sites_on_both_strands():
     pwm = np.full((4, 4), 0.01)
     pwm[[0, 1, 2, 3], [0, 0, 2, 1]] = 0.97  # AAGC
-    codes = yardsticks.encode_sequences(["TTTTGCTTTTT", "ttttAAGCttt", "TTTTTTTTTTT", "TTN"])
+    codes = dna.encode_padded(["TTTTGCTTTTT", "ttttAAGCttt", "TTTTTTTTTTT", "TTN"])
     assert codes.shape == (4, 11) and codes[3, 2:].tolist() == [4] * 9
     scores = yardsticks.max_log_odds(codes, pwm, np.full(4, 0.25))
     best = 4 * np.log(0.97 / 0.25)
@@ -314,7 +315,7 @@ def test_oracle_auroc_is_one_for_a_strong_motif_and_half_for_shuffled_labels(str
     assert yardsticks.oracle_aurocs(strong_set, background="uniform")["CTCF"] > 0.97
     control = yardsticks.oracle_aurocs(_shuffled_truth(strong_set))
     assert 0.4 < control["CTCF"] < 0.6
-    base = yardsticks.base_background(yardsticks.encode_sequences(strong_set.sequences))
+    base = yardsticks.base_background(dna.encode_padded(strong_set.sequences))
     assert np.isclose(base[0], base[3]) and 0.2 < base[1] < 0.25  # both strands; GC 0.42 plus the sites
 
 

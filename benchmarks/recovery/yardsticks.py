@@ -14,38 +14,17 @@ import pandas as pd
 import scipy.sparse as sp
 
 from benchmarks.recovery.metrics import auroc
+from bindvae import dna
 from bindvae.data.synthetic import planted_labels
 
-_BASE_CODE = np.full(256, 4, dtype=np.int8)
-for _i, _base in enumerate("ACGT"):
-    _BASE_CODE[ord(_base)] = _BASE_CODE[ord(_base.lower())] = _i
-# Columns A, C, G, T, N of a log-odds matrix on the opposite strand (N stays N).
-_COMPLEMENT = [3, 2, 1, 0, 4]
-
 logger = logging.getLogger(__name__)
-
-
-def encode_sequences(sequences: list[str]) -> np.ndarray:
-    """Base codes, right-padded with N.
-
-    Args:
-        sequences: ``n`` DNA strings (any case; other letters count as N).
-
-    Returns:
-        ``[n, max_length]`` int8 codes, A=0, C=1, G=2, T=3, N (and padding)=4.
-    """
-    length = max((len(s) for s in sequences), default=0)
-    codes = np.full((len(sequences), length), 4, dtype=np.int8)
-    for row, sequence in enumerate(sequences):
-        codes[row, :len(sequence)] = _BASE_CODE[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)]
-    return codes
 
 
 def base_background(codes: np.ndarray, kind: str = "corpus") -> np.ndarray:
     """Background base probabilities for log-odds scans.
 
     Args:
-        codes: ``[n, L]`` base codes (:func:`encode_sequences`).
+        codes: ``[n, L]`` base codes (:func:`bindvae.dna.encode_padded`).
         kind: ``corpus`` (the set's own base composition, averaged over both strands so that a
             motif and its reverse complement score alike) or ``uniform`` (0.25 each).
 
@@ -68,7 +47,7 @@ def max_log_odds(codes: np.ndarray, pwm: np.ndarray, background: np.ndarray) -> 
     """Best log-odds site score of each sequence, over all positions and both strands.
 
     Args:
-        codes: ``[n, L]`` base codes (:func:`encode_sequences`); windows holding N never score well.
+        codes: ``[n, L]`` base codes (:func:`bindvae.dna.encode_padded`); windows holding N never score well.
         pwm: ``[w, 4]`` probabilities (A, C, G, T).
         background: ``[4]`` background probabilities.
 
@@ -82,7 +61,7 @@ def max_log_odds(codes: np.ndarray, pwm: np.ndarray, background: np.ndarray) -> 
     if length < width:
         return best
     n_windows = length - width + 1
-    for matrix in (log_odds, log_odds[::-1][:, _COMPLEMENT]):
+    for matrix in (log_odds, log_odds[::-1][:, dna.COMPLEMENT]):
         total = np.zeros((codes.shape[0], n_windows))
         for j in range(width):
             total += matrix[j][codes[:, j:j + n_windows]]
@@ -100,7 +79,7 @@ def oracle_aurocs(dataset, background: str = "corpus") -> dict:
     Returns:
         ``{feature: AUROC}`` for each planted motif or pair member (features without a PWM are left out).
     """
-    codes = encode_sequences(dataset.sequences)
+    codes = dna.encode_padded(dataset.sequences)
     base = base_background(codes, background)
     result = {}
     for feature, motif in dataset.motifs.items():

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bindvae import dna
 from bindvae.motif import Motif, reverse_complement_pwm
 
 SITE_P = 1e-4
@@ -29,18 +30,6 @@ PSEUDO = 0.02  # share of the base frequencies mixed into a PWM (no log of 0)
 _SCALE = 100  # log-odds steps per bit in the exact score distribution
 SITE_COLUMNS = ["topic", "n_peaks", "peaks_with_site", "pct_peaks", "background_with_site", "pct_background",
                 "enrichment_p", "threshold_bits"]
-_CODES = np.full(256, 4, np.int8)
-for _i, _base in enumerate("ACGT"):
-    _CODES[ord(_base)] = _CODES[ord(_base.lower())] = _i
-
-
-def encode(sequences: list[str]) -> np.ndarray:
-    """``[n, max_len]`` int8 codes, A C G T = 0..3, anything else and padding = 4."""
-    width = max((len(s) for s in sequences), default=0)
-    codes = np.full((len(sequences), width), 4, np.int8)
-    for i, seq in enumerate(sequences):
-        codes[i, : len(seq)] = _CODES[np.frombuffer(seq.encode("ascii", "replace"), np.uint8)]
-    return codes
 
 
 def base_frequencies(codes: np.ndarray) -> np.ndarray:
@@ -131,7 +120,7 @@ def site_table(motifs: list[Motif], sequences: list[str], seed: int = 0, max_pea
     rng = np.random.default_rng([int(seed), 4242])
     if len(sequences) > max_peaks:
         sequences = [sequences[i] for i in np.sort(rng.choice(len(sequences), max_peaks, replace=False))]
-    codes = encode(list(sequences))
+    codes = dna.encode_padded(list(sequences))
     bg_codes = markov_background(codes, rng)
     freqs = base_frequencies(codes)
     rows = []

@@ -40,6 +40,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from bindvae import dna
 from bindvae.analysis import naming
 from bindvae.analysis.topics import topic_name
 from bindvae.infer import Model
@@ -48,7 +49,6 @@ from bindvae.vae import network as model_lib
 
 TITLE_COLUMNS = ["topic", "title", "evidence", "probe_tfs", "motif_tfs", "gc", "gc_corpus", "repeat_share",
                  "repeat_unit", "fold"]
-_COMPLEMENT = str.maketrans("ACGT", "TGCA")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +130,7 @@ def repeat_unit(kmer: str) -> str:
             if period == 2 and word[0] == word[1]:
                 word = word[0]
             rotations = {word[i:] + word[:i] for i in range(len(word))}
-            rotations |= {r.translate(_COMPLEMENT)[::-1] for r in rotations}
+            rotations |= {dna.reverse_complement(r) for r in rotations}
             return min(rotations)
     return ""
 

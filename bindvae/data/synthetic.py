@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bindvae.dna import BASES
 from bindvae.errors import ConfigError, InputError
 from bindvae.io import write_text_atomic
 from bindvae.motif import Motif, format_meme, load_jaspar_motifs
 
 logger = logging.getLogger(__name__)
 
-BASES = "ACGT"
 TRUTH_COLUMNS = ["peak", "feature", "kind", "matrix_id", "start", "end", "strand", "site"]
 # Ten JASPAR 2024 motifs from ten different TF families with informative PWMs; the fractions run
 # from common (AP-1 at 30%, as in most ATAC-seq data) down to rare (2%).

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from bindvae import dna
 from bindvae.features._kmer_kernels import count_block
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,6 @@ def _byte_table(letters: bytes, values: Sequence[int], default: int) -> np.ndarr
     return table
 
 
-_BASE_CODE = _byte_table(b"ACGT", (0, 1, 2, 3), 4)  # 4 = not a base: the window is skipped
 _LETTER_RANK = _byte_table(b"ACGNT", (0, 1, 2, 3, 4), -1)
 
 
@@ -219,7 +219,7 @@ def window_codes(sequence: str) -> np.ndarray:
         [max(L - 7, 0)] int32: window i's code is ``sum(base[i + j] * 4 ** (7 - j))`` with
         ``A=0 C=1 G=2 T=3``, or -1 when the window holds a letter other than ACGT.
     """
-    bases = _BASE_CODE[np.frombuffer(sequence.encode("ascii", errors="replace"), dtype=np.uint8)]
+    bases = dna.BASE_CODE[np.frombuffer(sequence.encode("ascii", errors="replace"), dtype=np.uint8)]
     if len(bases) < K:
         return np.zeros(0, dtype=np.int32)
     windows = np.lib.stride_tricks.sliding_window_view(bases.astype(np.int64), K)
@@ -235,7 +235,7 @@ def _encode_sequences(sequences: Iterable[str]) -> tuple[np.ndarray, np.ndarray]
     np.cumsum(lengths, out=offsets[1:])
     # One byte per character: anything non-ASCII becomes '?', which is not a base.
     text = "".join(seqs).encode("ascii", errors="replace")
-    return _BASE_CODE[np.frombuffer(text, dtype=np.uint8)], offsets
+    return dna.BASE_CODE[np.frombuffer(text, dtype=np.uint8)], offsets
 
 
 def _available_cpus() -> int:
