@@ -186,3 +186,31 @@ def test_kernels_called_from_two_threads_at_once(case):
     assert len(results) == 60
     for got in results:
         np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_ffi_header_of_the_installed_jaxlib_matches_the_handlers_and_a_changed_one_is_named():
+    from pathlib import Path
+
+    from bindvae.kernels import _ffi_layout
+
+    header = (Path(jax.ffi.include_dir()) / "xla" / "ffi" / "api" / "c_api.h").read_text()
+    assert _ffi_layout.header_problem(header) is None
+    newer = header.replace("#define XLA_FFI_API_MINOR 3", "#define XLA_FFI_API_MINOR 4")
+    assert "API 0.4" in _ffi_layout.header_problem(newer)
+    swapped = header.replace("  void* data;\n  int64_t rank;", "  int64_t rank;\n  void* data;")
+    assert "XLA_FFI_Buffer" in _ffi_layout.header_problem(swapped)
+
+
+def test_cpu_kernels_turned_off_by_a_changed_ffi_fall_back_under_auto_and_are_refused_by_name(monkeypatch, caplog):
+    from bindvae.errors import ConfigError
+    from bindvae.kernels import _ffi_layout
+    from bindvae.training import resolve_compute_path
+
+    monkeypatch.setattr(_ffi_layout, "problem", lambda: "XLA FFI API 0.4, the kernels read API 0.3")
+    assert resolve_compute_path("auto", "cpu") == "sparse"
+    assert "XLA FFI API 0.4" in caplog.text
+    for path in ("sparse_cpu", "fused_cpu"):
+        with pytest.raises(ConfigError, match="API 0.4"):
+            resolve_compute_path(path, "cpu")
+    with pytest.raises(ConfigError, match="API 0.4"):
+        sparse_ops.load_kernels(("bindvae_not_loaded_yet",))

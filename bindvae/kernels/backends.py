@@ -9,7 +9,7 @@ trainer's ``OptimizerSpec``.
 
 from __future__ import annotations
 
-from bindvae.kernels import sparse_ops
+from bindvae.kernels import _ffi_layout, sparse_ops
 from bindvae.vae import backends, objectives
 from bindvae.vae.network import BindVAE, prior_alpha, transform_counts
 
@@ -17,6 +17,10 @@ from bindvae.vae.network import BindVAE, prior_alpha, transform_counts
 class SparseCpu(backends.Backend):
     name = "sparse_cpu"
     kernels = sparse_ops.SPARSE_CPU_KERNELS
+
+    def unsupported(self, optimizer=None):
+        problem = _ffi_layout.problem()  # the installed jaxlib's call frame, checked before registering
+        return ("train.compute_path", f"the CPU kernels are off: {problem}") if problem else None
 
     def row_terms(self, model, params, indices, counts, key, sampler="fast"):
         order = sparse_ops.column_order(indices, counts, model.n_kmers)
@@ -36,8 +40,9 @@ class FusedCpu(SparseCpu):
     kernels = sparse_ops.FUSED_CPU_KERNELS
 
     def unsupported(self, optimizer=None):
-        if optimizer is None:
-            return None
+        refused = super().unsupported(optimizer)
+        if refused is not None or optimizer is None:
+            return refused
         if optimizer.name != "adam":
             return ("train.optimizer", f"fused_cpu applies Adam itself and does not implement {optimizer.name}")
         if optimizer.moment_dtype != "float32":

@@ -36,7 +36,9 @@ import jax.numpy as jnp
 import numba
 import numpy as np
 
+from bindvae.errors import ConfigError
 from bindvae.kernels import _cache as _kernel_cache
+from bindvae.kernels import _ffi_layout
 
 # The kernels each CPU path runs, loaded together so that a cold cache is filled in one go.
 SPARSE_CPU_KERNELS = ("bindvae_column_order", "bindvae_first_layer_forward", "bindvae_first_layer_backward",
@@ -59,6 +61,9 @@ def load_kernels(names) -> None:
     """
     if all(name in _LOADED for name in names):
         return
+    problem = _ffi_layout.problem()
+    if problem:  # never hand XLA a handler that would read the wrong words of its call frame
+        raise ConfigError("train.compute_path", f"the CPU kernels are off: {problem}; use train.compute_path=sparse")
     with _LOADING:
         _load_kernels([name for name in names if name not in _LOADED])
 

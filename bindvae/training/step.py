@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,8 @@ from bindvae.training.optim import OptimizerSpec
 from bindvae.training.state import TrainState
 from bindvae.vae import backends, objectives
 from bindvae.vae.network import BindVAE
+
+logger = logging.getLogger(__name__)
 
 METRIC_KEYS = ("loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean", "l2_grads")
 
@@ -47,10 +50,16 @@ def resolve_compute_path(
         raise ConfigError(
             "train.compute_path", f"{path} runs on the CPU backend only, not {backend}; use auto, sparse or dense"
         )
-    if path not in ("auto", "fused_cpu"):
+    if path in ("sparse", "dense") or (path == "auto" and backend != "cpu"):
+        return "dense" if path == "auto" else path
+    kernels_off = backends.get("sparse_cpu").unsupported(optimizer)
+    if kernels_off is not None:
+        if path != "auto":
+            raise ConfigError(kernels_off[0], f"{path}: {kernels_off[1]}; use train.compute_path=auto or sparse")
+        logger.warning("%s; training on the XLA sparse path", kernels_off[1])
+        return "sparse"
+    if path == "sparse_cpu":
         return path
-    if backend != "cpu":
-        return "dense"
     refused = backends.get("fused_cpu").unsupported(optimizer)
     if refused is None and n_devices != 1:
         refused = ("train.compute_path", "fused_cpu runs on one device (train.devices)")
