@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bindvae import plotting
-from bindvae.analysis import chip_overlap, evidence, naming, pipeline, projection
+from bindvae.analysis import chip_overlap, evidence, naming, other_analyses, pipeline, projection
 from bindvae.analysis.topics import topic_name
 from bindvae.errors import ConfigError, InputError
 from bindvae.infer import KINDS, latent_scores, load_model
@@ -233,6 +233,7 @@ def project_chip(run_dir: str | os.PathLike, peaks: str, genome: str, chip: dict
     plotting.save_figure(overlap_boxplot_figure(scores, labels, table, options.kind), out / "overlap_boxplots.png")
     figures.append(("Topic score of overlapping vs other peaks per TF (Figs. S17, S18)", "overlap_boxplots.png"))
     write_text_atomic(out / "report.html", report_page(Path(run_dir).name, note, table, figures))
+    other_analyses.refresh(out.parent)  # the run's report.html gains this section
     return out
 
 

@@ -20,6 +20,7 @@ from bindvae.analysis import (
     families,
     flags,
     naming,
+    other_analyses,
     peaks,
     report,
     retrieval,
@@ -293,6 +294,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
                                 summary=summary_rows(named, paired_logos, site_stats, acc), training=training,
                                 loss_curve=loss_curve, files=files)
     write_text_atomic(out / "report.html", html, parents=True)
+    other_analyses.refresh(out)  # projection, ChIP overlap, comparison: a section each when they were run
     return out
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bindvae import plotting
-from bindvae.analysis import projection
+from bindvae.analysis import other_analyses, projection
 from bindvae.analysis.runs_pipeline import plotting_colours
 from bindvae.analysis.topics import topic_name
 from bindvae.errors import ConfigError
@@ -133,6 +133,7 @@ def project_sets(run_dir: str | os.PathLike, sets: dict[str, str], genome: str |
     if umap:
         plotting.save_figure(umap_figure(coords, peaks.sets), out / "umap.png")
     plotting.save_figure(best_topic_figure(scores, peaks.sets, auroc, kind), out / "best_topic_boxplots.png")
+    other_analyses.refresh(out.parent)  # the run's report.html gains this section
     return out
 
 

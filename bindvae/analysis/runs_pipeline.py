@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bindvae import plotting
+from bindvae.analysis import other_analyses
 from bindvae.analysis import runs as runs_lib
 from bindvae.errors import ConfigError
 from bindvae.infer import load_model
@@ -149,6 +150,7 @@ def compare_runs(run_dirs: list[str], labels: list[str] | None = None, out: str 
                                                           "(and bookkeeping keys); fractions over their pairs")
     plotting.save_figure(reproducibility_figure(pairs, matching, [r.label for r in runs], min_similarity),
                          folder / "reproducibility.png")
+    other_analyses.refresh(folder.parent)  # the first run's report.html gains this section
     return folder
 
 
