@@ -17,10 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bindvae.errors import BindVAEError
-from experiments._cli import help_requested
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from experiments._cli import App, text
 
 
 def compose_config(overrides: list[str], preset: str = "demo"):
@@ -31,6 +28,7 @@ def compose_config(overrides: list[str], preset: str = "demo"):
 
     from benchmarks.recovery.config import config_from_dict
     from bindvae.errors import ConfigError
+    from experiments._cli import CONF_DIR
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -44,30 +42,23 @@ def compose_config(overrides: list[str], preset: str = "demo"):
     return config_from_dict(values)
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(args: dict) -> int:
+    """Trains, analyses and prints the recovery table; ``args`` is the composed ``conf/demo.yaml``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
     os.environ.setdefault("WANDB_MODE", "disabled")
-    argv = sys.argv[1:] if argv is None else argv
-    if help_requested(argv, __doc__):
-        return 0
-    out = Path(next((a.split("=", 1)[1] for a in argv if a.startswith("out=")), "outputs/demo"))
-    overrides = [a for a in argv if not a.startswith("out=")]
-    start = time.perf_counter()
-    try:
-        from benchmarks.recovery.pipeline import run_recovery
-        from bindvae.analysis.pipeline import AnalysisOptions, analyze_run
-        from experiments.benchmark_recovery import machine_line
+    from benchmarks.recovery.config import config_from_dict
+    from benchmarks.recovery.pipeline import run_recovery
+    from bindvae.analysis.pipeline import AnalysisOptions, analyze_run
+    from experiments.benchmark_recovery import machine_line
 
-        config = compose_config(overrides)
-        result = run_recovery(config, out, machine=machine_line(), run_subdir="")
-        fasta = str(out / "data" / "planted.fa")
-        analysis = analyze_run(out, AnalysisOptions(peaks=fasta, n_probes_per_tf=50,
-                                                    jaspar_release=config.jaspar_release,
-                                                    motif_ranking=config.motif_ranking))
-    except BindVAEError as err:
-        sys.stderr.write(f"error: {err}\n")
-        return 2
+    start = time.perf_counter()
+    out = Path(text(args.pop("out")) or "outputs/demo")
+    config = config_from_dict(args)
+    result = run_recovery(config, out, machine=machine_line(), run_subdir="")
+    fasta = str(out / "data" / "planted.fa")
+    analysis = analyze_run(out, AnalysisOptions(peaks=fasta, n_probes_per_tf=50, jaspar_release=config.jaspar_release,
+                                                motif_ranking=config.motif_ranking))
     sys.stdout.write(Path(result.paths["markdown"]).read_text(encoding="utf-8"))
     sys.stdout.write(
         f"\nDemo finished in {time.perf_counter() - start:.0f} s.\n"
@@ -77,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         f"  data:     {fasta} with its truth table {out / 'data' / 'planted.truth.tsv'}\n"
     )
     return 0
+
+
+APP = App("demo", __doc__, run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.demo`` (Hydra's command line) or ``main([...key=value])`` from a test."""
+    return APP.main(argv)
 
 
 if __name__ == "__main__":

@@ -126,3 +126,18 @@ def test_a_failed_run_from_the_command_line_leaves_the_current_directory_empty(n
                   else f"{key}={tmp_path / 'missing'}", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # Hydra ran the job: no outputs/, .hydra/, *.log
+
+
+def test_demo_is_the_recovery_benchmarks_demo_preset_as_a_hydra_app(tmp_path, capsys, monkeypatch):
+    from experiments import demo
+
+    result = _cli("demo", "--cfg", "job", "run.train.steps=7", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = yaml.safe_load(result.stdout)
+    assert printed["out"] == "outputs/demo" and printed["name"] == "demo" and printed["n_top"] == 100  # the preset
+    assert printed["data"]["n_peaks"] == 4000 and printed["run"]["train"]["steps"] == 7
+    assert not any(tmp_path.iterdir())
+    monkeypatch.chdir(tmp_path)
+    assert demo.main(["run.train.colour=blue"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: config run.train.colour: unknown argument") and err.count("\n") == 1, err
