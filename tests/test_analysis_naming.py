@@ -300,3 +300,15 @@ def test_algorithm1_on_real_probes_with_trained_model(reference_dir, tmp_path):
         apart = len({best.loc["block_0", "topic"], best.loc["block_2", "topic"], best.loc["block_4", "topic"]}) == 3
         passed.append(bool(best["assigned"].all()) and apart)
     assert sum(passed) >= 2, passed
+
+
+def test_jaspar_families_know_a_mouse_named_tf_in_capitals():
+    from bindvae.analysis.families import jaspar_families, same_family
+
+    families = jaspar_families("JASPAR2024")
+    if not families:
+        pytest.skip("pyjaspar's JASPAR2024 is not readable here")
+    # JASPAR2024 CORE has Spi1 (mouse case) and no SPI1: a user's SPI1 is still an ETS factor.
+    assert "Spi1" in families
+    assert same_family("SPI1", "EHF", families) and same_family("SPI1", "Spi1", families)
+    assert not same_family("SPI1", "CTCF", families)

@@ -35,6 +35,10 @@ def jaspar_families(release: str) -> dict[str, str]:
     for record in records:
         labels = sorted(set(record.tf_family or [])) or sorted(set(record.tf_class or []))
         families.setdefault(record.name, SEPARATOR.join(labels) or record.name)
+    # JASPAR names mouse matrices in mouse case (Spi1) and human ones in capitals; a user's SPI1 is the same
+    # TF, so every name is also known in capitals (a name already there in capitals keeps its own entry).
+    for name, family in list(families.items()):
+        families.setdefault(name.upper(), family)
     return families
 
 
