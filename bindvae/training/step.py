@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -13,10 +14,13 @@ from bindvae.training.state import TrainState
 from bindvae.vae import objectives
 from bindvae.vae.network import BindVAE, prior_alpha, transform_counts
 
+logger = logging.getLogger(__name__)
+
 METRIC_KEYS = ("loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean", "l2_grads")
 
 def resolve_compute_path(
-    path: str, backend: str | None = None, *, moment_dtype: str = "float32", n_devices: int = 1
+    path: str, backend: str | None = None, *, moment_dtype: str = "float32", n_devices: int = 1,
+    topic_eta: float = 0.0,
 ) -> str:
     """``fused_cpu``, ``sparse_cpu``, ``sparse`` or ``dense`` for a configured path; ``auto`` picks per backend.
 
@@ -26,13 +30,20 @@ def resolve_compute_path(
     ``sparse_cpu`` (the same kernels writing dense gradients for optax), well ahead of ``dense`` and
     of ``sparse``, whose XLA gathers and scatter-adds run elementwise. The numba kernels exist only
     on the CPU; on GPUs the dense path's matmuls win. ``fused_cpu`` needs float32 Adam moments and
-    one device, so ``auto`` picks ``sparse_cpu`` on the CPU otherwise.
+    one device, so ``auto`` picks ``sparse_cpu`` on the CPU otherwise. The numba kernels do not
+    apply the topic prior (``model.topic_eta``): with it set, ``auto`` picks ``sparse`` on the CPU.
 
     Raises:
-        ConfigError: a CPU path asked for on another backend, or ``fused_cpu`` with bfloat16
-            moments or several devices.
+        ConfigError: a CPU path asked for on another backend, ``fused_cpu`` with bfloat16
+            moments or several devices, or a numba path with ``model.topic_eta`` set.
     """
     backend = backend or jax.default_backend()
+    if topic_eta and path in ("sparse_cpu", "fused_cpu"):
+        raise ConfigError(
+            "model.topic_eta",
+            f"the topic prior (topic_eta={topic_eta}) is implemented on the XLA paths only; "
+            f"train.compute_path={path} does not apply it: use auto, sparse or dense",
+        )
     if path in ("sparse_cpu", "fused_cpu") and backend != "cpu":
         raise ConfigError(
             "train.compute_path", f"{path} runs on the CPU backend only, not {backend}; use auto, sparse or dense"
@@ -48,6 +59,10 @@ def resolve_compute_path(
         return path
     if backend != "cpu":
         return "dense"
+    if topic_eta:
+        logger.info("compute path: sparse (XLA), not the numba CPU paths, which do not apply model.topic_eta=%g",
+                    topic_eta)
+        return "sparse"
     return "fused_cpu" if fusable else "sparse_cpu"
 
 
@@ -109,11 +124,22 @@ def row_terms(model: BindVAE, params, indices, counts, key, path: str, sampler: 
 def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str, sampler: str = "fast"):
     """Loss = -mean ELBO of a batch and its metrics (scalars).
 
+    With ``model.topic_eta`` set, the loss also subtracts the topics' log prior
+    (:func:`bindvae.vae.objectives.topic_log_prior`) times ``model.topic_prior_weight`` (1 / n_train);
+    the ELBO metrics stay the ELBO's. The numba paths refuse it (:func:`resolve_compute_path`).
+
     Returns:
         (loss, {"loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean"}).
         ``reconstruction`` is the mean log-likelihood (<= 0).
     """
-    return batch_metrics(*row_terms(model, params, indices, counts, key, path, sampler), counts)
+    loss, metrics = batch_metrics(*row_terms(model, params, indices, counts, key, path, sampler), counts)
+    if model.topic_eta:
+        if path in ("sparse_cpu", "fused_cpu"):
+            raise ConfigError("model.topic_eta", f"not implemented on train.compute_path={path}; use sparse or dense")
+        log_prior = objectives.topic_log_prior(params["topic_kmer"]["theta"], model.topic_eta)
+        loss = loss - model.topic_prior_weight * log_prior
+        metrics = {**metrics, "loss": loss}
+    return loss, metrics
 
 
 def batch_metrics(ll, kl, prior, counts):
@@ -159,6 +185,8 @@ def apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, ke
     if path == "fused_cpu":
         from bindvae.kernels import fused  # numba kernels as XLA CPU targets: loaded only on this path
 
+        if model.topic_eta:
+            raise ConfigError("model.topic_eta", "not implemented on train.compute_path=fused_cpu; use sparse or dense")
         if state.moment_dtype != "float32" or not state.learning_rate:
             raise ConfigError(
                 "train.compute_path", "fused_cpu needs float32 Adam moments and a state from create_train_state"
