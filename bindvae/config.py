@@ -19,6 +19,7 @@ from bindvae.errors import ConfigError
 
 ACTIVATIONS = ("relu", "gelu", "softplus", "tanh", "elu", "silu")
 COMPUTE_PATHS = ("auto", "sparse", "sparse_cpu", "fused_cpu", "dense")
+NUMBA_COMPUTE_PATHS = ("sparse_cpu", "fused_cpu")  # numba kernels that re-derive the gradient by hand
 SAMPLERS = ("fast", "exact")
 OPTIMIZERS = ("adam", "adamw")
 THETA_INITS = ("glorot", "background")
@@ -54,6 +55,12 @@ class ModelConfig:
         input_transform: what the encoder's first layer reads of each k-mer count c: ``counts``
             (c, the paper's), ``log1p`` (log(1 + c)) or ``binary`` (1 where c > 0); ours, behind
             config. The likelihood always uses the counts themselves.
+        topic_eta: a symmetric Dirichlet(eta) prior on each topic's k-mer distribution phi_m (LDA's
+            eta), MAP treatment: the loss gains -(eta - 1) * sum_m sum_v log phi_mv / n_train per batch
+            (the prior counts once per epoch). 0 (the default) = off = the paper's model; eta < 1
+            rewards sparse topics, eta > 1 smooths them towards uniform. Ours, not the paper's; only
+            the XLA paths (``train.compute_path`` ``sparse`` / ``dense``) implement it (``auto`` picks
+            ``sparse`` on the CPU when it is set).
     """
 
     num_topics: int = 100
@@ -64,6 +71,7 @@ class ModelConfig:
     max_concentration: float = 1000.0
     theta_init: str = "background"
     input_transform: str = "counts"
+    topic_eta: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
@@ -83,6 +91,7 @@ class ModelConfig:
         )
         _require(self.input_transform in INPUT_TRANSFORMS, "model.input_transform",
                  f"unknown {self.input_transform!r}; one of {INPUT_TRANSFORMS}")
+        _require(float(self.topic_eta) >= 0, "model.topic_eta", f"must be >= 0 (0 = off), got {self.topic_eta}")
         _require(
             0 < self.min_concentration < self.max_concentration,
             "model.min_concentration",
@@ -320,6 +329,14 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+    def __post_init__(self):
+        _require(
+            not (self.model.topic_eta and self.train.compute_path in NUMBA_COMPUTE_PATHS),
+            "model.topic_eta",
+            f"the topic prior (topic_eta={self.model.topic_eta}) is implemented on the XLA paths only; "
+            f"train.compute_path={self.train.compute_path} does not apply it: use auto, sparse or dense",
+        )
 
 
 def run_name(config: RunConfig) -> str:

@@ -251,7 +251,7 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
         raise ConfigError("data", "no training sequences")
     existing = prepare_run_dir(workdir, tc)
     per_call = resolve_steps_per_call(tc.steps_per_call)
-    model = build_model(config.model, n_kmers)
+    model = build_model(config.model, n_kmers, n_train=int(train_X.shape[0]))
     init_key, train_key, eval_key = jax.random.split(jax.random.key(tc.seed), 3)
     theta = None
     if config.model.theta_init == "background" and not existing:
@@ -272,7 +272,8 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
     metric_logger.log_config(to_dict(config))
     val_data = data_lib.pad_rows(val_X, tc.n_length_buckets) if val_X is not None and val_X.shape[0] else None
     mesh = parallel.make_mesh(tc.devices)
-    path = resolve_compute_path(tc.compute_path, n_devices=int(mesh.devices.size), optimizer=optimizer_spec(tc))
+    path = resolve_compute_path(tc.compute_path, n_devices=int(mesh.devices.size), optimizer=optimizer_spec(tc),
+                                topic_eta=config.model.topic_eta)
     loop, eval_step = make_train_loop(model, path, tc.sampler), make_eval_step(model, path, tc.sampler)
     if mesh.devices.size == 1 and not isinstance(train_X, ShardIndex):
         feed, n_train, close_feed = resident_feed(tc, train_X, loop)

@@ -17,11 +17,14 @@ from bindvae.vae.network import BindVAE
 
 logger = logging.getLogger(__name__)
 
+logger = logging.getLogger(__name__)
+
 METRIC_KEYS = ("loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean", "l2_grads")
 
 def resolve_compute_path(
     path: str, backend: str | None = None, *, moment_dtype: str = "float32", n_devices: int = 1,
     optimizer: OptimizerSpec | None = None,
+    topic_eta: float = 0.0,
 ) -> str:
     """``fused_cpu``, ``sparse_cpu``, ``sparse`` or ``dense`` for a configured path; ``auto`` picks per backend.
 
@@ -32,6 +35,8 @@ def resolve_compute_path(
     of ``sparse``, whose XLA gathers and scatter-adds run elementwise. The numba kernels exist only
     on the CPU; on GPUs the dense path's matmuls win. ``fused_cpu`` implements Adam with float32
     moments on one device only, so ``auto`` picks ``sparse_cpu`` on the CPU otherwise (e.g. AdamW).
+    The numba kernels do not apply the topic prior (``model.topic_eta``): with it set, ``auto`` picks
+    ``sparse`` on the CPU.
 
     Args:
         path: ``train.compute_path``.
@@ -39,19 +44,30 @@ def resolve_compute_path(
         moment_dtype: ``train.optimizer_state_dtype`` (used when ``optimizer`` is not given).
         n_devices: data-parallel devices.
         optimizer: the run's :class:`bindvae.training.optim.OptimizerSpec`.
+        topic_eta: ``model.topic_eta`` (a model variant the numba paths do not implement).
 
     Raises:
         ConfigError: a CPU path asked for on another backend, or ``fused_cpu`` with an optimiser it does
-            not implement (naming that key) or several devices.
+            not implement (naming that key) or several devices, or a numba path with ``model.topic_eta``.
     """
     backend = backend or jax.default_backend()
     optimizer = optimizer or OptimizerSpec(moment_dtype=moment_dtype)
+    if topic_eta and path in ("sparse_cpu", "fused_cpu"):
+        raise ConfigError(
+            "model.topic_eta",
+            f"the topic prior (topic_eta={topic_eta}) is implemented on the XLA paths only; "
+            f"train.compute_path={path} does not apply it: use auto, sparse or dense",
+        )
     if path in ("sparse_cpu", "fused_cpu") and backend != "cpu":
         raise ConfigError(
             "train.compute_path", f"{path} runs on the CPU backend only, not {backend}; use auto, sparse or dense"
         )
     if path in ("sparse", "dense") or (path == "auto" and backend != "cpu"):
         return "dense" if path == "auto" else path
+    if topic_eta:  # auto on the CPU: the numba paths do not apply the topic prior
+        logger.info("compute path: sparse (XLA), not the numba CPU paths, which do not apply model.topic_eta=%g",
+                    topic_eta)
+        return "sparse"
     kernels_off = backends.get("sparse_cpu").unsupported(optimizer)
     if kernels_off is not None:
         if path != "auto":
@@ -107,11 +123,22 @@ def row_terms(model: BindVAE, params, indices, counts, key, path: str, sampler: 
 def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str, sampler: str = "fast"):
     """Loss = -mean ELBO of a batch and its metrics (scalars).
 
+    With ``model.topic_eta`` set, the loss also subtracts the topics' log prior
+    (:func:`bindvae.vae.objectives.topic_log_prior`) times ``model.topic_prior_weight`` (1 / n_train);
+    the ELBO metrics stay the ELBO's. The numba paths refuse it (:func:`resolve_compute_path`).
+
     Returns:
         (loss, {"loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean"}).
         ``reconstruction`` is the mean log-likelihood (<= 0).
     """
-    return batch_metrics(*row_terms(model, params, indices, counts, key, path, sampler), counts)
+    loss, metrics = batch_metrics(*row_terms(model, params, indices, counts, key, path, sampler), counts)
+    if model.topic_eta:
+        if path in ("sparse_cpu", "fused_cpu"):
+            raise ConfigError("model.topic_eta", f"not implemented on train.compute_path={path}; use sparse or dense")
+        log_prior = objectives.topic_log_prior(params["topic_kmer"]["theta"], model.topic_eta)
+        loss = loss - model.topic_prior_weight * log_prior
+        metrics = {**metrics, "loss": loss}
+    return loss, metrics
 
 
 def batch_metrics(ll, kl, prior, counts):
@@ -156,6 +183,8 @@ def apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, ke
     step_key = jax.random.fold_in(key, state.step)
     compute = backends.get(path)
     if compute.fuses_update:
+        if model.topic_eta:
+            raise ConfigError("model.topic_eta", "not implemented on train.compute_path=fused_cpu; use sparse or dense")
         refused = compute.unsupported(state.optimizer)
         if refused is not None or not state.learning_rate:
             key_name, why = refused or ("train.compute_path", "the fused step needs a state from create_train_state")

@@ -158,6 +158,8 @@ class BindVAE(nn.Module):
     min_concentration: float = 0.1
     max_concentration: float = 1000.0
     input_transform: str = "counts"
+    topic_eta: float = 0.0  # Dirichlet prior on the topics (0 = off); see ModelConfig.topic_eta
+    topic_prior_weight: float = 0.0  # its weight per batch, 1 / n_train (set by the training loop)
 
     def setup(self):
         clip = dict(min_concentration=self.min_concentration, max_concentration=self.max_concentration)
@@ -176,8 +178,12 @@ class BindVAE(nn.Module):
         return self.encoder.from_preactivation(h1)
 
 
-def build_model(model_config: ModelConfig, n_kmers: int) -> BindVAE:
-    """The :class:`BindVAE` for a config and a vocabulary size (n_kmers = D, from the data)."""
+def build_model(model_config: ModelConfig, n_kmers: int, n_train: int = 0) -> BindVAE:
+    """The :class:`BindVAE` for a config and a vocabulary size (n_kmers = D, from the data).
+
+    ``n_train`` (training sequences) sets the topic prior's weight per batch (1 / n_train); only
+    training needs it, and only when ``model_config.topic_eta`` is set.
+    """
     return BindVAE(
         n_kmers=int(n_kmers),
         num_topics=model_config.num_topics,
@@ -187,6 +193,8 @@ def build_model(model_config: ModelConfig, n_kmers: int) -> BindVAE:
         min_concentration=model_config.min_concentration,
         max_concentration=model_config.max_concentration,
         input_transform=model_config.input_transform,
+        topic_eta=float(model_config.topic_eta),
+        topic_prior_weight=1.0 / n_train if n_train > 0 else 0.0,
     )
 
 

@@ -109,6 +109,24 @@ def log_likelihood_sparse(z: jax.Array, theta: jax.Array, indices: jax.Array, co
     return jnp.sum(jnp.where(counts > 0, counts * _safe_log(p), 0.0), axis=-1)
 
 
+def topic_log_prior(theta: jax.Array, eta: float) -> jax.Array:
+    """log Dirichlet(eta) density of the topics, up to a constant: (eta - 1) * sum_m sum_v log phi_mv.
+
+    phi = softmax(theta, axis=-1). MAP treatment of LDA's eta (``model.topic_eta``, ours): the loss
+    subtracts this, weighted by 1 / n_train per batch so that it counts once per epoch. Its gradient
+    with respect to theta_mv is (eta - 1) * (1 - D * phi_mv): for eta < 1 it lowers the k-mers that a
+    topic already gives less than 1 / D (sparse topics), for eta > 1 it pulls every topic to uniform.
+
+    Args:
+        theta: [M, D] decoder logits.
+        eta: the Dirichlet concentration (> 0).
+
+    Returns:
+        Scalar log prior.
+    """
+    return (eta - 1.0) * jnp.sum(jax.nn.log_softmax(theta, axis=-1))
+
+
 def densify(indices: jax.Array, counts: jax.Array, n_kmers: int) -> jax.Array:
     """Dense counts [B, n_kmers] from a padded sparse batch (indices/counts [B, K], pad count 0)."""
     batch = indices.shape[0]
