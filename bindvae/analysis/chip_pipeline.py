@@ -280,9 +280,5 @@ def summary_text(folder: str | os.PathLike) -> str:
         else:
             lines.append(f"{row.tf}: not mapped to a topic; best by overlap {topic_name(int(row.best_topic))} AUROC "
                          f"{float(row.best_auroc):.3f} p {float(row.best_p_value):.2g} (uncorrected); {counts}")
-    skipped = pd.read_csv(folder / "skipped.tsv", sep="\t", comment="#")
-    if len(skipped):
-        counts = ", ".join(f"{n} {reason}" for reason, n in skipped["reason"].value_counts().items())
-        lines.append(f"left out: {counts} (skipped.tsv)")
-    lines.append(f"Tables and figures: {folder}")
+    lines += projection.closing_lines(folder)
     return "\n".join(lines) + "\n"

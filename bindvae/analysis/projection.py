@@ -178,3 +178,13 @@ def umap_embedding(scores: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> 
         reducer = umap.UMAP(n_neighbors=min(n_neighbors, n - 1), random_state=seed, n_jobs=1,
                             init="spectral" if n > 10 else "random")
         return np.asarray(reducer.fit_transform(np.asarray(scores, dtype=np.float32)), dtype=np.float64)
+
+
+def closing_lines(folder) -> list[str]:
+    """The last lines of a projection's printed summary: what was left out (``skipped.tsv``) and where it all is."""
+    skipped = pd.read_csv(Path(folder) / "skipped.tsv", sep="\t", comment="#")
+    lines = []
+    if len(skipped):
+        counts = ", ".join(f"{n} {reason}" for reason, n in skipped["reason"].value_counts().items())
+        lines.append(f"left out: {counts} (skipped.tsv)")
+    return lines + [f"Tables and figures: {folder}"]

@@ -148,9 +148,5 @@ def summary_text(folder: str | os.PathLike) -> str:
         note = f", {int(info.n_subsampled_out)} left out by max_per_set" if info.subsampled else ""
         lines.append(f"{row.set}: best {topic_name(int(row.topic))} AUROC {row.auroc:.3f} p {row.p_value:.2g} "
                      f"({int(info.n_used)} peaks{note})")
-    skipped = pd.read_csv(folder / "skipped.tsv", sep="\t", comment="#")
-    if len(skipped):
-        counts = ", ".join(f"{n} {reason}" for reason, n in skipped["reason"].value_counts().items())
-        lines.append(f"left out: {counts} (skipped.tsv)")
-    lines.append(f"Tables and figures: {folder}")
+    lines += projection.closing_lines(folder)
     return "\n".join(lines) + "\n"
