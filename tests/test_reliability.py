@@ -122,12 +122,17 @@ def test_second_training_in_a_busy_run_dir_is_refused_and_touches_nothing(tmp_pa
     # one present means config.yaml is complete.
     _wait_for(lambda: (run_dir / ".hydra" / "overrides.yaml").is_file(), owner, 120, "Hydra's config")
     config_before = (run_dir / ".hydra" / "config.yaml").read_bytes()
-    for extra in ([], ["train.resume=true"], ["train.overwrite=true"]):
-        intruder = subprocess.run(command + ["train.steps=20", *extra], cwd=tmp_path, env=_env(), capture_output=True,
-                                  text=True, timeout=120)
-        assert intruder.returncode != 0
-        lines = intruder.stderr.strip().splitlines()
-        assert len(lines) == 1 and f"process {owner.pid}" in lines[0] and str(run_dir) in lines[0], intruder.stderr
+    # The owner is paused while the intruders try (it still holds the lock), so it cannot finish first.
+    os.kill(owner.pid, signal.SIGSTOP)
+    try:
+        for extra in ([], ["train.resume=true"], ["train.overwrite=true"]):
+            intruder = subprocess.run(command + ["train.steps=20", *extra], cwd=tmp_path, env=_env(),
+                                      capture_output=True, text=True, timeout=120)
+            assert intruder.returncode != 0
+            lines = intruder.stderr.strip().splitlines()
+            assert len(lines) == 1 and f"process {owner.pid}" in lines[0] and str(run_dir) in lines[0], intruder.stderr
+    finally:
+        os.kill(owner.pid, signal.SIGCONT)
     assert owner.wait(timeout=300) == 0
     assert (run_dir / ".hydra" / "config.yaml").read_bytes() == config_before
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
