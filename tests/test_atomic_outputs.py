@@ -7,7 +7,6 @@ import re
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,7 @@ import pytest
 from bindvae.errors import ConfigError, InputError
 from bindvae.io import atomic_open, atomic_write, check_writable_dir, write_text_atomic
 from bindvae.tracking import MetricsFile, read_metrics
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
 
 
 def test_atomic_write_replaces_whole_file_with_ordinary_permissions(tmp_path):

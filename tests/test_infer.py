@@ -13,7 +13,7 @@ from bindvae.errors import InputError
 from bindvae.features.kmers import Vocabulary, featurize
 from bindvae.infer import latent_scores, load_model
 from bindvae.vae import network as model_lib
-from tests.helpers_analysis import planted_model, random_model
+from tests.helpers.analysis import planted_model, random_model
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,8 @@ from bindvae import training as train
 from bindvae.errors import InputError
 from bindvae.features.formats import FEATURES_FORMAT, read_reference_vocabulary
 from bindvae.training import rundir
-from tests._train_helpers import random_counts, small_config
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
+from tests.helpers.training import random_counts, small_config
 
 
 def _write_features(path: Path, n_rows: int, n_kmers: int) -> None:

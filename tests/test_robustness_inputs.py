@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,8 +28,8 @@ from bindvae.features.formats import (
 )
 from bindvae.features.kmers import Vocabulary, featurize
 from bindvae.features.sequences import read_fasta, read_peaks
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # Bytes that are no text format at all: a PNG header, NULs and high bytes.
 BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\xff\xfe\xfd" + bytes(range(256))
 
@@ -343,7 +342,7 @@ def test_train_cli_fasta_without_usable_sequence(tmp_path):
 
 @pytest.fixture()
 def saved_run(tmp_path, vocab):
-    from tests.helpers_analysis import random_model
+    from tests.helpers.analysis import random_model
     from tests.test_infer import _save
 
     _save(tmp_path / "run", random_model(vocab, num_topics=3, hidden_sizes=(4,)), vocab.fingerprint)

@@ -16,7 +16,7 @@ from bindvae.errors import ConfigError
 from bindvae.training.step import batch_metrics, loss_and_metrics, resolve_compute_path, row_terms
 from bindvae.vae import objectives
 from bindvae.vae.network import build_model, init_params
-from tests._train_helpers import random_counts, small_config
+from tests.helpers.training import random_counts, small_config
 
 N_KMERS = 50
 

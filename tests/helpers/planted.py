@@ -5,7 +5,7 @@ as separate topics reliably in seconds, so the topic-k-mer matrix and the encode
 generated set's truth instead: topic m is planted feature m, its k-mers are the ``n_features``
 gapped 8-mers most enriched in the feature's carrier peaks over the other peaks (add-one smoothed
 frequency ratio), its decoder row gives them log-ratio weight, and its encoder unit counts them
-(as :func:`tests.helpers_analysis.planted_model`). Everything downstream (probes, 10-mer and 15-mer
+(as :func:`tests.helpers.analysis.planted_model`). Everything downstream (probes, 10-mer and 15-mer
 scoring, motifs, flags, the cooperative test) runs on it as on a trained checkpoint.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from bindvae.analysis.flags import bias_motifs
 from bindvae.data import synthetic
 from bindvae.features.kmers import Vocabulary, featurize
-from tests.helpers_analysis import planted_model
+from tests.helpers.analysis import planted_model
 
 PAIR = (("SOX2", "MA0143.5"), ("POU5F1", "MA1115.2"))
 TF = ("CEBPB", "MA0466.4")

@@ -1,6 +1,6 @@
 """Run in a fresh process with forced host devices: loss trajectories on 1 and N devices.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m tests._parallel_worker PATH N_STEPS
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m tests.training._parallel_worker PATH N_STEPS
 
 Writes JSON {"n_devices", "<path>_plain" (sparse only), "<path>_mesh1", "<path>_mesh4",
 "<path>_params_max_diff"} for path in sparse, dense (the bare loops), and "fit_devices1",
@@ -21,7 +21,7 @@ from bindvae.config import TrainConfig
 from bindvae.data.datasets import batch_rows, pad_rows
 from bindvae.training import parallel
 from bindvae.vae.network import build_model
-from tests._train_helpers import random_counts, small_config
+from tests.helpers.training import random_counts, small_config
 
 
 def trajectory(n_devices: int | None, n_steps: int, path: str):

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from bindvae.features.formats import FEATURES_FORMAT
-from tests._train_helpers import random_counts
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
+from tests.helpers.training import random_counts
 
 
 def _write_features(path: Path) -> None:
@@ -25,7 +24,7 @@ def _write_features(path: Path) -> None:
 
 def _train(*overrides, check=True):
     env = {**os.environ, "WANDB_MODE": "disabled", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-m", "experiments.train", *overrides], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "experiments.train", *overrides], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(proc.stderr[-3000:])

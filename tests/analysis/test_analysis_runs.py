@@ -6,7 +6,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +15,8 @@ from bindvae.analysis import runs as runs_lib
 from bindvae.config import LoggerConfig, ModelConfig, RunConfig, TrainConfig, to_dict
 from bindvae.features.kmers import Vocabulary
 from experiments import compare
-from tests.helpers_analysis import random_model
+from tests.conftest import REPO_ROOT
+from tests.helpers.analysis import random_model
 
 M = 6
 
@@ -172,7 +172,7 @@ def test_help_prints_usage_and_writes_nothing(tmp_path, capsys):
 
 
 def test_module_answers_help_from_the_command_line(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run([sys.executable, "-m", "experiments.compare", "--help"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "python -m experiments.compare" in result.stdout, result.stderr[-1000:]
@@ -183,7 +183,7 @@ def test_module_answers_help_from_the_command_line(tmp_path):
 def test_configs_saved_by_training_group_two_seeds_and_not_another_learning_rate(tmp_path):
     from bindvae.checkpoint import load_checkpoint
     from bindvae.training import fit
-    from tests._train_helpers import random_counts, small_config
+    from tests.helpers.training import random_counts, small_config
 
     X = random_counts(32, 120)
     runs = []

@@ -10,7 +10,7 @@ from bindvae.analysis import chip_overlap
 from bindvae.analysis.chip_overlap import Windows
 from bindvae.features.kmers import Vocabulary
 from experiments import project
-from tests.test_report import _decoded_model, _save_run
+from tests.analysis.test_report import _decoded_model, _save_run
 
 # Topic i of the model answers to PLANTED[i] (encoder and decoder); topic 1 is a GC-rich decoy.
 PLANTED = ["ATTGCATCAT", "GGGCCCGGGC", "GTCACGTGAC", "CTAATTAGCG"]

@@ -16,7 +16,7 @@ import pytest
 
 from bindvae.features.kmers import Vocabulary
 from experiments import analyze
-from tests.helpers_analysis import planted_model, random_model
+from tests.helpers.analysis import planted_model, random_model
 
 CHROMIUM = "/usr/bin/chromium"
 # E-box (block 2 of the probe sample), a homeobox site (blocks 0, 1, 3), block 4's site, and a decoy.

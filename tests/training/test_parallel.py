@@ -1,7 +1,7 @@
 """Data-parallel training: 4 forced host devices train the same trajectory as 1 device.
 
 XLA_FLAGS must be set before JAX starts, so the comparison runs in a fresh interpreter
-(``tests/_parallel_worker.py``, about 40 s of CPU: marked slow) and this module checks what it wrote.
+(``tests/training/_parallel_worker.py``, about 40 s of CPU: marked slow) and this module checks what it wrote.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def trajectories(tmp_path_factory):
     out = tmp_path_factory.mktemp("parallel") / "result.json"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(
-        [sys.executable, "-m", "tests._parallel_worker", str(out), str(N_STEPS)],
+        [sys.executable, "-m", "tests.training._parallel_worker", str(out), str(N_STEPS)],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

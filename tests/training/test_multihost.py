@@ -24,7 +24,8 @@ def _free_port() -> int:
 def _launch(out, process_id: int, n_processes: int, port: int, n_devices: int) -> subprocess.Popen:
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}", "JAX_PLATFORMS": "cpu"}
     return subprocess.Popen(
-        [sys.executable, "-m", "tests._multihost_worker", str(out), str(process_id), str(n_processes), str(port)],
+        [sys.executable, "-m", "tests.training._multihost_worker",
+         str(out), str(process_id), str(n_processes), str(port)],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 

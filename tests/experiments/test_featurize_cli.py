@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,7 @@ import pytest
 from bindvae.features.formats import load_features
 from bindvae.features.kmers import Vocabulary, featurize
 from experiments.featurize import main
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
 
 
 def random_dna(rng: np.random.Generator, n: int) -> str:

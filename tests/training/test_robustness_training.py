@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -27,9 +26,8 @@ from bindvae.errors import ConfigError
 from bindvae.tracking import read_metrics
 from bindvae.vae import objectives
 from bindvae.vae.network import build_model
-from tests._train_helpers import random_counts, small_config
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
+from tests.helpers.training import random_counts, small_config
 
 
 @pytest.fixture(autouse=True, scope="module")

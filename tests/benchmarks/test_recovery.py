@@ -26,8 +26,8 @@ from bindvae.analysis.motifs import canonical_kmer_codes, decode_kmers, encode_k
 from bindvae.data import synthetic
 from bindvae.errors import ConfigError
 from bindvae.motif import Motif, load_motif_database
+from tests.conftest import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL = synthetic.SyntheticConfig(n_peaks=600)
 
 
@@ -181,7 +181,7 @@ def test_cli_reports_bad_value_in_one_line(tmp_path):
     env = {**os.environ, "WANDB_MODE": "disabled"}
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.benchmark_recovery", "benchmark_recovery=test", "data.gc=1.5",
-         f"hydra.run.dir={tmp_path}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+         f"hydra.run.dir={tmp_path}"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "error: config gc: must lie in [0, 1], got 1.5"
     assert "Traceback" not in proc.stderr
@@ -232,7 +232,7 @@ def test_decoder_kmer_scores_are_feature_log_ratios():
 
     from bindvae.analysis.topics import decoder_kmer_scores, topic_motifs
     from bindvae.features.kmers import Vocabulary, featurize
-    from tests.helpers_analysis import planted_model
+    from tests.helpers.analysis import planted_model
 
     vocab = Vocabulary.gapped8()
     planted = ["GACGTCATTG", "CCAATTAGGA"]

@@ -20,9 +20,9 @@ from bindvae import training as train
 from bindvae.config import TrainConfig
 from bindvae.errors import ConfigError
 from bindvae.features.formats import FEATURES_FORMAT
-from tests._train_helpers import random_counts, small_config
+from tests.conftest import REPO_ROOT
+from tests.helpers.training import random_counts, small_config
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS = 100
 # A tiny model on 120 k-mers: the run is dominated by checkpoint writes, so a kill lands mid-run.
 OVERRIDES = [

@@ -68,7 +68,7 @@ def test_transform_values():
 @pytest.mark.parametrize("kind", ["log1p", "binary"])
 def test_every_compute_path_reads_the_transformed_counts(kind):
     from bindvae import training as train
-    from tests.test_fused import N_KMERS, _assert_trees_close, _run
+    from tests.kernels.test_fused import N_KMERS, _assert_trees_close, _run
 
     # The ELBO terms of one batch at the same parameters agree on every path ...
     model = build_model(ModelConfig(num_topics=6, hidden_sizes=(32, 16), input_transform=kind), N_KMERS)

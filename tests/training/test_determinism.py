@@ -10,7 +10,7 @@ from bindvae import training as train
 from bindvae.config import DataConfig
 from bindvae.data import datasets as data_lib
 from bindvae.tracking import read_metrics
-from tests._train_helpers import random_counts, small_config
+from tests.helpers.training import random_counts, small_config
 
 
 @pytest.fixture(autouse=True, scope="module")

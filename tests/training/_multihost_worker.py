@@ -1,6 +1,8 @@
 """One process of a multi-host run on the CPU (gloo collectives), or the single-process reference.
 
-    python -m tests._multihost_worker OUT PROCESS_ID N_PROCESSES PORT   (N_PROCESSES = 0: no distributed runtime)
+    python -m tests.training._multihost_worker OUT PROCESS_ID N_PROCESSES PORT
+
+(N_PROCESSES = 0: no distributed runtime.)
 
 Each process sees its own forced host devices (XLA_FLAGS) and feeds only its rows of every global
 batch; writes {"devices", "local_devices", "losses"} to OUT.
@@ -22,7 +24,7 @@ def main(out: str, process_id: int, n_processes: int, port: int) -> None:
     from bindvae.data.datasets import batch_rows, pad_rows
     from bindvae.training import parallel
     from bindvae.vae.network import build_model
-    from tests._train_helpers import random_counts, small_config
+    from tests.helpers.training import random_counts, small_config
 
     if n_processes:
         parallel.initialize_distributed(f"localhost:{port}", n_processes, process_id)

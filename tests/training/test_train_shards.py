@@ -12,7 +12,7 @@ from bindvae.data import stream
 from bindvae.features import shards
 from bindvae.tracking import read_metrics
 from experiments.train import load_training_data
-from tests._train_helpers import random_counts, small_config
+from tests.helpers.training import random_counts, small_config
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -15,7 +15,7 @@ from bindvae import training as train
 from bindvae.config import TrainConfig
 from bindvae.errors import ConfigError
 from bindvae.tracking import read_metrics
-from tests._train_helpers import random_counts, small_config
+from tests.helpers.training import random_counts, small_config
 
 
 def _with_train(config, **changes):
@@ -41,7 +41,7 @@ def test_schedule_warms_up_then_decays_to_the_final_fraction():
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the fused path is CPU only")
 def test_fused_step_follows_the_schedule_like_optax():
     # Six steps through warm-up and decay: the fused kernels' Adam reads the rate optax would use.
-    from tests.test_fused import _assert_trees_close, _batches, _run
+    from tests.kernels.test_fused import _assert_trees_close, _batches, _run
 
     config = TrainConfig(
         steps=6,

@@ -14,7 +14,7 @@ from bindvae.config import ModelConfig, TrainConfig
 from bindvae.errors import ConfigError
 from bindvae.tracking import read_metrics
 from bindvae.vae.network import build_model
-from tests._train_helpers import random_counts, small_config
+from tests.helpers.training import random_counts, small_config
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,8 +14,9 @@ from scipy import stats
 from bindvae.analysis import projection
 from bindvae.features.kmers import Vocabulary
 from experiments import project
-from tests.helpers_analysis import planted_model
-from tests.test_report import _save_run
+from tests.analysis.test_report import _save_run
+from tests.conftest import REPO_ROOT
+from tests.helpers.analysis import planted_model
 
 # Topic i of the planted model answers to PLANTED[i]: the CTCF set carries topic 2's site, MAFK topic 0's.
 PLANTED = ["ATTGCATCAT", "GGGCCCGGGC", "GTCACGTGAC", "CTAATTAGCG"]
@@ -191,7 +191,7 @@ def test_help_prints_usage_and_writes_nothing(tmp_path, capsys):
 
 
 def test_module_answers_help_from_the_command_line(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run([sys.executable, "-m", "experiments.project", "--help"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "python -m experiments.project" in result.stdout, result.stderr[-1000:]

@@ -1,6 +1,6 @@
 """Cooperative binding and non-TF flags end to end, on a checkpoint counted from a generated set.
 
-The generated set (:mod:`tests.helpers_planted`) has the Oct-Sox pair planted as one composite site
+The generated set (:mod:`tests.helpers.planted`) has the Oct-Sox pair planted as one composite site
 at a fixed spacing, CEBPB alone, a (CA)n repeat, GC-rich peaks and Tn5 target sites; the checkpoint's
 topics are built from its truth (a short training run does not separate them reliably in test time).
 """
@@ -17,8 +17,8 @@ from bindvae.analysis import cooperative, naming, pair_route
 from bindvae.features.kmers import Vocabulary
 from bindvae.motif import format_meme
 from experiments import analyze
-from tests.helpers_planted import FEATURES, SPACING, counted_model, generated_set
-from tests.test_report import _save_run
+from tests.analysis.test_report import _save_run
+from tests.helpers.planted import FEATURES, SPACING, counted_model, generated_set
 
 PAIR, DECOY = "SOX2::POU5F1", "CEBPB::SOX2"
 TOPIC = {feature: f"topic_{m:03d}" for m, feature in enumerate(FEATURES)}
@@ -149,7 +149,7 @@ def test_planted_pair_is_read_from_the_truth_table():
 @pytest.mark.parametrize("topics, route", [
     ("composite", "one composite topic"), ("partners apart", "two topics"), ("neither", "missed")])
 def test_planted_pair_route_tells_one_composite_topic_from_two_topics_and_missed(topics, route):
-    from tests.helpers_analysis import planted_model
+    from tests.helpers.analysis import planted_model
 
     motifs = generated_set(n_peaks=50).motifs
     sox, oct_ = motifs["SOX2"].consensus, motifs["POU5F1"].consensus

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from experiments import analyze, benchmark, compare, featurize, project, stability
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 MODULES = {"analyze": analyze, "featurize": featurize, "project": project, "compare": compare,
            "benchmark": benchmark, "stability": stability}
 
@@ -98,7 +98,7 @@ def test_help_is_hydras_with_the_usage_and_the_config(tmp_path):
 
 def test_multirun_analyses_two_run_directories(tmp_path):
     from bindvae.features.kmers import Vocabulary
-    from tests.test_report import PLANTED, _decoded_model, _save_run
+    from tests.analysis.test_report import PLANTED, _decoded_model, _save_run
 
     vocab = Vocabulary.gapped8()
     runs = [tmp_path / "run_a", tmp_path / "run_b"]

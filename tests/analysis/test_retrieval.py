@@ -12,8 +12,8 @@ from bindvae.analysis import retrieval
 from bindvae.features.kmers import Vocabulary
 from bindvae.motif import Motif, write_meme
 from experiments import analyze
-from tests.test_chip_overlap import PLANTED, PROBE_TFS
-from tests.test_report import _decoded_model, _save_run
+from tests.analysis.test_chip_overlap import PLANTED, PROBE_TFS
+from tests.analysis.test_report import _decoded_model, _save_run
 
 
 def test_scores_equal_hand_computed_values():

@@ -1,0 +1,1 @@
+"""Tests of the entry points in experiments/ (command lines, Hydra configs, launchers)."""
