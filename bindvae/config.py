@@ -24,6 +24,7 @@ SAMPLERS = ("fast", "exact")
 OPTIMIZERS = ("adam", "adamw")
 THETA_INITS = ("glorot", "background")
 INPUT_TRANSFORMS = ("counts", "log1p", "binary")
+KMER_SELECTIONS = ("none", "dispersion")
 DATA_SOURCES = ("synthetic", "npz", "fasta", "reference", "shards")
 LOGGER_KINDS = ("wandb", "none")
 
@@ -61,6 +62,12 @@ class ModelConfig:
             rewards sparse topics, eta > 1 smooths them towards uniform. Ours, not the paper's; only
             the XLA paths (``train.compute_path`` ``sparse`` / ``dense``) implement it (``auto`` picks
             ``sparse`` on the CPU when it is set).
+        kmer_selection: which k-mers the model sees: ``none`` (all 112,800, the paper's) or
+            ``dispersion`` (ours): the ``kmer_selection_size`` k-mers whose training counts vary across
+            peaks most beyond what each peak's GC content predicts (``bindvae.features.selection``).
+            The chosen columns are saved with every checkpoint; inference on sequences or on full
+            gapped 8-mer features uses them. Measured in BENCHMARKS.md ("Choosing the k-mers").
+        kmer_selection_size: k-mers kept by ``kmer_selection=dispersion``.
     """
 
     num_topics: int = 100
@@ -72,6 +79,8 @@ class ModelConfig:
     theta_init: str = "background"
     input_transform: str = "counts"
     topic_eta: float = 0.0
+    kmer_selection: str = "none"
+    kmer_selection_size: int = 5000
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
@@ -92,6 +101,10 @@ class ModelConfig:
         _require(self.input_transform in INPUT_TRANSFORMS, "model.input_transform",
                  f"unknown {self.input_transform!r}; one of {INPUT_TRANSFORMS}")
         _require(float(self.topic_eta) >= 0, "model.topic_eta", f"must be >= 0 (0 = off), got {self.topic_eta}")
+        _require(self.kmer_selection in KMER_SELECTIONS, "model.kmer_selection",
+                 f"unknown {self.kmer_selection!r}; one of {KMER_SELECTIONS}")
+        _require(int(self.kmer_selection_size) >= 1, "model.kmer_selection_size",
+                 f"must be >= 1, got {self.kmer_selection_size}")
         _require(
             0 < self.min_concentration < self.max_concentration,
             "model.min_concentration",

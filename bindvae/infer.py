@@ -178,6 +178,7 @@ def load_model(run_dir: str | os.PathLike, features_fingerprint: str | None = No
     """
     # Deferred: orbax is slow to import.
     from bindvae.checkpoint import BEST_DIR, CHECKPOINT_DIR, check_vocab, list_steps, load_checkpoint
+    from bindvae.training.kmer_choice import vocabulary_of
 
     # A run that kept its best checkpoint by validation ELBO (train.keep_best) is analysed there.
     best = Path(run_dir).is_dir() and bool(list_steps(run_dir, BEST_DIR))
@@ -188,7 +189,9 @@ def load_model(run_dir: str | os.PathLike, features_fingerprint: str | None = No
     if training:
         logger.warning("%s is being trained by %s: reading its latest finished checkpoint (step %d)",
                        run_dir, training, checkpoint.step)
-    vocabulary = Vocabulary.gapped8()
+    vocabulary = vocabulary_of(checkpoint.metadata)  # the k-mers it chose (model.kmer_selection), or all
+    if features_fingerprint and vocabulary.accepts(features_fingerprint):
+        features_fingerprint = None  # full gapped 8-mer features: latent_scores takes the model's columns
     check_vocab(checkpoint, features_fingerprint or vocabulary.fingerprint, run_dir)
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     raw = {k: v for k, v in dict(checkpoint.config.get("model", {})).items() if k in model_fields}
@@ -316,12 +319,21 @@ def decoder_scan_weights(model: Model, n_top: int = DECODER_SCAN_KMERS) -> np.nd
     return weights
 
 
+def _model_columns(model: Model, X: sp.spmatrix) -> sp.csr_matrix:
+    """``X`` in the model's columns (full gapped 8-mer features of a model that chose its k-mers are cut)."""
+    try:
+        return model.vocabulary.restrict(X)
+    except ValueError as err:
+        raise ValueError(f"features do not fit the model: {err}") from None
+
+
 def latent_scores(model: Model, X, kind: str = "mean", batch_size: int = 4096) -> np.ndarray:
     """Latent scores of sequences or of a feature matrix.
 
     Args:
         model: from :func:`load_model` or :func:`model_from_params`.
-        X: a list of DNA strings, or a CSR matrix ``[n, n_kmers]`` of counts in the model's vocabulary.
+        X: a list of DNA strings, or a CSR matrix ``[n, n_kmers]`` of counts in the model's vocabulary
+            (or, for a model that chose its k-mers, the full gapped 8-mer counts: its columns are taken).
         kind: ``"mean"`` (topic proportions, rows sum to 1; the default), ``"concentration"`` (what
             the reference BindVAE outputs), or ``"decoder"`` (ours: the sequence's k-mer counts
             dotted with :func:`decoder_scan_weights`, a scan with each topic's own k-mers that
@@ -334,6 +346,8 @@ def latent_scores(model: Model, X, kind: str = "mean", batch_size: int = 4096) -
     """
     if kind not in SCORE_KINDS:
         raise ValueError(f"kind must be one of {SCORE_KINDS}, got {kind!r}")
+    if sp.issparse(X):
+        X = _model_columns(model, X)
     if kind == "decoder":
         counts = X if sp.issparse(X) else _counts_from_windows(model, sequence_window_codes([str(s) for s in X]))
         return np.asarray(sp.csr_matrix(counts, dtype=np.float32) @ decoder_scan_weights(model).T, dtype=np.float32)

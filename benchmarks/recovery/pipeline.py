@@ -113,6 +113,14 @@ def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) 
     return table, time.perf_counter() - start
 
 
+def _chosen_vocabulary(workdir: Path):
+    """The k-mers BindVAE trained on when it chose them (``model.kmer_selection``), else None."""
+    from bindvae.infer import load_model
+
+    chosen = load_model(workdir).vocabulary
+    return chosen if chosen.parent is not None else None
+
+
 def _pair_by_probes(model, dataset, seed: int) -> str:
     """The planted pair scored by the cooperative-binding route: one composite topic, two topics or missed."""
     from bindvae.analysis import pair_route
@@ -131,8 +139,9 @@ class _KmerProbes:
         codes: 10-mer codes to probe (None: all canonical 10-mers).
     """
 
-    def __init__(self, codes: np.ndarray | None = None):
+    def __init__(self, codes: np.ndarray | None = None, vocabulary=None):
         self._codes = codes
+        self._vocabulary = vocabulary
         self._value = None
 
     def get(self):
@@ -142,7 +151,7 @@ class _KmerProbes:
             from bindvae.features.kmers import featurize
 
             codes = canonical_kmer_codes(10) if self._codes is None else self._codes
-            self._value = codes, featurize(decode_kmers(codes, 10))
+            self._value = codes, featurize(decode_kmers(codes, 10), self._vocabulary)
         return self._value
 
 
@@ -253,12 +262,18 @@ def run_recovery(config: RecoveryConfig, out_dir: str | Path, metric_logger=None
     methods = {"BindVAE": MethodResult(table, recovery.summarize(table, config.q_threshold),
                                        float(fitted.val_metrics.get("val_perplexity", float("nan"))),
                                        train_s, analysis_s, config.run.train.steps, "steps")}
-    probes = _KmerProbes()
+    # Same features for every method: when BindVAE chose its k-mers (model.kmer_selection), the peers
+    # get the same columns (the yardsticks keep all of them: they measure what the features hold).
+    chosen = _chosen_vocabulary(workdir)
+    if chosen is not None:
+        X, train_X, val_X = (chosen.restrict(m) for m in (X, train_X, val_X))
+    probes = _KmerProbes(vocabulary=chosen)
     if config.lda.enabled:
         methods["LDA"] = _run_lda(config, train_X, val_X, X, dataset, database, probes)
     if config.gibbs_lda.enabled:
         methods["Gibbs LDA"] = _run_gibbs_lda(config, X, val_rows, dataset, database, probes, train_s)
-    yardsticks = compute_yardsticks(config, X, dataset) if config.yardsticks.enabled else pd.DataFrame()
+    all_kmers = featurize(dataset.sequences, vocabulary) if chosen is not None else X
+    yardsticks = compute_yardsticks(config, all_kmers, dataset) if config.yardsticks.enabled else pd.DataFrame()
     if not yardsticks.empty:
         limits = dict(zip(yardsticks["feature"], yardsticks["limit_auroc"]))
         for result in methods.values():

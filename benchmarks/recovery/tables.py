@@ -120,6 +120,13 @@ def _peers_text(config: RecoveryConfig) -> str:
             f"{gibbs.workers} worker(s), at most {gibbs.max_iterations:,} sweeps{budget}")
 
 
+def _kmers_text(model) -> str:
+    if model.kmer_selection == "none":
+        return ", all 112,800 gapped 8-mers"
+    return (f", the {model.kmer_selection_size:,} gapped 8-mers of highest {model.kmer_selection} "
+            f"(`model.kmer_selection`, ours; the peers see the same k-mers, the yardsticks all)")
+
+
 def _yardsticks_text(config: RecoveryConfig, yardsticks: pd.DataFrame | None) -> str:
     if yardsticks is None or yardsticks.empty:
         return ""
@@ -147,7 +154,7 @@ def markdown_report(config: RecoveryConfig, features: pd.DataFrame, summary: pd.
         f"### Planted-motif recovery: `{config.name}`\n\n"
         f"{data.n_peaks:,} peaks x {data.length} bp (seed {config.seed}), M = {model.num_topics} topics, "
         f"hidden {list(model.hidden_sizes)}, alpha {model.alpha:g}, {train.steps:,} steps of batch {train.batch_size}, "
-        f"lr {train.learning_rate:g}; {lda}. Motif database: {database}. {machine}\n\n"
+        f"lr {train.learning_rate:g}{_kmers_text(model)}; {lda}. Motif database: {database}. {machine}\n\n"
         f"{_yardsticks_text(config, yardsticks)}"
     )
     notes = f"\n{config.notes.strip()}\n" if config.notes.strip() else ""

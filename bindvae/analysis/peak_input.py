@@ -41,7 +41,7 @@ def read_peaks(model: Model, path: str) -> PeakSet:
         from bindvae.features.formats import load_features
 
         X, names, fingerprint = load_features(path)
-        if fingerprint != model.vocabulary.fingerprint:
+        if not model.vocabulary.accepts(fingerprint):
             raise InputError(path, f"feature fingerprint {str(fingerprint)[:12]} differs from the model's "
                                    f"{model.vocabulary.fingerprint[:12]}")
         ids = [str(n) for n in names] if names is not None else [str(i) for i in range(X.shape[0])]
@@ -89,7 +89,7 @@ def _load(model: Model, config, seed: int, data_lib) -> PeakSet:
             names, sequences = names[: config.max_sequences], sequences[: config.max_sequences]
         return PeakSet(sequences, list(names), sequences, f"{what}, {len(sequences):,} sequences)")
     dataset = data_lib.load_dataset(config, seed=seed)
-    if dataset.vocab_fingerprint != model.vocabulary.fingerprint:
+    if not model.vocabulary.accepts(dataset.vocab_fingerprint):
         raise InputError(config.path or config.features or config.source, "features of another vocabulary")
     return PeakSet(dataset.X, [str(n) for n in dataset.names], None,
                    f"{what}, {dataset.X.shape[0]:,} sequences, features only)")

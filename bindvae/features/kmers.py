@@ -130,12 +130,15 @@ class Vocabulary:
             recorded in every dataset and checkpoint so that mismatches are caught.
     """
 
-    def __init__(self, kmers: tuple[str, ...], key_to_column: np.ndarray, window_table: np.ndarray):
+    def __init__(self, kmers: tuple[str, ...], key_to_column: np.ndarray, window_table: np.ndarray,
+                 parent: Vocabulary | None = None, parent_columns: np.ndarray | None = None):
         self.kmers = kmers
         self.k = K
         self.reverse_complement = True
         self._key_to_column = key_to_column
         self._window_table = window_table
+        self.parent = parent
+        self.parent_columns = parent_columns
         digest = hashlib.sha256(f"k={self.k};reverse_complement={self.reverse_complement};".encode())
         digest.update("\n".join(kmers).encode("ascii"))
         self.fingerprint = digest.hexdigest()
@@ -144,6 +147,53 @@ class Vocabulary:
     def gapped8(cls) -> Vocabulary:
         """The 112,800 canonical gapped 8-mers (SPEC section 2)."""
         return cls(*_gapped8_tables())
+
+    def subset(self, columns) -> Vocabulary:
+        """The vocabulary of some of these columns, in ascending column order (a model's k-mer selection).
+
+        Featurizing with the subset gives exactly the selected columns of featurizing with ``self``
+        (windows simply count nothing for the dropped k-mers).
+
+        Args:
+            columns: column indices into this vocabulary (any order; duplicates are dropped).
+
+        Returns:
+            A vocabulary whose ``parent`` is ``self`` and ``parent_columns`` the sorted columns.
+
+        Raises:
+            ValueError: no column, or a column outside ``[0, len(self))``.
+        """
+        columns = np.unique(np.asarray(columns, dtype=np.int64))
+        if columns.size == 0 or columns[0] < 0 or columns[-1] >= len(self):
+            raise ValueError(f"a subset needs columns in [0, {len(self)}), got {columns.size} column(s)")
+        remap = np.full(len(self) + 1, -1, dtype=np.int32)  # last entry: the table's -1 padding
+        remap[columns] = np.arange(columns.size, dtype=np.int32)
+        key_to_column = np.where(self._key_to_column >= 0, remap[self._key_to_column], -1).astype(np.int32)
+        table = remap[self._window_table]
+        # The counting kernel stops at a row's first -1: kept ids first, ascending, padding last.
+        order = np.argsort(table < 0, axis=1, kind="stable")
+        table = np.take_along_axis(table, order, axis=1).astype(np.int32)
+        for array in (key_to_column, table, columns):
+            array.setflags(write=False)
+        return Vocabulary(tuple(self.kmers[j] for j in columns), key_to_column, table, self, columns)
+
+    def restrict(self, X: sp.spmatrix) -> sp.csr_matrix:
+        """Counts in this vocabulary's columns: ``X`` itself, or its selected columns when ``X`` has the
+        parent vocabulary's width (features computed before a model chose its k-mers).
+
+        Raises:
+            ValueError: ``X`` has neither width.
+        """
+        if X.shape[1] == len(self):
+            return X
+        if self.parent is not None and X.shape[1] == len(self.parent):
+            return sp.csr_matrix(X)[:, self.parent_columns].tocsr()
+        raise ValueError(f"features have {X.shape[1]} columns; this vocabulary has {len(self)}"
+                         + (f" (of {len(self.parent)})" if self.parent is not None else ""))
+
+    def accepts(self, fingerprint: str) -> bool:
+        """Whether features of this fingerprint can be scored: this vocabulary's, or its parent's."""
+        return fingerprint == self.fingerprint or (self.parent is not None and fingerprint == self.parent.fingerprint)
 
     def __len__(self) -> int:
         return len(self.kmers)

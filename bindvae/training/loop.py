@@ -35,6 +35,7 @@ from bindvae.errors import BindVAEError, ConfigError
 from bindvae.features.shards import ShardIndex
 from bindvae.tracking import MetricLogger, MetricsFile, NullLogger, read_metrics
 from bindvae.training.feeds import host_feed, kmer_totals, resident_feed
+from bindvae.training.kmer_choice import choose_kmers
 from bindvae.training.optim import optimizer_spec
 from bindvae.training.resume import drop_best, prepare_run_dir, restore, state_tree
 from bindvae.training.state import TrainState, create_train_state
@@ -246,10 +247,16 @@ def fit(
 
 def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Path, metric_logger, kmers) -> FitResult:
     tc = config.train
-    n_kmers = int(train_X.shape[1])
     if train_X.shape[0] == 0:
         raise ConfigError("data", "no training sequences")
     existing = prepare_run_dir(workdir, tc)
+    choice = choose_kmers(config.model, train_X, vocab_fingerprint)
+    if choice is not None:
+        train_X = choice.vocabulary.restrict(train_X)
+        val_X = choice.vocabulary.restrict(val_X) if val_X is not None else None
+        vocab_fingerprint, kmers = choice.vocabulary.fingerprint, choice.vocabulary.kmers
+        choice.write_table(workdir)
+    n_kmers = int(train_X.shape[1])
     per_call = resolve_steps_per_call(tc.steps_per_call)
     model = build_model(config.model, n_kmers, n_train=int(train_X.shape[0]))
     init_key, train_key, eval_key = jax.random.split(jax.random.key(tc.seed), 3)
@@ -266,6 +273,8 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
                          workdir=str(workdir), compute_path="none", steps_per_call=0, steps_per_sec=0.0,
                          elapsed_s=0.0, skipped_steps=int(jax.device_get(state.skipped_steps)), already_complete=True)
     run = _Run(config, workdir, metric_logger, n_kmers, vocab_fingerprint)
+    if choice is not None:
+        run.metadata.update(choice.metadata())
     run.metrics_file.truncate_after(start)
     drop_best(workdir, after=start)
     run.replay_validation(start)

@@ -6,6 +6,7 @@ as peak scores must be recovered with q < 0.05 and AUROC 1, and unrelated motifs
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -421,3 +422,30 @@ def test_config_validates_the_peer_and_the_yardsticks():
                                 ("yardsticks", "limit_c", 0.0)):
         with pytest.raises(ConfigError, match=f"{section}.{key}"):
             recovery_config.config_from_dict({section: {key: value}})
+
+
+@pytest.mark.slow
+def test_peers_see_the_kmers_bindvae_chose(tmp_path, monkeypatch):
+    """With ``model.kmer_selection`` the comparison stays on the same features: the LDA peer trains on
+    BindVAE's chosen columns, the yardsticks on all of them, and the table's heading says so."""
+    base = _tiny(tmp_path, enabled=True, passes=1)
+    model = dataclasses.replace(base.run.model, kmer_selection="dispersion", kmer_selection_size=700)
+    config = dataclasses.replace(base, run=dataclasses.replace(base.run, model=model),
+                                 yardsticks=dataclasses.replace(base.yardsticks, enabled=True, limit_folds=2))
+    widths = {}
+    fit_lda, limits = peers.fit_lda, yardsticks.supervised_limits
+
+    def spy_lda(train_X, *args):
+        widths["lda"] = train_X.shape[1]
+        return fit_lda(train_X, *args)
+
+    def spy_limits(X, *args):
+        widths["limit"] = X.shape[1]
+        return limits(X, *args)
+
+    monkeypatch.setattr(peers, "fit_lda", spy_lda)
+    monkeypatch.setattr(yardsticks, "supervised_limits", spy_limits)
+    result = recovery_pipeline.run_recovery(config, tmp_path / "out")
+    assert widths == {"lda": 700, "limit": 112_800}
+    assert "the peers see the same k-mers" in Path(result.paths["markdown"]).read_text()
+    assert set(result.methods) == {"BindVAE", "LDA"}
