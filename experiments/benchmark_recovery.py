@@ -52,5 +52,25 @@ def main(cfg: DictConfig) -> None:
     logging.getLogger(__name__).info("wrote %s", result.paths["markdown"])
 
 
+def check_arguments(argv: list[str]) -> list[str]:
+    """The arguments for Hydra, each key=value checked first (:func:`experiments._cli.check_overrides`,
+    shared by every entry point), so that an unknown key or preset is one line naming it.
+
+    Raises:
+        ConfigError: an unknown key (``run.model.colour=1``) or an unknown preset (``benchmark_recovery=big``).
+    """
+    from experiments._cli import HELP_FLAGS, MULTIRUN_FLAGS, check_overrides, split_flags
+
+    flags, overrides = split_flags(argv)
+    if any(f in HELP_FLAGS or f == "--hydra-help" for f in flags):
+        return argv
+    return [*flags, *check_overrides("benchmark_recovery", overrides, any(f in MULTIRUN_FLAGS for f in flags))]
+
+
 if __name__ == "__main__":
+    try:
+        sys.argv[1:] = check_arguments(sys.argv[1:])
+    except BindVAEError as err:
+        sys.stderr.write(f"error: {err}\n")
+        raise SystemExit(2) from None
     main()

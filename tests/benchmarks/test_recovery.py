@@ -188,6 +188,22 @@ def test_cli_reports_bad_value_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(("arg", "line"), [
+    ("run.model.colour=1", "error: config run.model.colour: unknown argument 'run.model.colour=1'; known in "
+                           "run.model: alpha, hidden_sizes, kmer_selection, kmer_selection_size, num_topics, "
+                           "theta_init"),
+    ("benchmark_recovery=big", "error: config benchmark_recovery: unknown option 'big'; "
+                               "one of ['default', 'demo', 'full', 'test']"),
+])
+def test_cli_names_an_unknown_key_or_preset_in_one_line(tmp_path, arg, line):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.run([sys.executable, "-m", "experiments.benchmark_recovery", arg, f"hydra.run.dir={tmp_path}"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [line]
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
 @pytest.mark.parametrize("preset", ["default", "full", "demo", "test"])
 def test_presets_compose(preset):
     from experiments.demo import compose_config
