@@ -319,12 +319,13 @@ def decoder_scan_weights(model: Model, n_top: int = DECODER_SCAN_KMERS) -> np.nd
     return weights
 
 
-def _model_columns(model: Model, X: sp.spmatrix) -> sp.csr_matrix:
-    """``X`` in the model's columns (full gapped 8-mer features of a model that chose its k-mers are cut)."""
-    try:
-        return model.vocabulary.restrict(X)
-    except ValueError as err:
-        raise ValueError(f"features do not fit the model: {err}") from None
+def _model_columns(model: Model, X: sp.spmatrix) -> sp.spmatrix:
+    """``X`` in the model's columns: full gapped 8-mer features of a model that chose its k-mers
+    (``model.kmer_selection``) are cut to its columns; anything else is passed on as it is."""
+    vocabulary = model.vocabulary
+    if vocabulary.parent is not None and X.shape[1] == len(vocabulary.parent) != len(vocabulary):
+        return vocabulary.restrict(X)
+    return X
 
 
 def latent_scores(model: Model, X, kind: str = "mean", batch_size: int = 4096) -> np.ndarray:

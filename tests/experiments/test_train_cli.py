@@ -83,3 +83,21 @@ def test_cli_multirun_two_values_gives_two_runs(features, tmp_path):
            "model.alpha=1,5", "logger=none", f"hydra.sweep.dir={tmp_path}")
     runs = sorted(p.name for p in tmp_path.iterdir() if (p / "metrics.jsonl").exists())
     assert runs == ["0_M4_a1.0_s0", "1_M4_a5.0_s0"]
+
+
+def test_budget_preset_trains_on_chosen_kmers_and_the_paper_on_all():
+    """train=budget (ours) also sets model.kmer_selection; train=paper keeps the paper's features."""
+    from hydra import compose, initialize_config_dir
+
+    from experiments.train import to_run_config  # registers the schema the train config extends
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        paper = compose("train")
+        budget = compose("train", overrides=["train=budget"])
+        mine = compose("train", overrides=["train=budget", "model.kmer_selection=none", "model.num_topics=20"])
+    assert paper.model.kmer_selection == "none" and paper.train.learning_rate == 3e-4
+    assert budget.model.kmer_selection == "dispersion" and budget.model.kmer_selection_size == 5000
+    assert budget.train.learning_rate == 3e-3 and budget.train.max_minutes == 15 and budget.train.keep_best
+    assert budget.model.num_topics == paper.model.num_topics == 100
+    assert mine.model.kmer_selection == "none" and mine.model.num_topics == 20
+    assert to_run_config(budget).model.kmer_selection == "dispersion"
