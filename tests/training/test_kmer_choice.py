@@ -11,7 +11,7 @@ import pytest
 from bindvae import training as train
 from bindvae.checkpoint import load_checkpoint
 from bindvae.config import ModelConfig
-from bindvae.errors import ConfigError
+from bindvae.errors import ConfigError, InputError
 from bindvae.features.kmers import Vocabulary, featurize
 from bindvae.features.selection import select_kmers
 from bindvae.infer import latent_scores, load_model
@@ -101,3 +101,20 @@ def test_unknown_selection_is_a_config_error():
         ModelConfig(kmer_selection="variance")
     with pytest.raises(ConfigError, match="model.kmer_selection_size"):
         ModelConfig(kmer_selection="dispersion", kmer_selection_size=0)
+
+
+def test_the_analysis_reads_full_feature_files_for_a_model_that_chose(chosen_run, tmp_path):
+    """The quick start's path: features.npz of all k-mers, a run trained with train=budget (chosen k-mers)."""
+    from bindvae.analysis.peak_input import read_peaks
+    from bindvae.features.formats import save_features
+
+    workdir, peaks, X, _ = chosen_run
+    path = tmp_path / "features.npz"
+    save_features(path, X, [f"p{i}" for i in range(X.shape[0])], Vocabulary.gapped8())
+    model = load_model(workdir)
+    peak_set = read_peaks(model, str(path))
+    np.testing.assert_allclose(latent_scores(model, peak_set.data), latent_scores(model, peaks), rtol=1e-5, atol=1e-6)
+    other = tmp_path / "other.npz"
+    save_features(other, X[:, :10], ["a"] * X.shape[0], Vocabulary.gapped8().subset(range(10)))
+    with pytest.raises(InputError, match="fingerprint"):
+        read_peaks(model, str(other))
