@@ -26,3 +26,14 @@ def reference_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"reference data not found at {path} (set BINDVAE_SHARED_DATA to its parent)")
     return path
+
+
+@pytest.fixture(scope="module")
+def fast_compile():
+    """XLA without most optimisations for a module of small jitted tests (compilation dominates them)."""
+    import jax
+
+    old = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", old)

@@ -86,6 +86,10 @@ def select_kmers(X: sp.spmatrix, vocabulary: Vocabulary, size: int, method: str 
         raise ValueError(f"unknown k-mer selection {method!r}; one of {METHODS}")
     if method == "none" or size >= X.shape[1]:
         return np.arange(X.shape[1])
-    scores = dispersion_scores(X, vocabulary)
+    return top_columns(dispersion_scores(X, vocabulary), size)
+
+
+def top_columns(scores: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` highest-scoring columns, ascending; ties broken towards the lower column."""
     order = np.lexsort((np.arange(scores.size), -scores))
     return np.sort(order[:size])

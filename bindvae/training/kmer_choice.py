@@ -20,7 +20,7 @@ import numpy as np
 from bindvae.config import ModelConfig
 from bindvae.errors import ConfigError
 from bindvae.features.kmers import Vocabulary
-from bindvae.features.selection import dispersion_scores
+from bindvae.features.selection import dispersion_scores, top_columns
 from bindvae.features.shards import ShardIndex
 from bindvae.io import write_text_atomic
 
@@ -69,10 +69,9 @@ def choose_kmers(model: ModelConfig, train_X, vocab_fingerprint: str) -> KmerCho
                                                   "is not supported (set model.kmer_selection=none)")
     size = min(int(model.kmer_selection_size), len(full))
     scores = dispersion_scores(train_X, full)
-    order = np.lexsort((np.arange(scores.size), -scores))
-    columns = np.sort(order[:size])
+    columns = top_columns(scores, size)
     logger.info("k-mer selection (%s): the model sees %d of %d k-mers (dispersion >= %.3g; median over all %.3g)",
-                model.kmer_selection, size, len(full), scores[order[size - 1]], float(np.median(scores)))
+                model.kmer_selection, size, len(full), scores[columns].min(), float(np.median(scores)))
     return KmerChoice(columns, full.subset(columns), scores)
 
 

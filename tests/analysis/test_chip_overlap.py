@@ -15,6 +15,17 @@ from tests.analysis.test_report import _decoded_model, _save_run
 # Topic i of the model answers to PLANTED[i] (encoder and decoder); topic 1 is a GC-rich decoy.
 PLANTED = ["ATTGCATCAT", "GGGCCCGGGC", "GTCACGTGAC", "CTAATTAGCG"]
 PROBE_TFS = {"MAFK": PLANTED[0], "CTCF": PLANTED[2], "HOXA": PLANTED[3], "DECOY": PLANTED[1]}
+
+
+def write_probes(path, rng) -> list[tuple[str, str]]:
+    """30 probes of 20 bp per PROBE_TFS entry, each with its site at 5-15, written as a probe TSV."""
+    probes = []
+    for tf, site in PROBE_TFS.items():
+        for _ in range(30):
+            seq = "".join(rng.choice(list("ACGT"), 20))
+            probes.append((seq[:5] + site + seq[15:], tf))
+    pd.DataFrame(probes, columns=["sequence", "tf"]).to_csv(path, sep="\t", index=False)
+    return probes
 N_PEAKS, STEP, WIDTH = 120, 150, 100  # accessible peaks: [100 + STEP i, + WIDTH), windows of span=WIDTH
 CTCF, MAFK = range(0, 40), range(40, 80)  # carriers of each planted site; peaks 80.. are background
 
@@ -50,12 +61,7 @@ def files(tmp_path_factory):
     nrf1 = [(_start(i) + 20, _start(i) + 90) for i in range(90, 100)]  # background peaks, TF without probes
     for name, intervals in (("ctcf", ctcf), ("mafk", mafk), ("nrf1", nrf1)):
         (folder / f"{name}.bed").write_text("".join(f"chr1\t{s}\t{e}\n" for s, e in intervals))
-    probes = []
-    for tf, site in PROBE_TFS.items():
-        for _ in range(30):
-            seq = "".join(rng.choice(list("ACGT"), 20))
-            probes.append((seq[:5] + site + seq[15:], tf))
-    pd.DataFrame(probes, columns=["sequence", "tf"]).to_csv(folder / "probes.tsv", sep="\t", index=False)
+    write_probes(folder / "probes.tsv", rng)
     return folder, {"CTCF": ctcf, "MAFK": mafk, "NRF1": nrf1}
 
 

@@ -12,7 +12,7 @@ from bindvae.analysis import retrieval
 from bindvae.features.kmers import Vocabulary
 from bindvae.motif import Motif, write_meme
 from experiments import analyze
-from tests.analysis.test_chip_overlap import PLANTED, PROBE_TFS
+from tests.analysis.test_chip_overlap import PLANTED, write_probes
 from tests.analysis.test_report import _decoded_model, _save_run
 
 
@@ -45,12 +45,7 @@ def inputs(tmp_path_factory):
     vocab = Vocabulary.gapped8()
     _save_run(folder / "run", _decoded_model(vocab, PLANTED, num_topics=4), vocab)
     rng = np.random.default_rng(3)
-    probes = []
-    for tf, site in PROBE_TFS.items():
-        for _ in range(30):
-            seq = "".join(rng.choice(list("ACGT"), 20))
-            probes.append((seq[:5] + site + seq[15:], tf))
-    pd.DataFrame(probes, columns=["sequence", "tf"]).to_csv(folder / "probes.tsv", sep="\t", index=False)
+    probes = write_probes(folder / "probes.tsv", rng)
     # The run saves no training data, so the analysis is given peaks to score.
     (folder / "peaks.fa").write_text("".join(f">p{i}\n{seq}\n" for i, (seq, _) in enumerate(probes[::10])))
     eye = np.eye(4) * 0.94 + 0.015

@@ -16,14 +16,7 @@ from bindvae.tracking import read_metrics
 from bindvae.vae.network import build_model
 from tests.helpers.training import random_counts, small_config
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compile():
-    # Compilation dominates these small tests; XLA's optimisations only pay off on real sizes.
-    old = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 

@@ -13,14 +13,7 @@ from bindvae.training import loss_and_metrics
 from bindvae.vae import objectives
 from bindvae.vae.network import build_model, init_params
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compile():
-    # Compilation dominates these small tests; XLA's optimisations only pay off on real sizes.
-    old = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def _random_batch(rng, batch, n_kmers, nnz):
