@@ -172,6 +172,11 @@ class TrainConfig:
             best validation ELBO (0 = never).
         keep_best: also keep the checkpoint with the best validation ELBO in ``<run dir>/best``;
             analysis reads it instead of the latest.
+        restarts: initialisations to try (ours; 1 = the paper's single start). Each is trained for
+            ``restart_steps`` steps on the same batches; the one with the best validation ELBO is
+            trained on to ``steps`` and the others are dropped. Needs validation data and one device
+            with the data in memory.
+        restart_steps: steps each initialisation gets before the choice (< ``steps``).
     """
 
     steps: int = 300_000
@@ -209,6 +214,8 @@ class TrainConfig:
     max_minutes: float = 0.0
     patience: int = 0
     keep_best: bool = False
+    restarts: int = 1
+    restart_steps: int = 2_000
 
     def __post_init__(self):
         _require(self.steps >= 1, "train.steps", f"must be >= 1, got {self.steps}")
@@ -261,6 +268,12 @@ class TrainConfig:
         _require(self.patience >= 0, "train.patience", f"must be >= 0 (0 = never), got {self.patience}")
         _require(not ((self.patience or self.keep_best) and self.val_fraction == 0), "train.val_fraction",
                  "train.patience and train.keep_best need validation data (val_fraction > 0)")
+        _require(self.restarts >= 1, "train.restarts", f"must be >= 1 (1 = one start), got {self.restarts}")
+        if self.restarts > 1:
+            _require(0 < self.restart_steps < self.steps, "train.restart_steps",
+                     f"must be in [1, train.steps={self.steps}), got {self.restart_steps}")
+            _require(self.val_fraction > 0, "train.val_fraction",
+                     "train.restarts chooses by validation ELBO and needs validation data (val_fraction > 0)")
 
 
 @dataclass(frozen=True)

@@ -249,6 +249,10 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
     tc = config.train
     if train_X.shape[0] == 0:
         raise ConfigError("data", "no training sequences")
+    if tc.restarts > 1 and isinstance(train_X, ShardIndex):
+        raise ConfigError("train.restarts", "needs the data in memory, not streamed from shards")
+    if tc.restarts > 1 and (val_X is None or val_X.shape[0] == 0):
+        raise ConfigError("train.restarts", "chooses by validation ELBO and there are no validation sequences")
     existing = prepare_run_dir(workdir, tc)
     choice = choose_kmers(config.model, train_X, vocab_fingerprint)
     if choice is not None:
@@ -260,10 +264,15 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
     per_call = resolve_steps_per_call(tc.steps_per_call)
     model = build_model(config.model, n_kmers, n_train=int(train_X.shape[0]))
     init_key, train_key, eval_key = jax.random.split(jax.random.key(tc.seed), 3)
-    theta = None
-    if config.model.theta_init == "background" and not existing:
-        theta = background_theta(kmer_totals(train_X), config.model.num_topics, jax.random.fold_in(init_key, 1))
-    state = create_train_state(model, tc, init_key, theta)
+    totals = kmer_totals(train_X) if config.model.theta_init == "background" and not existing else None
+
+    def fresh_state(key):
+        if totals is None:
+            return create_train_state(model, tc, key)
+        theta = background_theta(totals, config.model.num_topics, jax.random.fold_in(key, 1))
+        return create_train_state(model, tc, key, theta)
+
+    state = fresh_state(init_key)
     if existing:
         state = restore(state, workdir, config, vocab_fingerprint, n_kmers)
     start = int(jax.device_get(state.step))
@@ -287,6 +296,8 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
     if mesh.devices.size == 1 and not isinstance(train_X, ShardIndex):
         feed, n_train, close_feed = resident_feed(tc, train_X, loop)
     else:
+        if tc.restarts > 1:
+            raise ConfigError("train.restarts", "needs one device (train.devices=1)")
         state = parallel.replicate(state, mesh)
         sharded_loop = parallel.make_sharded_loop(functools.partial(apply_step, model, path, sampler=tc.sampler), mesh)
         feed, n_train, close_feed = host_feed(config, train_X, mesh, start, sharded_loop)
@@ -296,9 +307,16 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
         path, per_call, mesh.devices.size, ", streamed from shards" if isinstance(train_X, ShardIndex) else "",
     )
     intervals = (tc.log_every, tc.eval_every, tc.checkpoint_every, tc.topic_table_every)
-    step, t0 = start, time.perf_counter()
-    run.mark_time, run.mark_step = t0, start
-    progress = _progress_bar(tc, start)
+    t0 = time.perf_counter()
+    restarting = tc.restarts > 1 and start == 0
+    progress = _progress_bar(tc, start, extra=(tc.restarts - 1) * tc.restart_steps if restarting else 0)
+    if restarting:
+        state, start, chosen = _choose_start(fresh_state, init_key, feed, train_key, per_call, tc,
+                                             lambda params: evaluate(eval_step, params, val_data, tc.batch_size,
+                                                                     eval_key, tc.eval_batches), progress, t0)
+        run.metadata["restarts"] = chosen
+    step = start
+    run.mark_time, run.mark_step = time.perf_counter(), start
     try:
         while step < tc.steps:
             stop = _next_stop(step, tc.steps, intervals)
@@ -334,10 +352,45 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
     return result
 
 
-def _progress_bar(config: TrainConfig, start: int):
+def _progress_bar(config: TrainConfig, start: int, extra: int = 0):
     from tqdm.auto import tqdm
 
-    return tqdm(total=config.steps, initial=start, unit="step", disable=not config.progress, dynamic_ncols=True)
+    return tqdm(total=config.steps + extra, initial=start, unit="step", disable=not config.progress,
+                dynamic_ncols=True)
+
+
+def _choose_start(fresh_state, init_key, feed, train_key, per_call: int, tc: TrainConfig, validate, progress, t0):
+    """``train.restarts`` initialisations, each trained ``train.restart_steps`` steps on the same batches and
+    noise; the one with the best validation ELBO is kept (ours, not the paper's).
+
+    Initialisation 0 is the single start of ``restarts=1``; initialisation r > 0 draws its parameters from
+    ``fold_in(init_key, r)``. A non-finite validation ELBO loses. When ``train.max_minutes`` runs out,
+    the initialisations tried so far are compared.
+
+    Returns:
+        (the chosen state at step ``restart_steps``, that step, ``{"tried": [val ELBO of each], "chosen": r}``).
+    """
+    best, tried = None, []
+    for r in range(tc.restarts):
+        state = fresh_state(init_key if r == 0 else jax.random.fold_in(init_key, r))
+        step = 0
+        while step < tc.restart_steps:
+            n = per_call if tc.restart_steps - step >= per_call else 1
+            state, _ = feed(state, step, n, train_key)
+            step += n
+            progress.update(n)
+        val_elbo = float(validate(state.params)["val_elbo"])
+        val_elbo = val_elbo if np.isfinite(val_elbo) else -float("inf")
+        tried.append(val_elbo)
+        logger.info("start %d of %d: validation ELBO %.2f after %d steps", r + 1, tc.restarts, val_elbo, step)
+        if best is None or val_elbo > best[0]:
+            best = (val_elbo, r, state)
+        if tc.max_minutes and (time.perf_counter() - t0) / 60 >= tc.max_minutes:
+            logger.info("train.max_minutes reached after %d of %d starts", r + 1, tc.restarts)
+            break
+    val_elbo, chosen, state = best
+    logger.info("training on from start %d (validation ELBO %.2f)", chosen + 1, val_elbo)
+    return state, tc.restart_steps, {"tried": tried, "chosen": chosen}
 
 
 def _at_stop(run: _Run, state, step, tc: TrainConfig, eval_step, val_data, eval_key, kmers, progress, train_key, t0):
