@@ -27,12 +27,13 @@ Naming thresholds (README, "How topics get their names"), with their defaults:
     max_entropy=1.0          flags: dinucleotide entropy (bits) up to which a k-mer is low complexity
     min_low_entropy_share=0.5  flags: share of such top k-mers from which a topic is "low complexity"
     bias_max_q=0.05          flags: q-value of the best match to a cutting-bias motif
+    min_used_fraction=0.001  flags: share of peaks (topic at >= 1/M of the peak) below which a topic is "unused"
 
 Cooperative binding (README, "Cooperative binding and non-TF topics"): pairs=jaspar samples probes of
 JASPAR's heterodimer matrices and of each partner (n_probes_per_tf each); pairs=FILE reads a TSV with
 columns pair (A::B, or A for a partner's probes) and sequence. Writes cooperative.tsv and, for topics
 with an assigned pair, composite.meme and logos from n_15mers sampled 15-mers. Every run writes
-topic_flags.tsv (low complexity, GC-/AT-rich background, background, cutting bias).
+topic_flags.tsv (unused, low complexity, GC-/AT-rich background, background, cutting bias).
 
 Without peaks=, the peaks scored are the run's own training sequences, read from the data config
 saved in its checkpoint (all of them, training and validation split alike).
@@ -58,7 +59,7 @@ from experiments._cli import App, items, text
 
 _FLOATS = {"max_q": None, "min_effect": None, "motif_max_q": None, "min_repeat_share": "titles",
            "min_fold": "titles", "min_gc_shift": "titles", "max_entropy": "flags", "min_low_entropy_share": "flags",
-           "bias_max_q": "flags"}
+           "bias_max_q": "flags", "min_used_fraction": "flags"}
 _INTS = {"max_tfs_per_topic": None}
 _NESTED = ("titles", "flags")
 

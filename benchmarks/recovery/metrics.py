@@ -7,7 +7,9 @@ database that holds the planted motifs (:func:`bindvae.analysis.compare.compare_
 q-values), and the planted truth says which peaks carry what. For each planted motif the table gives
 the best-matching topic, its q-value (recovered at q < threshold) and the per-peak AUROC of that
 topic's score for carrier vs. other peaks; for the non-TF features (repeats, GC-rich background) the
-topic with the highest AUROC.
+topic with the highest AUROC. Topics that no peak uses (:func:`bindvae.analysis.peaks.topic_usage` below
+the analysis' ``unused`` threshold, the same rule for every method) are not matched: their motifs are
+made of whatever scored highest on a topic nothing is made of, and they can match by chance.
 
 The peers live in :mod:`benchmarks.recovery.peers`, the yardsticks in :mod:`benchmarks.recovery.yardsticks`.
 """
@@ -21,7 +23,9 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from bindvae.analysis.compare import compare_motifs
+from bindvae.analysis.flags import FlagRules
 from bindvae.analysis.motifs import build_pwm, decode_kmers
+from bindvae.analysis.peaks import topic_usage
 from bindvae.data.synthetic import planted_labels
 from bindvae.motif import COMPOSITE_ID, Motif
 
@@ -60,22 +64,25 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_names: list, truth: pd.DataFrame,
-                   planted: dict, database: list[Motif], q_threshold: float = 0.05) -> pd.DataFrame:
+                   planted: dict, database: list[Motif], q_threshold: float = 0.05,
+                   min_used_fraction: float = FlagRules().min_used_fraction) -> pd.DataFrame:
     """Which planted features a topic model recovered.
 
     Args:
         topic_motifs: ``M`` motifs, topic order (from :func:`topic_motifs_from_scores`).
-        peak_scores: ``[n_peaks, M]`` per-peak topic scores.
+        peak_scores: ``[n_peaks, M]`` per-peak topic proportions (rows sum to 1).
         peak_names: ``n_peaks`` names in the row order of ``peak_scores``.
         truth: the generator's truth table.
         planted: ``{tf_name: Motif}`` planted motifs (ids must be in ``database``).
         database: target motifs for the comparison.
         q_threshold: recovered when the best topic's q-value is below this.
+        min_used_fraction: topics at >= 1 / M of fewer than this share of peaks are not matched to motifs.
 
     Returns:
         One row per planted feature: ``feature``, ``kind``, ``fraction`` (of peaks), ``matrix_id``,
         ``topic`` (index), ``consensus`` (of the topic motif), ``q_value``, ``recovered``, ``auroc``.
-        Motifs get the best-matching topic; non-TF features the topic with the highest AUROC.
+        Motifs get the best-matching used topic; non-TF features the topic with the highest AUROC.
+        ``attrs["unused_topics"]`` counts the topics left out.
     """
     names = [m.name for m in database]
     missing = [m.name for m in planted.values() if m.name not in names]
@@ -83,6 +90,9 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
         raise ValueError(f"planted motifs {missing} are not in the comparison database")
     table = compare_motifs(topic_motifs, database)
     index = {m.name: i for i, m in enumerate(topic_motifs)}
+    used = topic_usage(peak_scores) >= min_used_fraction
+    if used.any():
+        table = table[table["query"].map(index).map(lambda m: bool(used[m]))]
     rows = []
     n_peaks = len(peak_names)
     for feature, group in truth.groupby("feature", sort=False):
@@ -102,6 +112,7 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
                    auroc=auroc(peak_scores[:, topic], labels))
         rows.append(row)
     frame = pd.DataFrame(rows)
+    frame.attrs["unused_topics"] = int((~used).sum())
     order = {"motif": 0, "pair": 1, "repeat": 2, "background": 3}
     frame = frame.sort_values(["kind", "fraction"], key=lambda c: c.map(order) if c.name == "kind" else -c,
                               kind="stable").reset_index(drop=True)
@@ -144,6 +155,7 @@ def summarize(frame: pd.DataFrame, q_threshold: float = 0.05) -> dict:
             "min_auroc_common": float(common["auroc"].min()) if len(common) else float("nan"),
             "pair": pair_text, "non_tf_own_topics": f"{own}/{len(non_tf)}",
             "mean_auroc_motifs": float(motifs["auroc"].mean()), **_limit_summary(motifs),
+            "unused_topics": int(frame.attrs.get("unused_topics", 0)),
             **({"pair_probes": frame.attrs["pair_probes"]} if frame.attrs.get("pair_probes") else {})}
 
 

@@ -90,6 +90,8 @@ def summary_table(methods: dict, config: RecoveryConfig) -> pd.DataFrame:
         rows.append(row("repeats / GC-rich with their own topic (AUROC >= 0.9)", f"{n_non_tf}/{n_non_tf}",
                         lambda r: r.summary["non_tf_own_topics"], vae["non_tf_own_topics"] == f"{n_non_tf}/{n_non_tf}"))
     rows += [
+        row("unused topics (no peak at >= 1/M; not matched to motifs)", "",
+            lambda r: str(r.summary.get("unused_topics", 0)), "", ""),
         row("training length", "", lambda r: f"{r.iterations:,} {r.unit}", "", ""),
         row("train wall time (s)", "", lambda r: f"{r.train_s:.0f}", "", ""),
         row("analysis wall time (s)", "", lambda r: f"{r.analysis_s:.0f}", "", ""),

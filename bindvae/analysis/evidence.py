@@ -70,7 +70,7 @@ class TopicNames:
 
 def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None, families: dict[str, str],
                 rules: NamingRules = NamingRules(), kind: str = "mean", ranking: str = "encoder",
-                bias_motifs: list[Motif] | None = None) -> TopicNames:
+                bias_motifs: list[Motif] | None = None, usage: np.ndarray | None = None) -> TopicNames:
     """Motifs, database matches, Algorithm 1 and titles of every topic.
 
     Args:
@@ -82,6 +82,8 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
         kind: latent score (``mean`` or ``concentration``).
         ranking: how topic 10-mers are ranked (:data:`bindvae.analysis.topics.RANKINGS`).
         bias_motifs: cutting-bias motifs for the flags (None: the bundled ones).
+        usage: each topic's share of the analysed peaks (:func:`bindvae.analysis.peaks.topic_usage`) for
+            the ``unused`` flag; None: not measured.
 
     Returns:
         The evidence, the titles and the non-TF flags (a flagged topic's title is its flag).
@@ -106,19 +108,20 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
                                            max_tfs_per_topic=rules.max_tfs_per_topic, supported=supported)
     composition = titles.topic_composition(model, rules.titles.n_top)
     table, mapping = titles.title_topics(composition, mapping, matches, rules.titles)
-    flags = _flags(model, motifs, composition, matches, database, bias_motifs, rules)
+    flags = _flags(model, motifs, composition, matches, database, bias_motifs, rules, usage)
     table, mapping, matches = flags_lib.apply_flags(table, mapping, matches, flags)
     mapping.insert(2, "family", [family_of(tf, families) for tf in mapping["tf"]])
     return TopicNames(motifs, tenmers, matches, mapping, table, probe_data, flags)
 
 
-def _flags(model: Model, motifs, composition, matches, database, bias_motifs, rules: NamingRules) -> pd.DataFrame:
+def _flags(model: Model, motifs, composition, matches, database, bias_motifs, rules: NamingRules,
+           usage: np.ndarray | None = None) -> pd.DataFrame:
     from bindvae.vae import network as model_lib
 
     phi = np.asarray(model_lib.topic_kmer_matrix(model.params), dtype=np.float64)
     entropy = flags_lib.entropy_measures(phi, list(model.vocabulary.kmers), rules.titles.n_top, rules.flags.max_entropy)
     bias = flags_lib.bias_matches(motifs, flags_lib.bias_motifs() if bias_motifs is None else bias_motifs, database)
-    return flags_lib.flag_topics(composition, entropy, bias, matches, rules.flags, rules.titles)
+    return flags_lib.flag_topics(composition, entropy, bias, matches, rules.flags, rules.titles, usage)
 
 
 def sampled_probes(database: list[Motif], n_per_tf: int, seed: int) -> pd.DataFrame | None:

@@ -21,8 +21,14 @@ positions ``N`` are left out):
   :func:`bias_matches`) and whether it is the best match of all. With ``motif_db=none`` the bias
   motifs are the only targets.
 
+* ``used_fraction``: the share of the analysed peaks in which the topic holds at least an even share
+  (1 / M) of the peak (:func:`bindvae.analysis.peaks.topic_usage`); NaN when no peaks were scored.
+
 Flags, first match wins (``flags`` lists every one that holds):
 
+0. ``unused``: ``used_fraction < min_used_fraction`` (0.001): no peak, or almost none, is made of the
+   topic. Its motif comes from 10-mers that score highest on a topic nothing uses and can match a
+   database motif by chance (measured: q down to 6e-6 on planted peaks), so it never names a TF;
 1. ``cutting bias``: the best match of the topic's motif is a bias motif, at q < ``bias_max_q`` (0.05);
 2. ``low complexity``: ``low_entropy_share >= min_low_entropy_share`` (0.5);
 3. ``GC-rich background`` / ``AT-rich background``: ``|gc - gc_corpus| >= min_gc_shift`` (0.25, the
@@ -31,8 +37,8 @@ Flags, first match wins (``flags`` lists every one that holds):
 
 Flags 2-4 give way to a significant database match to a TF motif that is not itself a repeat (a
 CTCF topic that also took the CA repeat stays a CTCF topic; the evidence is still written, with the
-TF in ``tf_match``), as the titles do. A cutting-bias flag does not: there the bias motif is the
-better match.
+TF in ``tf_match``), as the titles do. Cutting-bias and unused flags do not: there the bias motif is the
+better match, or no peak uses the topic.
 
 The bias motifs (:data:`BIAS_MOTIFS`) are written by this module from published consensus sequences
 into ``cutting_bias.meme`` next to it, with the source of each in the file; ``bias_motifs=FILE``
@@ -65,8 +71,9 @@ BIAS_MOTIFS = (
 IUPAC = {"A": "A", "C": "C", "G": "G", "T": "T", "R": "AG", "Y": "CT", "S": "CG", "W": "AT", "K": "GT",
          "M": "AC", "B": "CGT", "D": "AGT", "H": "ACT", "V": "ACG", "N": "ACGT"}
 FLAG_COLUMNS = ["topic", "flag", "flagged", "flags", "evidence", "low_entropy_share", "mean_entropy", "repeat_unit",
-                "gc", "gc_corpus", "gc_shift", "fold", "bias_motif", "bias_q", "bias_is_best", "tf_match"]
-CUTTING_BIAS, LOW_COMPLEXITY, BACKGROUND = "cutting bias", "low complexity", "background"
+                "gc", "gc_corpus", "gc_shift", "fold", "bias_motif", "bias_q", "bias_is_best", "tf_match",
+                "used_fraction"]
+CUTTING_BIAS, LOW_COMPLEXITY, BACKGROUND, UNUSED = "cutting bias", "low complexity", "background", "unused"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,11 +85,13 @@ class FlagRules:
         min_low_entropy_share: share of such k-mers (phi-weighted, top ``n_top``) from which a topic is
             ``low complexity``.
         bias_max_q: q-value below which the best match to a bias motif flags ``cutting bias``.
+        min_used_fraction: share of peaks (topic at >= 1 / M of the peak) below which a topic is ``unused``.
     """
 
     max_entropy: float = 1.0
     min_low_entropy_share: float = 0.5
     bias_max_q: float = 0.05
+    min_used_fraction: float = 0.001
 
 
 def consensus_pwm(consensus: str, floor: float = 0.01) -> np.ndarray:
@@ -177,7 +186,7 @@ def bias_matches(motifs: list[Motif], bias: list[Motif], database: list[Motif]) 
 
 def flag_topics(composition: pd.DataFrame, entropy: pd.DataFrame, bias: pd.DataFrame,
                 matches: pd.DataFrame | None, rules: FlagRules = FlagRules(),
-                title_rules: titles.TitleRules = titles.TitleRules()) -> pd.DataFrame:
+                title_rules: titles.TitleRules = titles.TitleRules(), usage: np.ndarray | None = None) -> pd.DataFrame:
     """Flag every topic (module docstring).
 
     Args:
@@ -188,17 +197,22 @@ def flag_topics(composition: pd.DataFrame, entropy: pd.DataFrame, bias: pd.DataF
         matches: motif-similarity table with ``assigned`` (and ``repeat``), or None.
         rules: entropy and bias thresholds.
         title_rules: ``min_gc_shift`` and ``min_fold``.
+        usage: :func:`bindvae.analysis.peaks.topic_usage` of the analysed peaks, same order (None: no
+            peaks scored, no ``unused`` flag).
 
     Returns:
         One row per topic, :data:`FLAG_COLUMNS`: ``flag`` (empty when none), ``flagged``, ``flags``
         (every flag that holds, ``; ``-joined) and ``evidence`` (the measures behind the flag, in words).
     """
     tf_matches = titles._motif_tfs(matches)
+    usage = np.full(len(composition), np.nan) if usage is None else np.asarray(usage, dtype=np.float64)
     rows = []
-    for comp, ent, hit in zip(composition.itertuples(index=False), entropy.itertuples(index=False),
-                              bias.itertuples(index=False)):
+    for comp, ent, hit, used in zip(composition.itertuples(index=False), entropy.itertuples(index=False),
+                                    bias.itertuples(index=False), usage):
         shift = comp.gc - comp.gc_corpus
         found = []
+        if used < rules.min_used_fraction:
+            found.append((UNUSED, f"at >= 1/M of the peak in {used:.2%} of peaks (< {rules.min_used_fraction:.2%})"))
         if hit.bias_is_best and hit.bias_q < rules.bias_max_q:
             found.append((CUTTING_BIAS, f"best match {hit.bias_motif} (q {hit.bias_q:.2g})"))
         if ent.low_entropy_share >= rules.min_low_entropy_share:
@@ -211,12 +225,13 @@ def flag_topics(composition: pd.DataFrame, entropy: pd.DataFrame, bias: pd.DataF
         if comp.fold < title_rules.min_fold:
             found.append((BACKGROUND, f"fold {comp.fold:.3g} over the other topics < {title_rules.min_fold:g}"))
         tf = ", ".join(tf_matches.get(comp.topic, []))
-        flag = found[0][0] if found and (found[0][0] == CUTTING_BIAS or not tf) else ""
+        flag = found[0][0] if found and (found[0][0] in (UNUSED, CUTTING_BIAS) or not tf) else ""
         rows.append({"topic": comp.topic, "flag": flag, "flagged": bool(flag), "flags": "; ".join(f for f, _ in found),
                      "evidence": "; ".join(e for _, e in found), "low_entropy_share": ent.low_entropy_share,
                      "mean_entropy": ent.mean_entropy, "repeat_unit": comp.repeat_unit, "gc": comp.gc,
                      "gc_corpus": comp.gc_corpus, "gc_shift": shift, "fold": comp.fold, "bias_motif": hit.bias_motif,
-                     "bias_q": hit.bias_q, "bias_is_best": bool(hit.bias_is_best), "tf_match": tf})
+                     "bias_q": hit.bias_q, "bias_is_best": bool(hit.bias_is_best), "tf_match": tf,
+                     "used_fraction": used})
     return pd.DataFrame(rows, columns=FLAG_COLUMNS)
 
 
@@ -249,7 +264,7 @@ def apply_flags(table: pd.DataFrame, mapping: pd.DataFrame, matches: pd.DataFram
     out = table.copy()
     for row in flagged.itertuples(index=False):
         hit = out["topic"] == row.topic
-        source = CUTTING_BIAS if row.flag == CUTTING_BIAS else "composition"
+        source = row.flag if row.flag in (CUTTING_BIAS, UNUSED) else "composition"
         out.loc[hit, ["title", "evidence", "probe_tfs", "motif_tfs"]] = [flag_title(row), source, "", ""]
     matches = matches.copy()
     if len(matches):
@@ -266,9 +281,10 @@ def write_flags(flags: pd.DataFrame, path, rules: FlagRules, title_rules: titles
     """Writes ``topic_flags.tsv`` atomically under a header line with the rules and the bias motifs' source."""
     from bindvae.io import write_text_atomic
 
-    note = (f"# flags (first that holds): cutting bias = best motif match is a bias motif at q < {rules.bias_max_q:g} "
+    note = (f"# flags (first that holds): unused = at >= 1/M of the peak in < {rules.min_used_fraction:g} of the "
+            f"analysed peaks; cutting bias = best motif match is a bias motif at q < {rules.bias_max_q:g} "
             f"(bias motifs: {bias_source}); low complexity = share of top {title_rules.n_top} k-mers (phi-weighted) "
             f"with dinucleotide entropy <= {rules.max_entropy:g} bit >= {rules.min_low_entropy_share:g}; "
             f"GC-/AT-rich background = |gc - gc_corpus| >= {title_rules.min_gc_shift:g}; background = fold < "
-            f"{title_rules.min_fold:g}; all but cutting bias give way to a database TF match (tf_match)\n")
+            f"{title_rules.min_fold:g}; all but unused and cutting bias give way to a database TF match (tf_match)\n")
     write_text_atomic(path, note + flags.to_csv(sep="\t", index=False, float_format="%.6g"), parents=True)

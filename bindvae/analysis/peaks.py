@@ -8,6 +8,23 @@ import pandas as pd
 from bindvae.analysis.topics import topic_name
 
 
+def topic_usage(proportions: np.ndarray) -> np.ndarray:
+    """Each topic's share of peaks where it holds at least an even share (1 / M) of the peak: ``[M]``.
+
+    A topic that no peak uses (its encoder concentration stays at the floor everywhere) still has
+    decoder logits and so a motif, made of whatever its 10-mers scored highest on; that motif can
+    match a database motif by chance. The ``unused`` flag (:mod:`bindvae.analysis.flags`) reads this
+    share.
+
+    Args:
+        proportions: ``[n_peaks, M]`` topic proportions (rows sum to 1: ``latent_scores(kind="mean")``).
+    """
+    proportions = np.asarray(proportions)
+    if proportions.shape[0] == 0:
+        return np.zeros(proportions.shape[1])
+    return (proportions >= 1.0 / proportions.shape[1]).mean(axis=0)
+
+
 def tf_scores(scores: np.ndarray, strengths: dict[str, dict[str, float]], topic_names: list[str] | None = None,
               min_topic_score: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each assigned TF's score per peak: topic score times assignment strength, best topic.

@@ -97,7 +97,8 @@ def check_options(options: AnalysisOptions) -> None:
     rules = options.rules
     fractions = [("max_q", rules.max_q), ("motif_max_q", rules.motif_max_q), ("min_effect", rules.min_effect),
                  ("min_repeat_share", rules.titles.min_repeat_share), ("min_gc_shift", rules.titles.min_gc_shift),
-                 ("min_low_entropy_share", rules.flags.min_low_entropy_share), ("bias_max_q", rules.flags.bias_max_q)]
+                 ("min_low_entropy_share", rules.flags.min_low_entropy_share), ("bias_max_q", rules.flags.bias_max_q),
+                 ("min_used_fraction", rules.flags.min_used_fraction)]
     for key, value in fractions:
         if not 0.0 <= value <= 1.0:
             raise ConfigError(key, f"must be in [0, 1], got {value}")
@@ -231,8 +232,11 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     kmer_table = topics.topic_kmer_table(model)
     _write_tsv(kmer_table, out / "topic_kmers.tsv")
     _kmer_heatmap(model, out, figures)
+    proportions = latent_scores(model, peak_set.data, kind="mean")
+    scores = proportions if options.kind == "mean" else latent_scores(model, peak_set.data, kind=options.kind)
     named = evidence.name_topics(model, database, _probe_table(options, database, probe_table), tf_families,
-                                 options.rules, options.kind, options.motif_ranking, bias)
+                                 options.rules, options.kind, options.motif_ranking, bias,
+                                 peaks.topic_usage(proportions))
     flags.write_flags(named.flags, out / "topic_flags.tsv", options.rules.flags, options.rules.titles,
                       os.path.basename(options.bias_motifs or flags.BIAS_MEME))
     _write_tsv(named.tenmers, out / "topic_10mers.tsv")
@@ -258,7 +262,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
                                  f"{source}; probes: {probe_source}")
         tables[f"TF retrieval against {os.path.basename(options.gold)} (Table S4)"] = frame
 
-    scores, ids = latent_scores(model, peak_set.data, kind=options.kind), peak_set.ids
+    ids = peak_set.ids
     calls = peaks.top_tfs_per_peak(scores, naming.assignment_strengths(mapping_table), ids,
                                    min_topic_score=1.0 / model.num_topics)
     _write_tsv(calls, out / "peak_tfs.tsv")

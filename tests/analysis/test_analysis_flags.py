@@ -39,7 +39,9 @@ def _flags(**overrides):
     for part in (comp, ent, bias):
         part.update({k: v for k, v in overrides.items() if k in part})
     matches = overrides.get("matches")
-    return flags.flag_topics(pd.DataFrame([comp]), pd.DataFrame([ent]), pd.DataFrame([bias]), matches).iloc[0]
+    usage = np.array([overrides["used"]]) if "used" in overrides else None
+    return flags.flag_topics(pd.DataFrame([comp]), pd.DataFrame([ent]), pd.DataFrame([bias]), matches,
+                             usage=usage).iloc[0]
 
 
 def _match(name="CTCF"):
@@ -68,6 +70,32 @@ def test_a_tf_match_keeps_composition_flags_off_but_not_cutting_bias():
     row = _flags(low_entropy_share=0.9, repeat_unit="AC", matches=_match())
     assert row["flag"] == "" and row["flags"] == "low complexity" and row["tf_match"] == "CTCF"
     assert _flags(bias_q=0.001, bias_is_best=True, matches=_match())["flag"] == "cutting bias"
+
+
+def test_a_topic_no_peak_uses_is_unused_whatever_its_motif_matches():
+    # The motif of a topic no peak uses is made of whatever scored highest on it: a TF match there is chance.
+    row = _flags(used=0.0, matches=_match(), gc=0.9)
+    assert row["flag"] == "unused" and row["flags"] == "unused; GC-rich background" and row["flagged"]
+    assert row["tf_match"] == "CTCF" and row["used_fraction"] == 0.0 and flags.flag_title(row) == "unused"
+    assert "in 0.00% of peaks" in row["evidence"]
+    assert _flags(used=0.0005)["flag"] == "unused"
+    assert _flags(used=0.002, matches=_match())["flag"] == ""  # used in 0.2% of peaks: a rare TF's topic
+    assert _flags(matches=_match())["flag"] == "" and np.isnan(_flags()["used_fraction"])  # no peaks scored
+    table = pd.DataFrame({"topic": ["topic_000"], "title": ["CTCF (motif)"], "evidence": ["motif"],
+                          "probe_tfs": [""], "motif_tfs": ["CTCF"]})
+    empty = pd.DataFrame(columns=["topic", "tf", "status", "assigned", "motif_rank"]).astype({"assigned": bool})
+    out, _, matches = flags.apply_flags(table, empty, _match(),
+                                        pd.DataFrame([row]))
+    assert out[["title", "evidence", "motif_tfs"]].values.tolist() == [["unused", "unused", ""]]
+    assert not matches["assigned"].any()
+
+
+def test_topic_usage_is_the_share_of_peaks_at_an_even_share_or_more():
+    from bindvae.analysis.peaks import topic_usage
+
+    proportions = np.array([[0.70, 0.25, 0.05], [0.30, 0.34, 0.36], [0.98, 0.01, 0.01], [0.5, 0.5, 0.0]])
+    np.testing.assert_allclose(topic_usage(proportions), [0.75, 0.5, 0.25])  # 1/M = 0.333
+    assert topic_usage(np.zeros((0, 4))).tolist() == [0.0] * 4
 
 
 def test_apply_flags_strips_tf_names_from_flagged_topics():

@@ -106,6 +106,25 @@ def test_score_recovery_pair_in_one_topic(small_set, database):
     assert recovery.summarize(frame)["pair"].startswith("one topic")
 
 
+def test_score_recovery_does_not_match_topics_no_peak_uses(small_set, database):
+    # CTCF's topic holds a blurred CTCF motif and ranks its carriers; a topic no peak uses holds the exact
+    # PWM (as an unused topic's motif can match by chance). The used topic must be the one matched.
+    topics, scores = _oracle(small_set)
+    scores = scores / scores.sum(axis=1, keepdims=True)
+    ctcf = [m.alt_name for m in small_set.motifs.values()].index("CTCF")
+    exact = topics[ctcf].pwm
+    topics[ctcf] = Motif(topics[ctcf].name, 0.7 * exact + 0.075)
+    topics.append(Motif("unused", exact))
+    scores = np.column_stack([scores * 0.999, np.full(len(scores), 0.001)])
+    frame = recovery.score_recovery(topics, scores, small_set.names, small_set.truth, small_set.motifs, database)
+    row = frame.set_index("feature").loc["CTCF"]
+    assert row["topic"] == ctcf and row["recovered"] and row["auroc"] > 0.95
+    assert frame.attrs["unused_topics"] == 1 and recovery.summarize(frame)["unused_topics"] == 1
+    every = recovery.score_recovery(topics, scores, small_set.names, small_set.truth, small_set.motifs, database,
+                                    min_used_fraction=0.0)
+    assert every.set_index("feature").loc["CTCF", "topic"] == len(topics) - 1  # without the rule: the unused one
+
+
 def test_topic_motifs_from_scores_builds_the_favoured_motif():
     codes = canonical_kmer_codes(10)[::7]
     kmers = decode_kmers(codes, 10)
