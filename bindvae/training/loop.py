@@ -273,8 +273,9 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
         return create_train_state(model, tc, key, theta)
 
     state = fresh_state(init_key)
+    carried = {"restarts": None}
     if existing:
-        state = restore(state, workdir, config, vocab_fingerprint, n_kmers)
+        state = restore(state, workdir, config, vocab_fingerprint, n_kmers, carried)
     start = int(jax.device_get(state.step))
     if existing and start >= tc.steps:
         logger.info("%s: already complete at step %d (train.steps=%d): nothing to train", workdir, start, tc.steps)
@@ -284,6 +285,8 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
     run = _Run(config, workdir, metric_logger, n_kmers, vocab_fingerprint)
     if choice is not None:
         run.metadata.update(choice.metadata())
+    if carried["restarts"] is not None:
+        run.metadata["restarts"] = carried["restarts"]
     run.metrics_file.truncate_after(start)
     drop_best(workdir, after=start)
     run.replay_validation(start)

@@ -73,7 +73,10 @@ def drop_best(workdir: Path, after: int = -1) -> None:
         shutil.rmtree(ckpt.checkpoint_dir(workdir, ckpt.BEST_DIR), ignore_errors=True)
 
 
-def restore(state: TrainState, workdir, config: RunConfig, vocab_fingerprint: str, n_kmers: int) -> TrainState:
+def restore(state: TrainState, workdir, config: RunConfig, vocab_fingerprint: str, n_kmers: int,
+            carried: dict | None = None) -> TrainState:
+    """The latest checkpoint's state; metadata keys of ``carried`` that the checkpoint holds are copied into it
+    (what a resumed run keeps writing, e.g. the ``train.restarts`` choice)."""
     restored = ckpt.load_checkpoint(workdir, target=state_tree(state, jax.random.key(0)))
     ckpt.check_vocab(restored, vocab_fingerprint, ckpt.checkpoint_dir(workdir))
     if restored.metadata.get("n_kmers") != n_kmers:
@@ -85,6 +88,8 @@ def restore(state: TrainState, workdir, config: RunConfig, vocab_fingerprint: st
     # Keys added to the model config after a checkpoint was written take their current values.
     if saved_model and {**to_dict(config)["model"], **saved_model} != to_dict(config)["model"]:
         raise ConfigError("model", f"differs from the checkpoint's model config {saved_model}; cannot resume")
+    if carried is not None:
+        carried.update({key: restored.metadata[key] for key in carried if key in restored.metadata})
     ckpt.set_aside_after(workdir, restored.step)  # later folders are unreadable or cut short; redone from here
     logger.info("resuming from step %d in %s", restored.step, workdir)
     return state.replace(

@@ -51,6 +51,8 @@ def test_a_restarted_run_resumes_like_an_uninterrupted_one(tmp_path):
     train.fit(_with_train(config, steps=15), X, val, "fp", tmp_path / "parts")
     resumed = train.fit(_with_train(config, resume=True), X, val, "fp", tmp_path / "parts")
     assert resumed.step == 20
+    chosen = ckpt.load_checkpoint(tmp_path / "whole").metadata["restarts"]
+    assert ckpt.load_checkpoint(tmp_path / "parts").metadata["restarts"] == chosen  # kept across the resume
     np.testing.assert_allclose(_theta(tmp_path / "parts"), _theta(tmp_path / "whole"), rtol=1e-5, atol=1e-6)
 
 
