@@ -125,8 +125,8 @@ class SummaryRow:
 
     @property
     def background(self) -> bool:
-        """Titled by composition alone: background, low complexity (repeat), AT- or GC-rich."""
-        return self.evidence == "composition"
+        """Titled by composition alone (background, low complexity (repeat), AT- or GC-rich) or unused."""
+        return self.evidence in ("composition", "unused")
 
     @property
     def best_q(self) -> float:
@@ -299,9 +299,11 @@ def render_report(title: str, facts: dict, sections: list[TopicSection], figures
         motif_rows, background_rows = rank_topics(summary)
         top = (f'<h2 id="summary">Topics ranked ({len(motif_rows)})</h2><p class="muted">{escape(RANKING_NOTE)}</p>'
                f"{_summary_table(motif_rows, 'summary-table')}"
-               f'<h2 id="background">Background, repeat and composition topics ({len(background_rows)})</h2>'
+               f'<h2 id="background">Background, repeat, composition and unused topics ({len(background_rows)})</h2>'
                '<p class="muted">Topics titled by their k-mer composition alone (they model the genomic '
-               "background, low-complexity repeats or base composition, not a TF).</p>"
+               "background, low-complexity repeats or base composition, not a TF), and unused topics (no "
+               "analysed peak holds them at 1/M or more; their logos are made of whatever scores highest on a topic "
+               "nothing is made of, and are never named).</p>"
                f"{_summary_table(background_rows, 'background-table')}<p class=\"muted\">{escape(SUMMARY_NOTE)}</p>")
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     return (

@@ -121,7 +121,8 @@ def summary_text(analysis_dir: str | os.PathLike, n_top: int = 5) -> str:
     counts = titles_table["evidence"].map(lambda e: "named" if "motif" in e or "probes" in e else e).value_counts()
     lines = [f"{len(titles_table)} topics: {counts.get('named', 0)} named by motif similarity or probes, "
              f"{counts.get('composition', 0)} by composition (repeat, background, AT/GC-rich), "
-             + (f"{counts['cutting bias']} as cutting bias, " if counts.get("cutting bias") else "") +
+             + (f"{counts['cutting bias']} as cutting bias, " if counts.get("cutting bias") else "")
+             + (f"{counts['unused']} unused (no peak made of them), " if counts.get("unused") else "") +
              f"{counts.get('none', 0)} unassigned."]
     lines += [f"  {row.topic}  motif q {_q(row.motif_q)}, probes q {_q(row.probe_q)}  {row.title}"
               for row in named.head(n_top).itertuples()]

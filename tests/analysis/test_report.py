@@ -134,6 +134,22 @@ def test_analyze_names_planted_topics(analysed):
     assert not peak_tfs["tied"].any()
 
 
+def test_the_summary_counts_unused_topics_apart_and_never_lists_them_as_named(tmp_path):
+    from bindvae.analysis import report_content
+
+    pd.DataFrame({"topic": ["topic_000", "topic_001", "topic_002"], "title": ["CTCF (motif similarity)", "unused",
+                                                                             "GC-rich background"],
+                  "evidence": ["motif similarity", "unused", "composition"]}).to_csv(
+        tmp_path / "topic_titles.tsv", sep="\t", index=False)
+    pd.DataFrame({"query": ["topic_000", "topic_001"], "q_value": [1e-4, 1e-6], "assigned": [True, False]}).to_csv(
+        tmp_path / "motif_matches.tsv", sep="\t", index=False)
+    pd.DataFrame(columns=["topic", "q_value", "assigned"]).to_csv(tmp_path / "tf_mapping.tsv", sep="\t", index=False)
+    lines = report_content.summary_text(tmp_path).splitlines()
+    assert lines[0] == ("3 topics: 1 named by motif similarity or probes, 1 by composition (repeat, background, "
+                        "AT/GC-rich), 1 unused (no peak made of them), 0 unassigned.")
+    assert len(lines) == 3 and lines[1].startswith("  topic_000")
+
+
 def test_analyze_prints_a_short_summary(analysed, monkeypatch, capsys):
     from bindvae.analysis import pipeline, report_content
 
