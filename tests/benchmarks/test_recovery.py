@@ -227,13 +227,16 @@ def test_cli_names_an_unknown_key_or_preset_in_one_line(tmp_path, arg, line):
 def test_presets_compose(preset):
     from experiments.demo import compose_config
 
-    config = compose_config(["run.train.steps=10", "run.train.prior_burn_in_steps=5"], preset=preset)
+    config = compose_config(["run.train.steps=10", "run.train.prior_burn_in_steps=5", "run.train.restart_steps=5"],
+                            preset=preset)
     assert config.name == preset and config.run.train.steps == 10
     assert [m[0] for m in config.data.motifs][:2] == ["FOS::JUN", "CTCF"]
     expected_topics = {"default": 24, "full": 100, "demo": 16, "test": 8}[preset]
     assert config.run.model.num_topics == expected_topics
     # The default set trains on the chosen k-mers (as train=budget); the paper-size, demo and in-suite sets on all.
     assert config.run.model.kmer_selection == ("dispersion" if preset == "default" else "none")
+    # ... with three starts (train.restarts); the others keep one.
+    assert config.run.train.restarts == (3 if preset == "default" else 1)
     if preset == "full":
         assert config.run.model.hidden_sizes == (300, 300, 300) and config.run.train.learning_rate == 3e-4
 

@@ -101,3 +101,4 @@ def test_budget_preset_trains_on_chosen_kmers_and_the_paper_on_all():
     assert budget.model.num_topics == paper.model.num_topics == 100
     assert mine.model.kmer_selection == "none" and mine.model.num_topics == 20
     assert to_run_config(budget).model.kmer_selection == "dispersion"
+    assert to_run_config(budget).train.restarts == 3 and to_run_config(paper).train.restarts == 1
