@@ -313,11 +313,13 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
     t0 = time.perf_counter()
     restarting = tc.restarts > 1 and start == 0
     progress = _progress_bar(tc, start, extra=(tc.restarts - 1) * tc.restart_steps if restarting else 0)
+    first, discarded = start, 0  # discarded: steps of the starts not chosen (counted in the run's speed)
     if restarting:
         state, start, chosen = _choose_start(fresh_state, init_key, feed, train_key, per_call, tc,
                                              lambda params: evaluate(eval_step, params, val_data, tc.batch_size,
                                                                      eval_key, tc.eval_batches), progress, t0)
         run.metadata["restarts"] = chosen
+        discarded = (len(chosen["tried"]) - 1) * tc.restart_steps
     step = start
     run.mark_time, run.mark_step = time.perf_counter(), start
     try:
@@ -345,7 +347,7 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
         workdir=str(workdir),
         compute_path=path,
         steps_per_call=per_call,
-        steps_per_sec=(step - start) / max(elapsed, 1e-9),
+        steps_per_sec=(step - first + discarded) / max(elapsed, 1e-9),
         elapsed_s=elapsed,
         skipped_steps=int(jax.device_get(state.skipped_steps)),
         stop_reason=run.stop_reason,

@@ -32,6 +32,7 @@ def test_restarts_train_on_from_the_start_with_the_best_validation_elbo(tmp_path
     tried = chosen["tried"]
     assert len(tried) == 4 and np.all(np.isfinite(tried)) and len(set(tried)) == 4  # four different starts
     assert chosen["chosen"] == int(np.argmax(tried))
+    assert result.steps_per_sec * result.elapsed_s == pytest.approx(20 + 3 * 10)  # every step trained counts
 
     # Start 1 is the single start of restarts=1: same validation ELBO after the same 10 steps.
     single = train.fit(_with_train(config, restarts=1), X, val, "fp", tmp_path / "single")
