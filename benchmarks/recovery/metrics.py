@@ -92,7 +92,7 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
     index = {m.name: i for i, m in enumerate(topic_motifs)}
     used = topic_usage(peak_scores) >= min_used_fraction
     if used.any():
-        table = table[table["query"].map(index).map(lambda m: bool(used[m]))]
+        table = table[table["query"].isin([m.name for m, kept in zip(topic_motifs, used) if kept])]
     rows = []
     n_peaks = len(peak_names)
     for feature, group in truth.groupby("feature", sort=False):

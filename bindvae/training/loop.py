@@ -315,9 +315,10 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
     progress = _progress_bar(tc, start, extra=(tc.restarts - 1) * tc.restart_steps if restarting else 0)
     first, discarded = start, 0  # discarded: steps of the starts not chosen (counted in the run's speed)
     if restarting:
-        state, start, chosen = _choose_start(fresh_state, init_key, feed, train_key, per_call, tc,
-                                             lambda params: evaluate(eval_step, params, val_data, tc.batch_size,
-                                                                     eval_key, tc.eval_batches), progress, t0)
+        state, chosen = _choose_start(fresh_state, init_key, feed, train_key, per_call, tc,
+                                      lambda params: evaluate(eval_step, params, val_data, tc.batch_size,
+                                                              eval_key, tc.eval_batches), progress, t0)
+        start = tc.restart_steps
         run.metadata["restarts"] = chosen
         discarded = (len(chosen["tried"]) - 1) * tc.restart_steps
     step = start
@@ -325,12 +326,7 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
     try:
         while step < tc.steps:
             stop = _next_stop(step, tc.steps, intervals)
-            while step < stop:
-                n = per_call if stop - step >= per_call else 1
-                state, sums = feed(state, step, n, train_key)
-                run.accumulate(sums)
-                step += n
-                progress.update(n)
+            state, step = _advance(feed, state, step, stop, per_call, train_key, progress, run.accumulate)
             _at_stop(run, state, step, tc, eval_step, val_data, eval_key, kmers, progress, train_key, t0)
             if run.stop_reason:
                 logger.info("stopping at step %d: %s", step, run.stop_reason)
@@ -364,6 +360,18 @@ def _progress_bar(config: TrainConfig, start: int, extra: int = 0):
                 dynamic_ncols=True)
 
 
+def _advance(feed, state, step: int, stop: int, per_call: int, train_key, progress, on_sums=None):
+    """Train from ``step`` to ``stop`` (``per_call`` steps per dispatch, single steps for the rest)."""
+    while step < stop:
+        n = per_call if stop - step >= per_call else 1
+        state, sums = feed(state, step, n, train_key)
+        if on_sums is not None:
+            on_sums(sums)
+        step += n
+        progress.update(n)
+    return state, step
+
+
 def _choose_start(fresh_state, init_key, feed, train_key, per_call: int, tc: TrainConfig, validate, progress, t0):
     """``train.restarts`` initialisations, each trained ``train.restart_steps`` steps on the same batches and
     noise; the one with the best validation ELBO is kept (ours, not the paper's).
@@ -373,17 +381,12 @@ def _choose_start(fresh_state, init_key, feed, train_key, per_call: int, tc: Tra
     the initialisations tried so far are compared.
 
     Returns:
-        (the chosen state at step ``restart_steps``, that step, ``{"tried": [val ELBO of each], "chosen": r}``).
+        (the chosen state at step ``restart_steps``, ``{"tried": [val ELBO of each], "chosen": r}``).
     """
     best, tried = None, []
     for r in range(tc.restarts):
         state = fresh_state(init_key if r == 0 else jax.random.fold_in(init_key, r))
-        step = 0
-        while step < tc.restart_steps:
-            n = per_call if tc.restart_steps - step >= per_call else 1
-            state, _ = feed(state, step, n, train_key)
-            step += n
-            progress.update(n)
+        state, step = _advance(feed, state, 0, tc.restart_steps, per_call, train_key, progress)
         val_elbo = float(validate(state.params)["val_elbo"])
         val_elbo = val_elbo if np.isfinite(val_elbo) else -float("inf")
         tried.append(val_elbo)
@@ -395,7 +398,7 @@ def _choose_start(fresh_state, init_key, feed, train_key, per_call: int, tc: Tra
             break
     val_elbo, chosen, state = best
     logger.info("training on from start %d (validation ELBO %.2f)", chosen + 1, val_elbo)
-    return state, tc.restart_steps, {"tried": tried, "chosen": chosen}
+    return state, {"tried": tried, "chosen": chosen}
 
 
 def _at_stop(run: _Run, state, step, tc: TrainConfig, eval_step, val_data, eval_key, kmers, progress, train_key, t0):
