@@ -70,7 +70,9 @@ def test_cold_cache_killed_runs_match_a_warm_straight_run_bit_for_bit(tmp_path):
     features = tmp_path / "features.npz"
     _write_features(features, 64, 2200)
     cache = tmp_path / "numba-cache"
-    cold_env = _env(NUMBA_CACHE_DIR=str(cache))
+    # One kernel thread: on several, identical runs still differ in the last digit now and then
+    # (README, "Reliability and reproducibility": the known exception), whatever the cache held.
+    cold_env = _env(NUMBA_CACHE_DIR=str(cache), NUMBA_NUM_THREADS="1")
     run_dir = tmp_path / "killed"
     command = _train_command(
         features, run_dir, "train.steps=60", "train.checkpoint_every=20", "train.compute_path=fused_cpu"

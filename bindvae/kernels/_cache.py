@@ -10,7 +10,9 @@ kernel, an empty ``NUMBA_CACHE_DIR``) was therefore not the run that a warm cach
 run killed in its first session and resumed was not the run left alone. Here a process never
 runs a kernel it compiled itself: missing handlers are compiled by ``python -m
 bindvae.kernels._cache NAME ...``, which only fills the cache, and every process then loads the
-same cached builds, so cold and warm runs are bit-identical.
+same cached builds, so cold and warm runs are bit-identical. numba writes a cache entry's index
+before its build, so a run killed while its kernels compile can leave an index naming a missing
+build: that counts as not cached.
 
 The cache key of a handler covers the sources of both kernel modules (the handler and the
 kernels it inlines), so editing a kernel never leaves a stale handler in the cache.
@@ -74,7 +76,10 @@ def is_cached(name: str) -> bool:
         cache = _KernelCache(pyfunc)
         args, return_type = sigutils.normalize_signature(_sparse_ffi.SIGNATURE)
         key = cache._index_key(typing.signature(return_type, *args), cpu_target.target_context.codegen())
-        return key in cache._cache_file._load_index()
+        data_name = cache._cache_file._load_index().get(key)
+        # numba writes an entry's index before its data file, so a process killed between the two
+        # (a run stopped while its kernels compile) leaves an index that names a missing build.
+        return data_name is not None and os.path.isfile(cache._cache_file._data_path(data_name))
     except Exception:  # an unreadable or foreign index: treat as missing (the child rewrites it)
         return False
 
@@ -87,8 +92,8 @@ def _compile_in_child(names: list[str]) -> bool:
     result = subprocess.run([sys.executable, "-m", "bindvae.kernels._cache", *names], env=os.environ.copy(),
                             stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if result.returncode != 0:
-        logger.warning("compiling CPU kernels in a child process failed; compiling here, so this run's "
-                       "last digits may differ from runs with the cached kernels: %s",
+        logger.warning("compiling CPU kernels in a child process failed; compiling here, then running "
+                       "the builds this writes to the cache: %s",
                        (result.stderr.strip().splitlines() or ["no message"])[-1])
         return False
     logger.info("CPU kernels compiled in %.0f s", time.perf_counter() - start)
@@ -111,6 +116,11 @@ def load_handlers(names) -> dict:
     for name in names:
         handler = _cfunc(_sparse_ffi.HANDLERS[name], _sparse_ffi.SIGNATURE)
         handler.compile()
+        if not handler.cache_hits:
+            # Compiled here after all (the child failed, or the cache changed under us); that compile
+            # wrote the cache, so run the cached build that every other process loads, not this one.
+            handler = _cfunc(_sparse_ffi.HANDLERS[name], _sparse_ffi.SIGNATURE)
+            handler.compile()
         if not handler.cache_hits:
             logger.warning("CPU kernel %s was compiled in this process (its cache cannot be written?): "
                            "this run's last digits may differ from runs with a cached build", name)

@@ -19,6 +19,8 @@ from bindvae.kernels._sparse_kernels import (
     _inline,
     _serial,
     _to_bits,
+    restore_fp_mode,
+    xla_fp_mode,
 )
 
 # --- The fused step (``bindvae.kernels.fused``): gradients of W1 and theta consumed by Adam in place ----
@@ -198,9 +200,11 @@ def mixture_value_and_dz_parallel(
     bounds = _entry_bounds(col_ptr, n_parts)
     parts = np.zeros((n_parts,) + dz.shape, dz.dtype)
     for t in numba.prange(n_parts):
+        saved = xla_fp_mode()
         _mixture_value_and_dz_inline(
             col_ptr, rows, slots, values, zs, phi_t, factor, bounds[t], bounds[t + 1], p, dp, parts[t]
         )
+        restore_fp_mode(saved)
     dz[:] = parts.sum(axis=0)
 
 
@@ -211,7 +215,9 @@ def adam_first_layer_parallel(
     bounds = _column_bounds(w1.shape[0], n_parts)
     parts = np.zeros((n_parts, 1), np.float64)
     for t in numba.prange(n_parts):
+        saved = xla_fp_mode()
         _adam_first_layer_inline(col_ptr, rows, values, dh1, w1, mu, nu, hyper, bounds[t], bounds[t + 1], parts[t])
+        restore_fp_mode(saved)
     sq[0] += parts.sum()
 
 
@@ -226,9 +232,11 @@ def adam_theta_parallel(
     bounds[n_parts] = n_kmers
     parts = np.zeros((n_parts, 1), np.float64)
     for t in numba.prange(n_parts):
+        saved = xla_fp_mode()
         _adam_theta_inline(
             col_ptr, rows, slots, z, phi_t, scale, dp, s, theta, mu, nu, hyper, bounds[t], bounds[t + 1], parts[t]
         )
+        restore_fp_mode(saved)
     sq[0] += parts.sum()
 
 
@@ -242,7 +250,9 @@ def exp_transposed_parallel(theta, out, row_sum, n_bad, n_parts):  # pragma: no 
     part_max = np.empty((n_parts, n_topics), np.float32)
     part_bad = np.zeros((n_parts, 1), np.int64)
     for t in numba.prange(n_parts):
+        saved = xla_fp_mode()
         _row_max_inline(theta, bounds[t], bounds[t + 1], part_max[t], part_bad[t])
+        restore_fp_mode(saved)
     row_max = np.empty(n_topics, np.float32)
     for m in range(n_topics):
         top = part_max[0, m]
@@ -251,6 +261,8 @@ def exp_transposed_parallel(theta, out, row_sum, n_bad, n_parts):  # pragma: no 
         row_max[m] = top
     part_sum = np.zeros((n_parts, n_topics), np.float64)
     for t in numba.prange(n_parts):
+        saved = xla_fp_mode()
         _exp_transposed_inline(theta, row_max, bounds[t], bounds[t + 1], out, part_sum[t])
+        restore_fp_mode(saved)
     row_sum[:] = part_sum.sum(axis=0)
     n_bad[0] += part_bad.sum()

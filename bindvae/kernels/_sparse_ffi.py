@@ -12,6 +12,9 @@ Handlers return NULL (success): the arrays are shaped and validated where they a
 The heavy handlers take a last int32 [1] argument, a thread count: above 1 the kernel's
 ``*_parallel`` variant runs on numba's thread pool, else the single-threaded one
 (``bindvae.kernels.sparse_ops`` decides, once per process).
+
+Every handler runs in XLA's floating-point mode (denormals flushed; ``_sparse_kernels.xla_fp_mode``)
+whichever thread XLA calls it from, and gives the thread its own mode back when it returns.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ def _n_threads(frame, i):  # pragma: no cover - compiled
 def column_order_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
+    saved = k.xla_fp_mode()
     a0, d0 = _buffer(frame, 9, 0)
     a1, _ = _buffer(frame, 9, 1)
     r0, e0 = _buffer(frame, 14, 0)
@@ -112,12 +116,14 @@ def column_order_handler(frame):  # pragma: no cover - compiled
     rows[used:] = 0
     slots[used:] = 0
     values[used:] = 0.0
+    k.restore_fp_mode(saved)
     return 0
 
 
 def first_layer_forward_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
+    saved = k.xla_fp_mode()
     a0, d0 = _buffer(frame, 9, 0)
     a1, d1 = _buffer(frame, 9, 1)
     a2, _ = _buffer(frame, 9, 2)
@@ -131,12 +137,14 @@ def first_layer_forward_handler(frame):  # pragma: no cover - compiled
     else:
         out[:] = 0.0
         k.first_layer_forward(col_ptr, rows, values, w1, 0, d0[0] - 1, out)
+    k.restore_fp_mode(saved)
     return 0
 
 
 def first_layer_backward_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
+    saved = k.xla_fp_mode()
     a0, d0 = _buffer(frame, 9, 0)
     a1, d1 = _buffer(frame, 9, 1)
     a2, _ = _buffer(frame, 9, 2)
@@ -149,12 +157,14 @@ def first_layer_backward_handler(frame):  # pragma: no cover - compiled
         k.first_layer_backward_parallel(col_ptr, rows, values, dh1, dw1, n_threads)
     else:
         k.first_layer_backward(col_ptr, rows, values, dh1, 0, d0[0] - 1, dw1)
+    k.restore_fp_mode(saved)
     return 0
 
 
 def mixture_forward_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
+    saved = k.xla_fp_mode()
     a0, d0 = _buffer(frame, 9, 0)
     a1, d1 = _buffer(frame, 9, 1)
     a2, _ = _buffer(frame, 9, 2)
@@ -170,12 +180,14 @@ def mixture_forward_handler(frame):  # pragma: no cover - compiled
         k.mixture_forward_parallel(col_ptr, rows, slots, z, phi, p, n_threads)
     else:
         k.mixture_forward(col_ptr, rows, slots, z, phi, 0, d0[0] - 1, p)
+    k.restore_fp_mode(saved)
     return 0
 
 
 def mixture_backward_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
+    saved = k.xla_fp_mode()
     a0, d0 = _buffer(frame, 9, 0)
     a1, d1 = _buffer(frame, 9, 1)
     a2, _ = _buffer(frame, 9, 2)
@@ -193,6 +205,7 @@ def mixture_backward_handler(frame):  # pragma: no cover - compiled
     else:
         dz[:] = 0.0
         k.mixture_backward(col_ptr, rows, slots, z, phi, dp, 0, d0[0] - 1, dz, dphi)
+    k.restore_fp_mode(saved)
     return 0
 
 
@@ -212,6 +225,7 @@ def _same_or_copy(src, dst, shape):  # pragma: no cover - compiled
 def exp_transposed_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
+    saved = k.xla_fp_mode()
     a0, d0 = _buffer(frame, 9, 0)
     r0, _ = _buffer(frame, 14, 0)
     r1, _ = _buffer(frame, 14, 1)
@@ -228,12 +242,14 @@ def exp_transposed_handler(frame):  # pragma: no cover - compiled
     for m in range(d0[0]):
         sums[m] = row_sum[m]
     _f32(r2, (1,))[0] = n_bad[0]
+    k.restore_fp_mode(saved)
     return 0
 
 
 def mixture_value_and_dz_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
+    saved = k.xla_fp_mode()
     a0, d0 = _buffer(frame, 9, 0)
     a1, d1 = _buffer(frame, 9, 1)
     a2, _ = _buffer(frame, 9, 2)
@@ -256,12 +272,14 @@ def mixture_value_and_dz_handler(frame):  # pragma: no cover - compiled
     else:
         dz[:] = 0.0
         fk.mixture_value_and_dz(col_ptr, rows, slots, values, zs, phi_t, factor, 0, d0[0] - 1, p, dp, dz)
+    k.restore_fp_mode(saved)
     return 0
 
 
 def adam_first_layer_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
+    saved = k.xla_fp_mode()
     a0, d0 = _buffer(frame, 9, 0)
     a1, d1 = _buffer(frame, 9, 1)
     a2, _ = _buffer(frame, 9, 2)
@@ -288,12 +306,14 @@ def adam_first_layer_handler(frame):  # pragma: no cover - compiled
     else:
         fk.adam_first_layer(col_ptr, rows, values, dh1, w1, mu, nu, hyper, 0, d0[0] - 1, sq)
     _f32(r3, (1,))[0] = sq[0]
+    k.restore_fp_mode(saved)
     return 0
 
 
 def adam_theta_handler(frame):  # pragma: no cover - compiled
     if _not_execute(frame):
         return 0
+    saved = k.xla_fp_mode()
     a0, d0 = _buffer(frame, 9, 0)
     a1, d1 = _buffer(frame, 9, 1)
     a2, _ = _buffer(frame, 9, 2)
@@ -325,6 +345,7 @@ def adam_theta_handler(frame):  # pragma: no cover - compiled
     else:
         fk.adam_theta(col_ptr, rows, slots, z, phi_t, scale, dp, s, theta, mu, nu, hyper, 0, d0[0] - 1, sq)
     _f32(r3, (1,))[0] = sq[0]
+    k.restore_fp_mode(saved)
     return 0
 
 

@@ -13,10 +13,13 @@ The FFI handlers are cached keyed on the sources of this module, ``_fused_kernel
 
 from __future__ import annotations
 
+import platform
+
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 # Columns per tile of the [M, D] decoder arrays: 64 float32 = 4 cache lines per topic row, so a
@@ -60,6 +63,64 @@ def _to_bits(typingctx, x):  # pragma: no cover - compiled
         return builder.bitcast(args[0], ir.IntType(32))
 
     return types.int32(types.float32), codegen
+
+
+# --- One floating-point mode on every thread ------------------------------------------------------
+# XLA computes with denormals flushed to zero (FTZ and DAZ set while it runs), but a thread's mode is
+# its own: numba's pool threads keep the mode of the thread that started them, and XLA may call a
+# handler from its own threads or from the caller's. A part of a kernel run on one thread or another
+# then rounded a tiny product differently, and two identical runs drifted apart (rarely, in the last
+# digit, then everywhere). So each handler, and each part of a parallel kernel, sets XLA's mode
+# (x86 MXCSR: flush to zero, denormals are zero, round to nearest) and restores the thread's own
+# when it is done. Elsewhere (no MXCSR) the mode is left as it is.
+_MXCSR = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+_FLUSH_DENORMALS = 0x8040  # FTZ (bit 15) | DAZ (bit 6)
+_ROUNDING = 0x6000  # bits 13-14; 0 = round to nearest
+
+
+def _mxcsr_call(builder, context, name, slot):
+    ptr = context.get_value_type(types.voidptr)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr]), name)
+    builder.call(fn, [builder.bitcast(slot, ptr)])
+
+
+@intrinsic
+def _get_fp_mode(typingctx):  # pragma: no cover - compiled
+    # This thread's MXCSR (0 where there is none).
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        if not _MXCSR:
+            return ir.Constant(i32, 0)
+        slot = cgutils.alloca_once(builder, i32)
+        _mxcsr_call(builder, context, "llvm.x86.sse.stmxcsr", slot)
+        return builder.load(slot)
+
+    return types.int32(), codegen
+
+
+@intrinsic
+def _set_fp_mode(typingctx, mode):  # pragma: no cover - compiled
+    # Load ``mode`` into this thread's MXCSR (nothing where there is none).
+    def codegen(context, builder, signature, args):
+        if _MXCSR:
+            slot = cgutils.alloca_once_value(builder, args[0])
+            _mxcsr_call(builder, context, "llvm.x86.sse.ldmxcsr", slot)
+        return context.get_dummy_value()
+
+    return types.none(types.int32), codegen
+
+
+@numba.njit(inline="always")
+def xla_fp_mode():  # pragma: no cover - compiled
+    """Set XLA's floating-point mode on this thread; returns the mode to restore."""
+    saved = _get_fp_mode()
+    _set_fp_mode((saved & ~_ROUNDING) | _FLUSH_DENORMALS)
+    return saved
+
+
+@numba.njit(inline="always")
+def restore_fp_mode(saved):  # pragma: no cover - compiled
+    _set_fp_mode(saved)
 
 
 @numba.njit(inline="always", fastmath=True)
@@ -263,7 +324,9 @@ def first_layer_forward_parallel(col_ptr, rows, values, w1, out, n_parts):  # pr
     bounds = _entry_bounds(col_ptr, n_parts)
     parts = np.zeros((n_parts,) + out.shape, out.dtype)
     for t in numba.prange(n_parts):
+        saved = xla_fp_mode()
         _first_layer_forward_inline(col_ptr, rows, values, w1, bounds[t], bounds[t + 1], parts[t])
+        restore_fp_mode(saved)
     out[:] = parts.sum(axis=0)
 
 
@@ -271,14 +334,18 @@ def first_layer_forward_parallel(col_ptr, rows, values, w1, out, n_parts):  # pr
 def first_layer_backward_parallel(col_ptr, rows, values, dh1, dw1, n_parts):  # pragma: no cover - compiled
     bounds = _column_bounds(dw1.shape[0], n_parts)
     for t in numba.prange(n_parts):
+        saved = xla_fp_mode()
         _first_layer_backward_inline(col_ptr, rows, values, dh1, bounds[t], bounds[t + 1], dw1)
+        restore_fp_mode(saved)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def mixture_forward_parallel(col_ptr, rows, slots, z, phi, p, n_parts):  # pragma: no cover - compiled
     bounds = _entry_bounds(col_ptr, n_parts)
     for t in numba.prange(n_parts):
+        saved = xla_fp_mode()
         _mixture_forward_inline(col_ptr, rows, slots, z, phi, bounds[t], bounds[t + 1], p)
+        restore_fp_mode(saved)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
@@ -286,5 +353,7 @@ def mixture_backward_parallel(col_ptr, rows, slots, z, phi, dp, dz, dphi, n_part
     bounds = _column_bounds(phi.shape[1], n_parts)
     parts = np.zeros((n_parts,) + dz.shape, dz.dtype)
     for t in numba.prange(n_parts):
+        saved = xla_fp_mode()
         _mixture_backward_inline(col_ptr, rows, slots, z, phi, dp, bounds[t], bounds[t + 1], parts[t], dphi)
+        restore_fp_mode(saved)
     dz[:] = parts.sum(axis=0)
