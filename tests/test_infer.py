@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from bindvae.analysis.motifs import decode_kmers
 from bindvae.analysis.topics import score_kmers, topic_motifs
@@ -47,7 +48,6 @@ def test_latent_scores_sequences_csr_and_dense_agree(model, vocab):
 def test_csr_first_layer_matches_dense_across_blocks_and_unsorted_rows(model):
     # More rows than one row block and nonzeros in every column block; then the same rows with their
     # nonzeros shuffled within each row (a CSR not made by featurize), and an int64-index copy.
-    import scipy.sparse as sp
 
     from bindvae.infer import _CSR_ROWS_PER_BLOCK
 
@@ -136,7 +136,6 @@ def test_load_model_missing_run_dir(tmp_path):
 
 def test_decoder_scan_ranks_sequences_with_a_topics_own_kmers_first():
     import jax
-    import scipy.sparse as sp
 
     from bindvae.config import ModelConfig
     from bindvae.features.kmers import Vocabulary, featurize
@@ -167,3 +166,34 @@ def test_decoder_scan_ranks_sequences_with_a_topics_own_kmers_first():
     np.testing.assert_allclose(weights[1, site], np.log(phi1 / ((phi1 + 2 * phi0) / 3)), rtol=1e-5)
     X = sp.csr_matrix(featurize(sequences), dtype=np.float32)
     np.testing.assert_allclose(scores, (X @ weights.T), rtol=1e-6)
+
+
+def test_expected_topic_counts_share_each_kmer_by_how_likely_each_topic_makes_it():
+    # Golden numbers: two topics over three k-mers, one row with counts (2, 1, 0) at proportions (0.25, 0.75).
+    from bindvae.infer import expected_topic_counts
+
+    phi = np.array([[0.5, 0.25, 0.25], [0.1, 0.6, 0.3]])
+    counts = sp.csr_matrix(np.array([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]]))
+    theta = np.array([[0.25, 0.75], [0.5, 0.5]])
+    got = expected_topic_counts(counts, theta, np.log(phi), max_entries=1)  # one row per block
+    share = lambda j: theta[0] * phi[:, j] / (theta[0] @ phi[:, j])  # noqa: E731
+    want = 2.0 * share(0) + 1.0 * share(1)
+    np.testing.assert_allclose(got[0], want, rtol=1e-6)
+    np.testing.assert_allclose(got[0], [2 * 0.125 / 0.2 + 0.0625 / 0.5125, 2 * 0.075 / 0.2 + 0.45 / 0.5125], rtol=1e-6)
+    assert got[0].sum() == pytest.approx(3.0) and (got[1] == 0).all()  # rows sum to the row's k-mer count
+    with pytest.raises(ValueError, match="do not fit together"):
+        expected_topic_counts(counts, theta[:, :1], np.log(phi))
+
+
+def test_latent_scores_counts_are_the_encoders_mean_shared_out_by_the_decoder(model, vocab):
+    from bindvae.features.kmers import featurize
+    from bindvae.infer import decoder_log_phi, expected_topic_counts
+
+    rng = np.random.default_rng(1)
+    sequences = ["".join(rng.choice(list("ACGT"), int(n))) for n in rng.integers(20, 120, 12)]
+    X = featurize(sequences, vocab)
+    counts = latent_scores(model, sequences, kind="counts")
+    np.testing.assert_allclose(counts, latent_scores(model, X, kind="counts"), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(counts.sum(axis=1), np.asarray(X.sum(axis=1)).ravel(), rtol=1e-4)
+    np.testing.assert_allclose(counts, expected_topic_counts(X, latent_scores(model, X), decoder_log_phi(model)),
+                               rtol=1e-5)

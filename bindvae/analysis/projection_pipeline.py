@@ -22,7 +22,7 @@ from bindvae.analysis import other_analyses, projection
 from bindvae.analysis.runs_pipeline import plotting_colours
 from bindvae.analysis.topics import topic_name
 from bindvae.errors import ConfigError
-from bindvae.infer import KINDS, latent_scores, load_model
+from bindvae.infer import SCORE_KINDS, latent_scores, load_model
 from bindvae.io import check_writable_dir, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,9 @@ def project_sets(run_dir: str | os.PathLike, sets: dict[str, str], genome: str |
         span: window around each peak's summit (peak files).
         max_per_set: subsample larger sets to this many peaks (recorded in ``sets.tsv``).
         seed: seed of the subsampling and of UMAP.
-        kind: latent score, ``mean`` (topic proportions) or ``concentration``.
+        kind: latent score (:func:`bindvae.infer.latent_scores`): ``mean`` (topic proportions),
+            ``concentration``, ``counts`` (each topic's expected k-mer counts; ranks a set's peaks best
+            on planted peaks, BENCHMARKS.md) or ``decoder`` (the scan).
         umap: compute the UMAP (False: ``umap_x``/``umap_y`` are left empty and no ``umap.png``).
         n_neighbors: UMAP's neighbourhood size.
 
@@ -98,8 +100,8 @@ def project_sets(run_dir: str | os.PathLike, sets: dict[str, str], genome: str |
     Raises:
         ConfigError, InputError: bad options, no checkpoint, unreadable sets.
     """
-    if kind not in KINDS:
-        raise ConfigError("kind", f"must be one of {KINDS}, got {kind!r}")
+    if kind not in SCORE_KINDS:
+        raise ConfigError("kind", f"must be one of {SCORE_KINDS}, got {kind!r}")
     if len(sets) < 2:
         raise ConfigError("sets", "a projection needs at least two sets")
     if span < 1:

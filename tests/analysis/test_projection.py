@@ -196,3 +196,18 @@ def test_module_answers_help_from_the_command_line(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "python -m experiments.project" in result.stdout, result.stderr[-1000:]
     assert not any(tmp_path.iterdir())
+
+
+def test_expected_counts_rank_the_sets_by_their_topics_too(run_dir, tmp_path):
+    # kind=counts: each topic's expected share of a peak's k-mers; the planted sets keep their topics,
+    # and a row sums to the peak's k-mer count instead of 1.
+    assert project.main([f"run_dir={run_dir}", f"sets={_sets(tmp_path)}", "umap=false", "kind=counts"]) == 0
+    out = run_dir / "analysis" / "projection"
+    best = _read(out, "set_topic_auroc.tsv")
+    best = best[best["best"].astype(str) == "True"].set_index("set")
+    assert best.loc["CTCF", "topic"] == 2 and best.loc["MAFK", "topic"] == 0
+    assert best.loc["CTCF", "auroc"] > 0.95 and best.loc["MAFK", "auroc"] > 0.95
+    table = _read(out, "projection.tsv")
+    totals = table[[f"topic_{m:03d}" for m in range(4)]].sum(axis=1)
+    assert totals.min() > 100  # a 100 bp peak holds hundreds of gapped 8-mer occurrences
+    assert "latent score: counts" in (out / "projection.tsv").read_text().splitlines()[0]
