@@ -4,7 +4,7 @@
         [motif_ranking=encoder|decoder]
         [motif_db=jaspar|none|FILE.meme] [jaspar_release=JASPAR2024] [compare=OTHER_RUN_DIR]
         [kind=mean|concentration] [seed=0] [gold=TFS.txt] [pairs=jaspar|FILE.tsv] [n_15mers=1000000]
-        [bias_motifs=FILE.meme] [naming thresholds, below]
+        [bias_motifs=FILE.meme] [signature_q=0.05] [naming thresholds, below]
     python -m experiments.analyze sweep_dir=DIR [probes=TSV] [motif_db=...] [n_best=3] [max_topics_per_tf=3]
         [gold=TFS.txt]
 
@@ -34,6 +34,10 @@ JASPAR's heterodimer matrices and of each partner (n_probes_per_tf each); pairs=
 columns pair (A::B, or A for a partner's probes) and sequence. Writes cooperative.tsv and, for topics
 with an assigned pair, composite.meme and logos from n_15mers sampled 15-mers. Every run writes
 topic_flags.tsv (unused, low complexity, GC-/AT-rich background, background, cutting bias).
+
+signature_q= (ours): topics whose motifs match each other at this q-value are look-alikes, listed in
+topic_titles.tsv and the report; peak_tfs.tsv scores each topic together with its look-alikes (a
+signature split over several topics). 0 scores every topic alone.
 
 Without peaks=, the peaks scored are the run's own training sequences, read from the data config
 saved in its checkpoint (all of them, training and validation split alike).
@@ -116,6 +120,7 @@ def run(args: dict) -> int:
         pairs=text(args["pairs"]),
         n_15mers=_number(args, "n_15mers"),
         bias_motifs=text(args["bias_motifs"]),
+        signature_q=_number(args, "signature_q", float),
     )
     if text(args["sweep_dir"]):
         out = analyze_sweep(text(args["sweep_dir"]), options, n_best=_number(args, "n_best"))

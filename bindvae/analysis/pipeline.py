@@ -25,6 +25,7 @@ from bindvae.analysis import (
     report,
     retrieval,
     selection,
+    signatures,
     sites,
     topics,
 )
@@ -68,6 +69,9 @@ class AnalysisOptions:
         bias_motifs: MEME file of cutting-bias motifs for the flags (None: the bundled Tn5 motif).
         gold: file of gold-standard TF names (e.g. those expressed in the cell type): writes
             ``retrieval.tsv`` (:mod:`bindvae.analysis.retrieval`); None: no retrieval scores.
+        signature_q: ours: topics whose motifs match at this q-value are one signature's look-alikes
+            (:mod:`bindvae.analysis.signatures`); the per-peak TF calls score each topic together with its
+            look-alikes. 0 scores every topic alone.
     """
 
     peaks: str | None = None
@@ -86,6 +90,7 @@ class AnalysisOptions:
     pairs: str | None = None
     n_15mers: int = cooperative.N_15MERS
     bias_motifs: str | None = None
+    signature_q: float = signatures.DEFAULT_MAX_Q
 
 
 def check_options(options: AnalysisOptions) -> None:
@@ -98,7 +103,7 @@ def check_options(options: AnalysisOptions) -> None:
     fractions = [("max_q", rules.max_q), ("motif_max_q", rules.motif_max_q), ("min_effect", rules.min_effect),
                  ("min_repeat_share", rules.titles.min_repeat_share), ("min_gc_shift", rules.titles.min_gc_shift),
                  ("min_low_entropy_share", rules.flags.min_low_entropy_share), ("bias_max_q", rules.flags.bias_max_q),
-                 ("min_used_fraction", rules.flags.min_used_fraction)]
+                 ("min_used_fraction", rules.flags.min_used_fraction), ("signature_q", options.signature_q)]
     for key, value in fractions:
         if not 0.0 <= value <= 1.0:
             raise ConfigError(key, f"must be in [0, 1], got {value}")
@@ -254,7 +259,13 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     probe_source = _probe_source(options, source)
     mapping_table = named.mapping
     _write_tsv(mapping_table, out / "tf_mapping.tsv", f"{source}; probes: {probe_source}")
-    _write_tsv(named.titles, out / "topic_titles.tsv")
+    usable = ~named.flags["flagged"].to_numpy(dtype=bool)  # unused topics are flagged (rule 0), so left out too
+    # Look-alikes are judged on the decoder's motifs (each topic's own most enriched k-mers), as measured in
+    # BENCHMARKS.md, whichever ranking built the motifs that name the topics: the encoder's probes blur them.
+    decoder_motifs = (named.motifs if options.motif_ranking == "decoder"
+                      else topics.topic_motifs(model, ranking="decoder")[0])
+    alike = signatures.lookalikes(decoder_motifs, usable, options.signature_q)
+    _write_tsv(named.titles.assign(lookalikes=signatures.lookalikes_column(names, alike)), out / "topic_titles.tsv")
     mapping = naming.assigned_tfs(mapping_table)
     tables = {}
     if gold is not None:
@@ -263,7 +274,8 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
         tables[f"TF retrieval against {os.path.basename(options.gold)} (Table S4)"] = frame
 
     ids = peak_set.ids
-    calls = peaks.top_tfs_per_peak(scores, naming.assignment_strengths(mapping_table), ids,
+    strengths = naming.assignment_strengths(mapping_table)
+    calls = peaks.top_tfs_per_peak(signatures.signature_scores(scores, alike), strengths, ids,
                                    min_topic_score=1.0 / model.num_topics)
     _write_tsv(calls, out / "peak_tfs.tsv")
     acc = peaks.accessibility(scores, mapping)
@@ -287,7 +299,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
         tables.update(pair_tables)
         figures += pair_figures
 
-    sections = topic_sections(names, named, kmer_table, acc)
+    sections = topic_sections(names, named, kmer_table, acc, alike)
     facts = {"run directory": Path(run_dir).name, "checkpoint step": model.step, "topics": model.num_topics,
              "latent score": options.kind, "motif database": source, "probes": probe_source,
              "peaks": peak_set.label, "site counts": sites_fact(site_stats),

@@ -72,6 +72,8 @@ class TopicSection:
         flag: the topic's non-TF flag (:mod:`bindvae.analysis.flags`), empty for a TF topic; flagged
             topics are listed apart, after the others.
         flag_evidence: the measures behind the flags, in words.
+        lookalikes: the used, unflagged topics whose motif matches this one's
+            (:mod:`bindvae.analysis.signatures`); the peak calls score the topic with them.
     """
 
     topic: str
@@ -86,6 +88,7 @@ class TopicSection:
     evidence: str = ""
     flag: str = ""
     flag_evidence: str = ""
+    lookalikes: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,6 +253,8 @@ def _topic_html(section: TopicSection) -> str:
     evidence = f" · title from {section.evidence}" if section.evidence else ""
     if section.flag_evidence:
         evidence += f" · {'flag' if section.flag else 'not flagged (a TF match)'}: {section.flag_evidence}"
+    if section.lookalikes:
+        evidence += f" · same signature as {', '.join(section.lookalikes)} (motifs alike; peak calls add them)"
     rest = (f'<p class="muted">{n_tfs - TABLE_TFS} more assigned TFs in tf_mapping.tsv</p>'
             if n_tfs > TABLE_TFS else "")
     return (

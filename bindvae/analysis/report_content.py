@@ -16,12 +16,12 @@ from bindvae.motif import Motif
 
 FILES = [  # what the report's Files section links, in this order, with what each holds
     ("motifs.meme", "one motif per topic (MEME format), built from its top 200 10-mers"),
-    ("topic_titles.tsv", "each topic's title, the evidence it rests on, and its composition measures"),
+    ("topic_titles.tsv", "each topic's title, the evidence it rests on, its composition measures and look-alikes"),
     ("motif_matches.tsv", "each topic's best database matches: offset, strand, p, E, q, assigned"),
     ("tf_mapping.tsv", "Algorithm 1: every (topic, TF) test with p, q, effect size, status, assigned"),
     ("topic_sites.tsv", "peaks and background peaks with a site of each topic's motif, Fisher p"),
     ("accessibility.tsv", "per topic: sum and mean of the peaks' topic scores, assigned TFs"),
-    ("peak_tfs.tsv", "per peak: the top 3 TFs from assigned topics, their scores, ties"),
+    ("peak_tfs.tsv", "per peak: the top 3 TFs from assigned topics (each with its look-alikes), scores, ties"),
     ("topic_kmers.tsv", "each topic's best 8-mers by decoder weight (phi)"),
     ("topic_10mers.tsv", "the 10-mers each topic's motif was built from, with their scores"),
     ("topic_flags.tsv", "non-TF topics (low complexity, GC-/AT-rich, background, cutting bias) and the evidence"),
@@ -136,8 +136,10 @@ def _q(value: float) -> str:
     return "-" if pd.isna(value) else f"{value:.2g}"
 
 
-def topic_sections(names, named: evidence.TopicNames, kmer_table, acc) -> list[report.TopicSection]:
+def topic_sections(names, named: evidence.TopicNames, kmer_table, acc,
+                   alike: list[list[int]] | None = None) -> list[report.TopicSection]:
     sections = []
+    alike = alike or [[] for _ in names]
     for m, name in enumerate(names):
         k8 = kmer_table[kmer_table["topic"] == name].head(8)
         k10 = named.tenmers[named.tenmers["topic"] == name].head(5)
@@ -154,5 +156,6 @@ def topic_sections(names, named: evidence.TopicNames, kmer_table, acc) -> list[r
             accessibility=None if acc is None else float(acc["accessibility"].iloc[m]),
             title=str(title["title"]), evidence=str(title["evidence"]),
             flag=str(named.flags["flag"].iloc[m]), flag_evidence=str(named.flags["evidence"].iloc[m]),
+            lookalikes=tuple(names[j] for j in alike[m]),
         ))
     return sections

@@ -1,0 +1,84 @@
+"""Signatures: a topic together with the topics whose motifs look like its own (ours, not the paper's).
+
+A model with more topics than binding signatures often splits one signature over two or three topics:
+the common FOS::JUN site over topics that each hold some of its k-mers, the long CTCF site over one
+topic per half. Each such topic ranks the site's carriers only in part, because every carrier peak
+gives its share to whichever of the look-alikes explains it best. The signature score of topic ``m``
+adds the proportions of ``m`` and of its look-alikes: the used topics whose motif matches ``m``'s
+motif, Tomtom-style, at ``q < max_q`` in either direction. It is each topic's own neighbourhood, not
+a partition: a chain of weak resemblances (A like B, B like C) does not join A with C.
+
+The motifs compared are the decoder's (each topic's most enriched 10-mers,
+``topic_motifs(model, ranking="decoder")``): motifs built from probes through the encoder are blurrier and
+join more unrelated topics. Measured in ``BENCHMARKS.md`` ("Signatures"): on the planted set the signature
+score of the topic matched to a motif ranks its carriers closer to the supervised limit than the topic
+alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bindvae.analysis.compare import compare_motifs
+from bindvae.motif import Motif
+
+DEFAULT_MAX_Q = 0.05
+
+
+def lookalikes(motifs: list[Motif], used: np.ndarray | None = None, max_q: float = DEFAULT_MAX_Q) -> list[list[int]]:
+    """Each topic's look-alikes: the other used topics whose motif matches its motif at ``q < max_q``.
+
+    Args:
+        motifs: one motif per topic, topic order (names must be distinct).
+        used: ``[M]`` booleans; topics that are False have no look-alikes and are no one's
+            (default: all used). See :func:`bindvae.analysis.peaks.topic_usage`.
+        max_q: q-value below which two topic motifs are alike (the smaller of the two directions'
+            q-values, each comparing one topic's motif against all the topics' motifs); 0 turns
+            signatures off (no topic has look-alikes).
+
+    Returns:
+        ``M`` sorted lists of topic indices, the topic itself left out.
+    """
+    n = len(motifs)
+    used = np.ones(n, dtype=bool) if used is None else np.asarray(used, dtype=bool)
+    if n < 2 or max_q <= 0:
+        return [[] for _ in range(n)]
+    q = motif_q_matrix(motifs)
+    alike = (q < max_q) & used[:, None] & used[None, :]
+    np.fill_diagonal(alike, False)
+    return [[int(j) for j in np.flatnonzero(row)] for row in alike]
+
+
+def motif_q_matrix(motifs: list[Motif]) -> np.ndarray:
+    """``[M, M]`` Tomtom-style q-values of every topic motif against every other, symmetrised (the
+    smaller direction); the diagonal is 1."""
+    index = {motif.name: i for i, motif in enumerate(motifs)}
+    if len(index) != len(motifs):
+        raise ValueError("topic motifs need distinct names")
+    table = compare_motifs(motifs, motifs)
+    q = np.ones((len(motifs), len(motifs)))
+    rows, cols = table["query"].map(index).to_numpy(), table["target"].map(index).to_numpy()
+    np.minimum.at(q, (rows, cols), table["q_value"].to_numpy())
+    q = np.minimum(q, q.T)
+    np.fill_diagonal(q, 1.0)
+    return q
+
+
+def signature_scores(proportions: np.ndarray, alike: list[list[int]]) -> np.ndarray:
+    """Each topic's signature score per peak: its proportion plus its look-alikes' (``[n_peaks, M]``).
+
+    Args:
+        proportions: ``[n_peaks, M]`` topic proportions.
+        alike: from :func:`lookalikes`.
+    """
+    proportions = np.asarray(proportions, dtype=np.float64)
+    out = proportions.copy()
+    for m, others in enumerate(alike):
+        if others:
+            out[:, m] += proportions[:, others].sum(axis=1)
+    return out
+
+
+def lookalikes_column(names: list[str], alike: list[list[int]]) -> list[str]:
+    """Each topic's look-alikes as comma-separated names (empty when none), topic order."""
+    return [",".join(names[j] for j in others) for others in alike]

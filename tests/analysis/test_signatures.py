@@ -1,0 +1,107 @@
+"""Signatures: look-alike topics found from their motifs, and the summed score that ranks a split signature."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from bindvae.analysis import signatures
+from bindvae.motif import Motif, load_jaspar_motifs
+
+
+@pytest.fixture(scope="module")
+def jaspar():
+    ctcf, fos, spi1 = load_jaspar_motifs([("CTCF", "MA0139.2"), ("FOS::JUN", "MA0099.4"), ("SPI1", "MA0080.7")])
+    return ctcf, fos, spi1
+
+
+def _blurred(pwm: np.ndarray, keep: float) -> np.ndarray:
+    return keep * pwm + (1 - keep) * 0.25
+
+
+def test_lookalikes_are_the_used_topics_with_a_matching_motif(jaspar):
+    ctcf, fos, spi1 = jaspar
+    motifs = [Motif("t0", _blurred(ctcf.pwm, 0.8)), Motif("t1", ctcf.pwm[2:17]),  # one site, two topics
+              Motif("t2", fos.pwm), Motif("t3", spi1.pwm), Motif("t4", _blurred(ctcf.pwm, 0.9))]
+    used = np.array([True, True, True, True, False])  # t4: the CTCF motif again, on a topic no peak uses
+    alike = signatures.lookalikes(motifs, used)
+    assert alike == [[1], [0], [], [], []]
+    assert signatures.lookalikes(motifs) == [[1, 4], [0, 4], [], [], [0, 1]]
+    assert signatures.lookalikes(motifs, used, max_q=0.0) == [[]] * 5
+    q = signatures.motif_q_matrix(motifs)
+    np.testing.assert_array_equal(q, q.T)
+    assert q[0, 1] < 1e-3 and q[2, 3] > 0.05 and (np.diag(q) == 1).all()
+    assert signatures.lookalikes_column(["a", "b", "c", "d", "e"], alike) == ["b", "a", "", "", ""]
+
+
+def test_lookalikes_need_distinct_names(jaspar):
+    with pytest.raises(ValueError, match="distinct names"):
+        signatures.motif_q_matrix([Motif("t", jaspar[0].pwm), Motif("t", jaspar[1].pwm)])
+
+
+def test_signature_score_adds_the_lookalikes_proportions():
+    proportions = np.array([[0.5, 0.2, 0.3], [0.1, 0.6, 0.3]])
+    scores = signatures.signature_scores(proportions, [[1], [0], []])
+    np.testing.assert_allclose(scores, [[0.7, 0.7, 0.3], [0.7, 0.7, 0.3]])
+    np.testing.assert_array_equal(signatures.signature_scores(proportions, [[], [], []]), proportions)
+
+
+def test_a_signature_split_over_two_topics_ranks_its_carriers_as_one_topic_would():
+    # Carriers give their share to one of two look-alike topics at random: each topic alone ranks them
+    # near 0.75, the signature score (their sum) as well as a single topic holding the whole site.
+    rng = np.random.default_rng(0)
+    n = 4000
+    carrier = rng.random(n) < 0.2
+    proportions = rng.dirichlet(np.ones(6), size=n) * 0.5
+    side = rng.random(n) < 0.5
+    proportions[carrier & side, 0] += 0.5
+    proportions[carrier & ~side, 1] += 0.5
+    proportions[~carrier, 2] += 0.5
+    alone = roc_auc_score(carrier, proportions[:, 0])
+    merged = roc_auc_score(carrier, signatures.signature_scores(proportions, [[1], [0], [], [], [], []])[:, 0])
+    assert 0.6 < alone < 0.85 and merged > 0.99
+
+
+def test_analyze_lists_lookalikes_and_calls_peaks_with_the_whole_signature(tmp_path, reference_dir):
+    # Topics 0 and 1 both hold the E-box (one signature split over two topics): each is the other's
+    # look-alike in topic_titles.tsv and the report, and an E-box peak's call carries both proportions.
+    # (min_fold=0: two identical topics are each other's "background" by the fold rule at M = 4.)
+    import pandas as pd
+
+    from bindvae.features.kmers import Vocabulary
+    from bindvae.infer import latent_scores, load_model
+    from experiments import analyze
+    from tests.analysis.test_report import _decoded_model, _save_run
+
+    vocab = Vocabulary.gapped8()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    _save_run(run_dir, _decoded_model(vocab, ["GTCACGTGAC", "GTCACGTGAC", "CTAATTAGCG", "ATTGCATCAT"], 4), vocab)
+    probes = pd.read_csv(reference_dir / "selex_probes_sample100.tsv", sep="\t")
+    fasta = run_dir / "peaks.fa"
+    fasta.write_text("".join(f">p{i}\n{s}\n" for i, s in enumerate(probes["sequence"])))
+    args = [f"run_dir={run_dir}", f"peaks={fasta}", f"probes={reference_dir / 'selex_probes_sample100.tsv'}",
+            "tf_per_block=HOX_A,HOX_B,EBOX,HOX_C,B4", "min_fold=0",
+            f"motif_db={reference_dir / 'jolma_selex_pwms_converted_all.meme'}"]
+    assert analyze.main(args) == 0
+    out = run_dir / "analysis"
+    titles = pd.read_csv(out / "topic_titles.tsv", sep="\t", keep_default_na=False).set_index("topic")
+    assert titles.loc["topic_000", "lookalikes"] == "topic_001" and titles.loc["topic_001", "lookalikes"] == "topic_000"
+    assert titles.loc["topic_002", "lookalikes"] == "" and titles.loc["topic_003", "lookalikes"] == ""
+    assert "same signature as topic_001" in (out / "report.html").read_text()
+
+    proportions = np.asarray(latent_scores(load_model(run_dir), probes["sequence"].tolist()))
+    calls = pd.read_csv(out / "peak_tfs.tsv", sep="\t", keep_default_na=False)
+    ebox = calls.index[40:60][calls.loc[40:59, "tf_1"] == "EBOX"]
+    assert len(ebox) > 10
+    mapping = pd.read_csv(out / "tf_mapping.tsv", sep="\t", comment="#")
+    strength = mapping[(mapping["tf"] == "EBOX") & mapping["assigned"]].set_index("topic")["effect_size"]
+    expected = (proportions[ebox, 0] + proportions[ebox, 1]) * strength.max()
+    np.testing.assert_allclose(calls.loc[ebox, "score_1"].astype(float), expected, rtol=1e-3)
+
+    assert analyze.main(args + ["signature_q=0"]) == 0  # off: each topic alone
+    titles = pd.read_csv(out / "topic_titles.tsv", sep="\t", keep_default_na=False).set_index("topic")
+    assert (titles["lookalikes"] == "").all()
+    alone = pd.read_csv(out / "peak_tfs.tsv", sep="\t", keep_default_na=False)
+    assert (alone.loc[ebox, "score_1"].astype(float) < 0.75 * calls.loc[ebox, "score_1"].astype(float)).all()
