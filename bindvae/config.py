@@ -177,6 +177,9 @@ class TrainConfig:
             trained on to ``steps`` and the others are dropped. Needs validation data and one device
             with the data in memory.
         restart_steps: steps each initialisation gets before the choice (< ``steps``).
+        learn_prior: learn the prior concentration after ``prior_burn_in_steps`` (the paper's
+            schedule). False (ours) keeps it at ``model.alpha`` for the whole run: a learned prior lets
+            a topic's concentration fall to ``model.min_concentration``, after which no peak uses it.
     """
 
     steps: int = 300_000
@@ -216,6 +219,7 @@ class TrainConfig:
     keep_best: bool = False
     restarts: int = 1
     restart_steps: int = 2_000
+    learn_prior: bool = True
 
     def __post_init__(self):
         _require(self.steps >= 1, "train.steps", f"must be >= 1, got {self.steps}")

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from bindvae.config import TrainConfig
@@ -20,6 +21,9 @@ from bindvae.config import TrainConfig
 class FreezeState(NamedTuple):
     count: jax.Array
     inner: Any
+
+
+NEVER = int(np.iinfo(np.int32).max)  # a freeze longer than any run: the update count never reaches it
 
 
 def freeze_for(inner: optax.GradientTransformation, n_frozen: int) -> optax.GradientTransformation:
@@ -90,7 +94,8 @@ def _network_rule(spec: OptimizerSpec, learning_rate) -> optax.GradientTransform
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Adam (``train.optimizer``) on every parameter; the prior's is frozen for ``prior_burn_in_steps`` updates.
+    """Adam (``train.optimizer``) on every parameter; the prior's is frozen for ``prior_burn_in_steps`` updates
+    (for the whole run with ``learn_prior=False``).
 
     The network follows :func:`learning_rate_schedule`; the prior keeps the constant rate (its
     updates start only after burn-in) and plain Adam (no weight decay on the prior).
@@ -100,7 +105,8 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.multi_transform(
         {
             "net": _network_rule(spec, learning_rate_schedule(config)),
-            "prior": freeze_for(prior_rule, config.prior_burn_in_steps),
+            # learn_prior=False: frozen for good (the same state layout, so checkpoints stay compatible).
+            "prior": freeze_for(prior_rule, config.prior_burn_in_steps if config.learn_prior else NEVER),
         },
         _param_labels,
     )

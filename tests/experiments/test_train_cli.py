@@ -102,3 +102,4 @@ def test_budget_preset_trains_on_chosen_kmers_and_the_paper_on_all():
     assert mine.model.kmer_selection == "none" and mine.model.num_topics == 20
     assert to_run_config(budget).model.kmer_selection == "dispersion"
     assert to_run_config(budget).train.restarts == 3 and to_run_config(paper).train.restarts == 1
+    assert not to_run_config(budget).train.learn_prior and to_run_config(paper).train.learn_prior

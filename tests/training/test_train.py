@@ -50,6 +50,27 @@ def test_prior_is_frozen_during_burn_in_then_moves():
     assert int(state.step) == 6
 
 
+@pytest.mark.parametrize("path", ["sparse", "fused_cpu"])
+def test_prior_stays_at_alpha_when_it_is_not_learned(path):
+    # train.learn_prior=False (ours): the prior never moves, past the burn-in too; the network still trains.
+    from bindvae.vae.network import softplus_inverse
+
+    if path == "fused_cpu" and jax.default_backend() != "cpu":
+        pytest.skip("the fused step is a CPU kernel")
+    X = random_counts(16, 40)
+    model = build_model(ModelConfig(num_topics=3, alpha=2.0, hidden_sizes=(8,)), 40)
+    config = TrainConfig(steps=6, prior_burn_in_steps=2, learning_rate=0.05, learn_prior=False)
+    state = train.create_train_state(model, config, jax.random.key(0))
+    theta0 = np.asarray(state.params["topic_kmer"]["theta"])
+    step = train.make_train_step(model, path)
+    batch, key = _batch(X, np.arange(8)), jax.random.key(1)
+    for _ in range(6):
+        state, _ = step(state, batch, key)
+    np.testing.assert_allclose(np.asarray(state.params["prior"]["raw_alpha"]), np.full(3, softplus_inverse(2.0)),
+                               rtol=1e-6)
+    assert not np.allclose(np.asarray(state.params["topic_kmer"]["theta"]), theta0)
+
+
 def test_non_finite_step_is_skipped_and_counted():
     X = random_counts(8, 40)
     model = build_model(ModelConfig(num_topics=3, hidden_sizes=(8,)), 40)
