@@ -92,6 +92,9 @@ class RecoveryConfig:
         motif_ranking: how BindVAE's 10-mers are ranked per topic: ``decoder`` (the topic's k-mer
             log-ratios) or ``encoder`` (probes through the encoder); see
             :func:`bindvae.analysis.topics.topic_motifs`.
+        signature_q: a motif's AUROC is its matched topic's signature score (the topic plus the used
+            topics whose motif matches its motif at this q-value, :mod:`bindvae.analysis.signatures`;
+            ours, the same rule for every method); 0 scores the matched topic alone.
     """
 
     name: str = "default"
@@ -108,6 +111,7 @@ class RecoveryConfig:
     motif_db: str = "jaspar"
     notes: str = ""
     motif_ranking: str = "decoder"
+    signature_q: float = 0.05
 
 
 def _strict(cls, values: dict, section: str, convert: dict | None = None):
@@ -157,6 +161,8 @@ def config_from_dict(values: dict) -> RecoveryConfig:
         raise ConfigError("q_threshold", f"must lie in (0, 1), got {config.q_threshold}")
     if config.motif_ranking not in ("encoder", "decoder"):
         raise ConfigError("motif_ranking", f"unknown {config.motif_ranking!r}; encoder or decoder")
+    if not 0.0 <= config.signature_q <= 1.0:
+        raise ConfigError("signature_q", f"must be in [0, 1], got {config.signature_q}")
     if config.n_top < 10:
         raise ConfigError("n_top", f"must be >= 10, got {config.n_top}")
     if config.lda.passes < 1 or config.lda.batch_size < 1:

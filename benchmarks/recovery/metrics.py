@@ -26,6 +26,7 @@ from bindvae.analysis.compare import compare_motifs
 from bindvae.analysis.flags import FlagRules
 from bindvae.analysis.motifs import build_pwm, decode_kmers
 from bindvae.analysis.peaks import topic_usage
+from bindvae.analysis.signatures import lookalikes, signature_scores
 from bindvae.data.synthetic import planted_labels
 from bindvae.motif import COMPOSITE_ID, Motif
 
@@ -57,6 +58,33 @@ def topic_motifs_from_scores(kmer_scores: np.ndarray, kmer_codes: np.ndarray, k:
     return motifs
 
 
+def scan_topic_words(topic_word: np.ndarray, counts) -> np.ndarray:
+    """Per-peak scan scores of any topic model: ``counts [n_peaks, n_kmers] @ weights.T``, the weights from
+    its ``[M, n_kmers]`` non-negative topic-word matrix (normalised here) by
+    :func:`bindvae.infer.scan_weights` (BindVAE's ``latent_scores(kind="decoder")`` for another model)."""
+    from bindvae.infer import scan_weights
+
+    topic_word = np.asarray(topic_word, dtype=np.float64)
+    log_phi = np.log(np.maximum(topic_word, 1e-300)) - np.log(topic_word.sum(axis=1, keepdims=True))
+    return np.asarray(counts @ scan_weights(log_phi).T.astype(np.float64))
+
+
+def topic_word_counts(topic_word: np.ndarray, proportions: np.ndarray, counts) -> np.ndarray:
+    """Per-peak expected k-mer counts of each topic of any topic model, from its ``[M, n_kmers]``
+    non-negative topic-word matrix (normalised here) and its ``[n_peaks, M]`` proportions, by
+    :func:`bindvae.infer.expected_topic_counts` (BindVAE's ``latent_scores(kind="counts")`` for another model)."""
+    from bindvae.infer import expected_topic_counts
+
+    topic_word = np.asarray(topic_word, dtype=np.float64)
+    log_phi = np.log(np.maximum(topic_word, 1e-300)) - np.log(topic_word.sum(axis=1, keepdims=True))
+    return expected_topic_counts(counts, proportions, log_phi)
+
+
+# Per-peak scores besides the proportions that every method is also measured with (ours): a scan with
+# each topic's most enriched k-mers, and each topic's expected k-mer counts.
+EXTRA_SCORES = ("scan", "counts")
+
+
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     if labels.all() or not labels.any():
         return float("nan")
@@ -65,7 +93,8 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_names: list, truth: pd.DataFrame,
                    planted: dict, database: list[Motif], q_threshold: float = 0.05,
-                   min_used_fraction: float = FlagRules().min_used_fraction) -> pd.DataFrame:
+                   min_used_fraction: float = FlagRules().min_used_fraction,
+                   signature_q: float = 0.0, extra_scores: dict | None = None) -> pd.DataFrame:
     """Which planted features a topic model recovered.
 
     Args:
@@ -77,10 +106,18 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
         database: target motifs for the comparison.
         q_threshold: recovered when the best topic's q-value is below this.
         min_used_fraction: topics at >= 1 / M of fewer than this share of peaks are not matched to motifs.
+        signature_q: above 0, a motif's AUROC is that of its matched topic's signature score (the topic's
+            proportion plus its look-alikes', :mod:`bindvae.analysis.signatures`, at this q-value);
+            0 scores the matched topic alone.
+        extra_scores: ``{name: [n_peaks, M]}`` other per-peak scores of the same topics, names from
+            :data:`EXTRA_SCORES` (``scan``: :func:`scan_topic_words`; ``counts``: :func:`topic_word_counts`);
+            each gives ``<name>_auroc`` (with the same look-alikes).
 
     Returns:
         One row per planted feature: ``feature``, ``kind``, ``fraction`` (of peaks), ``matrix_id``,
-        ``topic`` (index), ``consensus`` (of the topic motif), ``q_value``, ``recovered``, ``auroc``.
+        ``topic`` (index), ``consensus`` (of the topic motif), ``q_value``, ``recovered``, ``auroc``,
+        ``topic_auroc`` (the topic alone) and ``lookalikes`` (indices added to its score, comma-separated);
+        and one ``<name>_auroc`` per extra score.
         Motifs get the best-matching used topic; non-TF features the topic with the highest AUROC.
         ``attrs["unused_topics"]`` counts the topics left out.
     """
@@ -91,6 +128,13 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
     table = compare_motifs(topic_motifs, database)
     index = {m.name: i for i, m in enumerate(topic_motifs)}
     used = topic_usage(peak_scores) >= min_used_fraction
+    alike = lookalikes(topic_motifs, used, signature_q)
+    signature = signature_scores(peak_scores, alike)
+    extra_scores = dict(extra_scores or {})
+    unknown = sorted(set(extra_scores) - set(EXTRA_SCORES))
+    if unknown:
+        raise ValueError(f"unknown extra scores {unknown}; known: {EXTRA_SCORES}")
+    extra_signatures = {name: signature_scores(scores, alike) for name, scores in extra_scores.items()}
     if used.any():
         table = table[table["query"].isin([m.name for m, kept in zip(topic_motifs, used) if kept])]
     rows = []
@@ -108,8 +152,13 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
             aurocs = [auroc(peak_scores[:, m], labels) for m in range(peak_scores.shape[1])]
             topic = int(np.nanargmax(aurocs))
             row.update(q_value=float("nan"), recovered=bool(aurocs[topic] >= 0.9))
+        motif_row = kind in ("motif", "pair")
         row.update(topic=topic, consensus=topic_motifs[topic].consensus,
-                   auroc=auroc(peak_scores[:, topic], labels))
+                   auroc=auroc((signature if motif_row else peak_scores)[:, topic], labels),
+                   topic_auroc=auroc(peak_scores[:, topic], labels),
+                   lookalikes=",".join(map(str, alike[topic])) if motif_row else "")
+        for name, scores in extra_scores.items():
+            row[f"{name}_auroc"] = auroc((extra_signatures[name] if motif_row else scores)[:, topic], labels)
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame.attrs["unused_topics"] = int((~used).sum())
@@ -132,7 +181,9 @@ def summarize(frame: pd.DataFrame, q_threshold: float = 0.05) -> dict:
         ``two topics`` / ``missed``), ``has_pair``, ``non_tf_own_topics`` (how many of repeats/GC have a topic with
         AUROC >= 0.9 that is no planted motif's best topic), ``mean_auroc_motifs``; with an
         ``auroc_vs_limit`` column (:func:`add_limit_fraction`) also ``n_at_limit`` (motifs at
-        >= 0.9 x their supervised limit), ``n_with_limit`` and ``min_auroc_vs_limit``; with
+        >= 0.9 x their supervised limit), ``n_with_limit``, ``min_auroc_vs_limit``, ``n_common_at_limit`` of
+        ``n_common`` (motifs in >= 5% of peaks) and, for each extra score ``<s>`` (``scan``, ``counts``),
+        ``mean_<s>_auroc_motifs``, ``n_<s>_at_limit``, ``n_common_<s>_at_limit`` and ``mean_<s>_vs_limit``; with
         ``attrs["pair_probes"]`` (BindVAE's planted pair by the cooperative-binding route,
         :func:`bindvae.analysis.pair_route.planted_pair_route`) also ``pair_probes``.
     """
@@ -155,16 +206,30 @@ def summarize(frame: pd.DataFrame, q_threshold: float = 0.05) -> dict:
             "min_auroc_common": float(common["auroc"].min()) if len(common) else float("nan"),
             "pair": pair_text, "non_tf_own_topics": f"{own}/{len(non_tf)}",
             "mean_auroc_motifs": float(motifs["auroc"].mean()), **_limit_summary(motifs),
+            **{f"mean_{name}_auroc_motifs": float(motifs[f"{name}_auroc"].mean())
+               for name in EXTRA_SCORES if f"{name}_auroc" in motifs},
             "unused_topics": int(frame.attrs.get("unused_topics", 0)),
             **({"pair_probes": frame.attrs["pair_probes"]} if frame.attrs.get("pair_probes") else {})}
+
+
+COMMON_FRACTION = 0.05  # motifs in at least this share of peaks: the target "every motif at 0.9 x its limit"
 
 
 def _limit_summary(motifs: pd.DataFrame) -> dict:
     if "auroc_vs_limit" not in motifs:
         return {}
     fractions = motifs["auroc_vs_limit"]
-    return {"n_at_limit": int((fractions >= 0.9).sum()), "n_with_limit": int(fractions.notna().sum()),
-            "min_auroc_vs_limit": float(fractions.min())}
+    common = motifs["fraction"] >= COMMON_FRACTION - 1e-9
+    out = {"n_at_limit": int((fractions >= 0.9).sum()), "n_with_limit": int(fractions.notna().sum()),
+           "min_auroc_vs_limit": float(fractions.min()),
+           "n_common_at_limit": int((fractions[common] >= 0.9).sum()), "n_common": int(common.sum())}
+    for name in EXTRA_SCORES:
+        if f"{name}_vs_limit" in motifs:
+            other = motifs[f"{name}_vs_limit"]
+            out.update({f"n_{name}_at_limit": int((other >= 0.9).sum()),
+                        f"n_common_{name}_at_limit": int((other[common] >= 0.9).sum()),
+                        f"mean_{name}_vs_limit": float(other.mean())})
+    return out
 
 
 def add_limit_fraction(frame: pd.DataFrame, limits: dict) -> pd.DataFrame:
@@ -180,4 +245,7 @@ def add_limit_fraction(frame: pd.DataFrame, limits: dict) -> pd.DataFrame:
     out = frame.copy()
     out["limit_auroc"] = out["feature"].map(lambda f: limits.get(f, float("nan"))).astype(float)
     out["auroc_vs_limit"] = out["auroc"] / out["limit_auroc"]
+    for name in EXTRA_SCORES:
+        if f"{name}_auroc" in out:
+            out[f"{name}_vs_limit"] = out[f"{name}_auroc"] / out["limit_auroc"]
     return out

@@ -108,7 +108,9 @@ def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) 
     peak_scores = latent_scores(model, X)
     motifs, _ = topic_motifs(model, n_top=config.n_top, ranking=config.motif_ranking)
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
-                                    config.q_threshold)
+                                    config.q_threshold, signature_q=config.signature_q,
+                                    extra_scores={"scan": latent_scores(model, X, kind="decoder"),
+                                                  "counts": latent_scores(model, X, kind="counts")})
     table.attrs["pair_probes"] = _pair_by_probes(model, dataset, config.seed)
     return table, time.perf_counter() - start
 
@@ -166,8 +168,10 @@ def _run_lda(config: RecoveryConfig, train_X, val_X, X, dataset, database, probe
     kmer_scores = peers.transform_in_chunks(lda.transform, probe_X, chunk=50_000)
     motifs = recovery.topic_motifs_from_scores(kmer_scores, codes, top_k=config.n_top, prefix="lda_topic")
     peak_scores = peers.transform_in_chunks(lda.transform, X)
+    extra = {"scan": recovery.scan_topic_words(lda.components_, X),
+             "counts": recovery.topic_word_counts(lda.components_, peak_scores, X)}
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
-                                    config.q_threshold)
+                                    config.q_threshold, signature_q=config.signature_q, extra_scores=extra)
     analysis_s = time.perf_counter() - start
     return MethodResult(table, recovery.summarize(table, config.q_threshold), perplexity, train_s, analysis_s,
                         config.lda.passes, "passes")
@@ -191,10 +195,13 @@ def _run_gibbs_lda(config: RecoveryConfig, X, val_rows: np.ndarray, dataset, dat
     peak_scores[val_rows], perplexity = peers.gibbs_infer(fitted, X[val_rows], gibbs.infer_iterations,
                                                              gibbs.workers)
     codes, probe_X = probes.get()
-    kmer_scores = peers.variational_transform(peers.gibbs_topic_word(fitted), fitted.model.alpha, probe_X)
+    topic_word = peers.gibbs_topic_word(fitted)
+    kmer_scores = peers.variational_transform(topic_word, fitted.model.alpha, probe_X)
     motifs = recovery.topic_motifs_from_scores(kmer_scores, codes, top_k=config.n_top, prefix="gibbs_topic")
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
-                                    config.q_threshold)
+                                    config.q_threshold, signature_q=config.signature_q,
+                                    extra_scores={"scan": recovery.scan_topic_words(topic_word, X),
+                                                  "counts": recovery.topic_word_counts(topic_word, peak_scores, X)})
     analysis_s = time.perf_counter() - start
     return MethodResult(table, recovery.summarize(table, config.q_threshold), perplexity, fitted.seconds,
                         analysis_s, fitted.iterations, "sweeps")

@@ -9,14 +9,16 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.recovery.config import RecoveryConfig
+from benchmarks.recovery.metrics import EXTRA_SCORES
 from bindvae.config import to_dict
 from bindvae.io import write_text_atomic
 
 
 def side_by_side(methods: dict, yardsticks: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per-feature table: the yardsticks (``oracle AUROC``, ``limit AUROC``) when given, then
-    ``<method> topic / motif / q / recovered / AUROC`` and ``<method> auroc_vs_limit`` (AUROC over the
-    supervised limit) for each method."""
+    ``<method> topic / motif / q / recovered / AUROC / topic AUROC / lookalikes`` and ``<method>
+    auroc_vs_limit`` (AUROC over the supervised limit) for each method; AUROC is the signature score's
+    (the topic's alone when it has no look-alikes), topic AUROC the topic's own."""
     first = next(iter(methods.values())).table
     merged = first[["feature", "kind", "fraction", "matrix_id"]].copy()
     if yardsticks is not None and not yardsticks.empty:
@@ -26,7 +28,10 @@ def side_by_side(methods: dict, yardsticks: pd.DataFrame | None = None) -> pd.Da
     for name, result in methods.items():
         part = result.table.set_index("feature")
         for column, label in (("topic", "topic"), ("consensus", "motif"), ("q_value", "q"),
-                              ("recovered", "recovered"), ("auroc", "AUROC"), ("auroc_vs_limit", "auroc_vs_limit")):
+                              ("recovered", "recovered"), ("auroc", "AUROC"), ("topic_auroc", "topic AUROC"),
+                              ("lookalikes", "lookalikes"), ("scan_auroc", "scan AUROC"),
+                              ("counts_auroc", "counts AUROC"), ("auroc_vs_limit", "auroc_vs_limit"),
+                              ("scan_vs_limit", "scan_vs_limit"), ("counts_vs_limit", "counts_vs_limit")):
             if column in part:
                 merged[f"{name} {label}"] = merged["feature"].map(part[column])
     return merged
@@ -38,6 +43,24 @@ def _recovered_text(s: dict) -> str:
 
 def _rarest_text(s: dict) -> str:
     return f"{s['rarest']} ({s['rarest_fraction']:.0%}): {'yes' if s['rarest_recovered'] else 'no'}"
+
+
+_EXTRA_LABELS = {"scan": "the scan score (each topic's top k-mers counted; ours)",
+                 "counts": "expected k-mer counts (each topic's share of the peak's k-mers; ours)"}
+
+
+def _extra_limit_rows(row, vae: dict, name: str) -> list:
+    n_common, n_limit = vae["n_common"], vae["n_with_limit"]
+    common_key, limit_key, mean_key = f"n_common_{name}_at_limit", f"n_{name}_at_limit", f"mean_{name}_vs_limit"
+    return [
+        row(f"the same with {_EXTRA_LABELS[name]}", f"{n_common}/{n_common}",
+            lambda r: f"{r.summary.get(common_key, 0)}/{n_common}", vae[common_key] == n_common,
+            f"{n_common - vae[common_key]} motif(s) short"),
+        row(f"motifs with {name} AUROC >= 0.9 x supervised limit", f"{n_limit}/{n_limit}",
+            lambda r: f"{r.summary.get(limit_key, 0)}/{r.summary['n_with_limit']}", vae[limit_key] == n_limit, ""),
+        row(f"mean {name} AUROC / supervised limit, motifs", "",
+            lambda r: f"{r.summary.get(mean_key, float('nan')):.3f}", "", ""),
+    ]
 
 
 def summary_table(methods: dict, config: RecoveryConfig) -> pd.DataFrame:
@@ -72,7 +95,18 @@ def summary_table(methods: dict, config: RecoveryConfig) -> pd.DataFrame:
         rows.append(row("min AUROC / supervised limit, motifs", ">= 0.9",
                         lambda r: f"{r.summary['min_auroc_vs_limit']:.3f}", vae["min_auroc_vs_limit"] >= 0.9,
                         f"{0.9 - vae['min_auroc_vs_limit']:.3f} short"))
+        n_common = vae["n_common"]
+        rows.append(row("motifs in >= 5% of peaks with AUROC >= 0.9 x limit", f"{n_common}/{n_common}",
+                        lambda r: f"{r.summary['n_common_at_limit']}/{r.summary['n_common']}",
+                        vae["n_common_at_limit"] == n_common, f"{n_common - vae['n_common_at_limit']} motif(s) short"))
+        for name in EXTRA_SCORES:
+            if f"n_{name}_at_limit" in vae:
+                rows.extend(_extra_limit_rows(row, vae, name))
     rows.append(row("mean AUROC, motifs", "", lambda r: f"{r.summary['mean_auroc_motifs']:.3f}", "", ""))
+    for name in EXTRA_SCORES:
+        if f"mean_{name}_auroc_motifs" in vae:
+            rows.append(row(f"mean {name} AUROC, motifs", "",
+                            lambda r, n=name: f"{r.summary.get(f'mean_{n}_auroc_motifs', float('nan')):.3f}", "", ""))
     for peer in ("LDA", "Gibbs LDA"):
         if peer not in methods:
             continue

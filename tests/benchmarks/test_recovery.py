@@ -125,6 +125,67 @@ def test_score_recovery_does_not_match_topics_no_peak_uses(small_set, database):
     assert every.set_index("feature").loc["CTCF", "topic"] == len(topics) - 1  # without the rule: the unused one
 
 
+def test_score_recovery_scores_a_motif_split_over_two_topics_by_their_signature(small_set, database):
+    # CTCF's carriers give their score to CTCF's topic or to a second topic holding the same site, half
+    # each: the topic alone ranks them near 0.75, its signature (the two together) near 1.
+    topics, scores = _oracle(small_set)
+    ctcf = [m.alt_name for m in small_set.motifs.values()].index("CTCF")
+    topics.append(Motif("split", 0.9 * topics[ctcf].pwm + 0.025))
+    carriers = scores[:, ctcf] >= 1.0
+    moved = carriers & (np.random.default_rng(3).random(len(scores)) < 0.5)
+    scores = np.column_stack([scores, np.random.default_rng(4).random(len(scores)) * 0.1])
+    scores[moved, ctcf] -= 1.0
+    scores[moved, -1] += 1.0
+    frame = recovery.score_recovery(topics, scores, small_set.names, small_set.truth, small_set.motifs, database,
+                                    signature_q=0.05).set_index("feature")
+    row = frame.loc["CTCF"]
+    assert row["topic"] in (ctcf, len(topics) - 1) and row["recovered"]
+    assert row["auroc"] > 0.97 and 0.6 < row["topic_auroc"] < 0.85
+    assert row["lookalikes"] == str(len(topics) - 1 if row["topic"] == ctcf else ctcf)
+    assert frame.loc["SPI1", "lookalikes"] == "" and frame.loc["SPI1", "auroc"] == frame.loc["SPI1", "topic_auroc"]
+    scan = recovery.score_recovery(topics, scores, small_set.names, small_set.truth, small_set.motifs, database,
+                                   signature_q=0.05, extra_scores={"scan": scores[:, ::-1].copy(),
+                                                                   "counts": 3.0 * scores}).set_index("feature")
+    assert scan.loc["CTCF", "auroc"] == row["auroc"] and scan.loc["CTCF", "scan_auroc"] < 0.7  # another topic's
+    assert scan.loc["CTCF", "counts_auroc"] == row["auroc"]  # the same look-alikes, the same ranking
+    with pytest.raises(ValueError, match="unknown extra scores"):
+        recovery.score_recovery(topics, scores, small_set.names, small_set.truth, small_set.motifs, database,
+                                extra_scores={"oracle": scores})
+    alone = recovery.score_recovery(topics, scores, small_set.names, small_set.truth, small_set.motifs, database,
+                                    signature_q=0.0).set_index("feature")
+    assert alone.loc["CTCF", "auroc"] == row["topic_auroc"] and alone.loc["CTCF", "lookalikes"] == ""
+
+
+def _peer_scores(kind: str, topic_word: np.ndarray, proportions: np.ndarray, X) -> np.ndarray:
+    if kind == "decoder":
+        return recovery.scan_topic_words(topic_word, X)
+    return recovery.topic_word_counts(topic_word, proportions, X)
+
+
+@pytest.mark.parametrize("kind", ["decoder", "counts"])
+def test_peers_scores_from_a_topic_word_matrix_are_bindvaes(small_set, kind):
+    # The peers are scored as BindVAE's latent_scores(kind=...) scores: the scan, or the expected counts,
+    # from the same topic-word distributions (and proportions) give the same numbers; a topic of the
+    # carriers' k-mers ranks its own motif's carriers, one of the other peaks' k-mers does not.
+    from bindvae.features.kmers import Vocabulary, featurize
+    from bindvae.infer import latent_scores
+    from tests.helpers.analysis import random_model
+
+    vocab = Vocabulary.gapped8()
+    model = random_model(vocab, num_topics=3, hidden_sizes=(8,))
+    X = featurize(small_set.sequences[:50], vocab)
+    theta = np.asarray(model.params["topic_kmer"]["theta"], np.float64)
+    phi = np.exp(theta - theta.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(_peer_scores(kind, 5.0 * phi, latent_scores(model, X), X),
+                               latent_scores(model, X, kind=kind), rtol=1e-4, atol=1e-4)
+    X = featurize(small_set.sequences, vocab)
+    carriers = synthetic.planted_labels(small_set.truth, small_set.names, "CTCF")
+    profile = np.asarray(X[carriers].sum(axis=0)).ravel() + 1.0
+    background = np.asarray(X[~carriers].sum(axis=0)).ravel() + 1.0
+    scores = _peer_scores(kind, np.stack([profile, background]), np.full((X.shape[0], 2), 0.5), X)
+    assert recovery.auroc(scores[:, 0], carriers) > 0.9 > 0.5 > recovery.auroc(scores[:, 1], carriers)
+
+
 def test_topic_motifs_from_scores_builds_the_favoured_motif():
     codes = canonical_kmer_codes(10)[::7]
     kmers = decode_kmers(codes, 10)
@@ -237,6 +298,8 @@ def test_presets_compose(preset):
     assert config.run.model.kmer_selection == ("dispersion" if preset == "default" else "none")
     # ... with three starts (train.restarts); the others keep one.
     assert config.run.train.restarts == (3 if preset == "default" else 1)
+    # ... and a prior that is not learned (train.learn_prior); the others learn it, as the paper does.
+    assert config.run.train.learn_prior == (preset != "default")
     if preset == "full":
         assert config.run.model.hidden_sizes == (300, 300, 300) and config.run.train.learning_rate == 3e-4
 
@@ -418,12 +481,15 @@ def test_auroc_vs_limit_is_auroc_over_limit(small_set, database):
     summary = recovery.summarize(table)
     assert summary["n_at_limit"] == 4 and summary["n_with_limit"] == 10
     assert np.isclose(summary["min_auroc_vs_limit"], 0.8)
+    n_common = int((frame.loc[frame["kind"] == "motif", "fraction"] >= 0.05 - 1e-9).sum())
+    assert 4 < n_common < 10 and summary["n_common"] == n_common and summary["n_common_at_limit"] == 4
     result = recovery_pipeline.MethodResult(table, summary, 1.0, 2.0, 3.0, 100, "steps")
     sticks = pd.DataFrame({"feature": list(limits), "oracle_auroc": 1.0, "limit_auroc": list(limits.values())})
     merged = recovery_tables.side_by_side({"BindVAE": result}, sticks)
     np.testing.assert_allclose(merged["BindVAE auroc_vs_limit"], merged["BindVAE AUROC"] / merged["limit AUROC"])
     rows = recovery_tables.summary_table({"BindVAE": result}, recovery_config.RecoveryConfig()).set_index("metric")
     assert rows.loc["motifs with AUROC >= 0.9 x supervised limit", "BindVAE"] == "4/10"
+    assert rows.loc["motifs in >= 5% of peaks with AUROC >= 0.9 x limit", "BindVAE"] == f"4/{n_common}"
     assert rows.loc["training length", "BindVAE"] == "100 steps"
 
 
