@@ -46,7 +46,7 @@ class GibbsLdaConfig:
     alpha: float = 0.1
     eta: float = 0.01
     workers: int = 2
-    max_iterations: int = 1000
+    max_iterations: int = 20_000
     match_bindvae_time: bool = True
     chunk_iterations: int = 5
     infer_iterations: int = 100
