@@ -58,14 +58,19 @@ def topic_motifs_from_scores(kmer_scores: np.ndarray, kmer_codes: np.ndarray, k:
     return motifs
 
 
+def _log_topics(topic_word: np.ndarray) -> np.ndarray:
+    """Log of a ``[M, n_kmers]`` non-negative topic-word matrix with its rows normalised (float64)."""
+    topic_word = np.asarray(topic_word, dtype=np.float64)
+    return np.log(np.maximum(topic_word, 1e-300)) - np.log(topic_word.sum(axis=1, keepdims=True))
+
+
 def scan_topic_words(topic_word: np.ndarray, counts) -> np.ndarray:
     """Per-peak scan scores of any topic model: ``counts [n_peaks, n_kmers] @ weights.T``, the weights from
     its ``[M, n_kmers]`` non-negative topic-word matrix (normalised here) by
     :func:`bindvae.infer.scan_weights` (BindVAE's ``latent_scores(kind="decoder")`` for another model)."""
     from bindvae.infer import scan_weights
 
-    topic_word = np.asarray(topic_word, dtype=np.float64)
-    log_phi = np.log(np.maximum(topic_word, 1e-300)) - np.log(topic_word.sum(axis=1, keepdims=True))
+    log_phi = _log_topics(topic_word)
     return np.asarray(counts @ scan_weights(log_phi).T.astype(np.float64))
 
 
@@ -75,8 +80,7 @@ def topic_word_counts(topic_word: np.ndarray, proportions: np.ndarray, counts) -
     :func:`bindvae.infer.expected_topic_counts` (BindVAE's ``latent_scores(kind="counts")`` for another model)."""
     from bindvae.infer import expected_topic_counts
 
-    topic_word = np.asarray(topic_word, dtype=np.float64)
-    log_phi = np.log(np.maximum(topic_word, 1e-300)) - np.log(topic_word.sum(axis=1, keepdims=True))
+    log_phi = _log_topics(topic_word)
     return expected_topic_counts(counts, proportions, log_phi)
 
 
