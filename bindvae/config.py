@@ -229,7 +229,7 @@ class TrainConfig:
             self.prior_burn_in_steps >= 0, "train.prior_burn_in_steps", f"must be >= 0, got {self.prior_burn_in_steps}"
         )
         _require(
-            self.prior_burn_in_steps <= self.steps,
+            not self.learn_prior or self.prior_burn_in_steps <= self.steps,  # no burn-in without learning
             "train.prior_burn_in_steps",
             f"burn-in ({self.prior_burn_in_steps}) is longer than train.steps ({self.steps}); "
             "the prior would never be learned",

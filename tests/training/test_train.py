@@ -133,5 +133,7 @@ def test_existing_run_dir_needs_resume_or_overwrite(tmp_path):
 def test_train_config_rejects_burn_in_longer_than_run():
     with pytest.raises(ConfigError, match="train.prior_burn_in_steps"):
         TrainConfig(steps=10, prior_burn_in_steps=20)
+    # a prior that is never learned has no burn-in to fit into the run
+    assert TrainConfig(steps=10, prior_burn_in_steps=20, learn_prior=False).steps == 10
     with pytest.raises(ConfigError, match="train.batch_size"):
         TrainConfig(batch_size=0)
