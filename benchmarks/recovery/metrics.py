@@ -86,7 +86,7 @@ def topic_word_counts(topic_word: np.ndarray, proportions: np.ndarray, counts) -
 
 # Per-peak scores besides the proportions that every method is also measured with (ours): a scan with
 # each topic's most enriched k-mers, and each topic's expected k-mer counts.
-EXTRA_SCORES = ("scan", "counts")
+EXTRA_SCORES = ("scan", "counts", "concentration")  # concentration: BindVAE's encoder output only
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -114,7 +114,8 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
             proportion plus its look-alikes', :mod:`bindvae.analysis.signatures`, at this q-value);
             0 scores the matched topic alone.
         extra_scores: ``{name: [n_peaks, M]}`` other per-peak scores of the same topics, names from
-            :data:`EXTRA_SCORES` (``scan``: :func:`scan_topic_words`; ``counts``: :func:`topic_word_counts`);
+            :data:`EXTRA_SCORES` (``scan``: :func:`scan_topic_words`; ``counts``: :func:`topic_word_counts`;
+            ``concentration``: BindVAE's Dirichlet concentration, what the reference implementation outputs);
             each gives ``<name>_auroc`` (with the same look-alikes).
 
     Returns:

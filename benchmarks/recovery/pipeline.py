@@ -110,7 +110,8 @@ def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) 
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold, signature_q=config.signature_q,
                                     extra_scores={"scan": latent_scores(model, X, kind="decoder"),
-                                                  "counts": latent_scores(model, X, kind="counts")})
+                                                  "counts": latent_scores(model, X, kind="counts"),
+                                                  "concentration": latent_scores(model, X, kind="concentration")})
     table.attrs["pair_probes"] = _pair_by_probes(model, dataset, config.seed)
     return table, time.perf_counter() - start
 

@@ -27,7 +27,8 @@ from benchmarks.recovery.metrics import auroc
 from bindvae.config import DataConfig, RunConfig, from_dict
 from bindvae.errors import ConfigError
 
-SCORES = ("mean", "counts", "decoder")  # latent_scores kinds: proportions, expected counts, scan
+# latent_scores kinds: topic proportions, the Dirichlet concentration, expected k-mer counts, the scan
+SCORES = ("mean", "concentration", "counts", "decoder")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,9 +29,8 @@ def side_by_side(methods: dict, yardsticks: pd.DataFrame | None = None) -> pd.Da
         part = result.table.set_index("feature")
         for column, label in (("topic", "topic"), ("consensus", "motif"), ("q_value", "q"),
                               ("recovered", "recovered"), ("auroc", "AUROC"), ("topic_auroc", "topic AUROC"),
-                              ("lookalikes", "lookalikes"), ("scan_auroc", "scan AUROC"),
-                              ("counts_auroc", "counts AUROC"), ("auroc_vs_limit", "auroc_vs_limit"),
-                              ("scan_vs_limit", "scan_vs_limit"), ("counts_vs_limit", "counts_vs_limit")):
+                              ("lookalikes", "lookalikes"), *((f"{s}_auroc", f"{s} AUROC") for s in EXTRA_SCORES),
+                              ("auroc_vs_limit", "auroc_vs_limit"), *((f"{s}_vs_limit",) * 2 for s in EXTRA_SCORES)):
             if column in part:
                 merged[f"{name} {label}"] = merged["feature"].map(part[column])
     return merged
@@ -46,7 +45,18 @@ def _rarest_text(s: dict) -> str:
 
 
 _EXTRA_LABELS = {"scan": "the scan score (each topic's top k-mers counted; ours)",
-                 "counts": "expected k-mer counts (each topic's share of the peak's k-mers; ours)"}
+                 "counts": "expected k-mer counts (each topic's share of the peak's k-mers; ours)",
+                 "concentration": "the encoder's Dirichlet concentration (the reference's output; BindVAE only)"}
+
+
+def _count_text(summary: dict, key: str, total: int) -> str:
+    """``k/total`` from a method's summary, ``n/a`` for a method without that score."""
+    return f"{summary[key]}/{total}" if key in summary else "n/a"
+
+
+def _mean_text(summary: dict, key: str) -> str:
+    """A method's mean to three decimals, ``n/a`` without that score."""
+    return f"{summary[key]:.3f}" if key in summary else "n/a"
 
 
 def _extra_limit_rows(row, vae: dict, name: str) -> list:
@@ -54,12 +64,12 @@ def _extra_limit_rows(row, vae: dict, name: str) -> list:
     common_key, limit_key, mean_key = f"n_common_{name}_at_limit", f"n_{name}_at_limit", f"mean_{name}_vs_limit"
     return [
         row(f"the same with {_EXTRA_LABELS[name]}", f"{n_common}/{n_common}",
-            lambda r: f"{r.summary.get(common_key, 0)}/{n_common}", vae[common_key] == n_common,
+            lambda r: _count_text(r.summary, common_key, n_common), vae[common_key] == n_common,
             f"{n_common - vae[common_key]} motif(s) short"),
         row(f"motifs with {name} AUROC >= 0.9 x supervised limit", f"{n_limit}/{n_limit}",
-            lambda r: f"{r.summary.get(limit_key, 0)}/{r.summary['n_with_limit']}", vae[limit_key] == n_limit, ""),
+            lambda r: _count_text(r.summary, limit_key, r.summary["n_with_limit"]), vae[limit_key] == n_limit, ""),
         row(f"mean {name} AUROC / supervised limit, motifs", "",
-            lambda r: f"{r.summary.get(mean_key, float('nan')):.3f}", "", ""),
+            lambda r: _mean_text(r.summary, mean_key), "", ""),
     ]
 
 
@@ -106,7 +116,7 @@ def summary_table(methods: dict, config: RecoveryConfig) -> pd.DataFrame:
     for name in EXTRA_SCORES:
         if f"mean_{name}_auroc_motifs" in vae:
             rows.append(row(f"mean {name} AUROC, motifs", "",
-                            lambda r, n=name: f"{r.summary.get(f'mean_{n}_auroc_motifs', float('nan')):.3f}", "", ""))
+                            lambda r, n=name: _mean_text(r.summary, f"mean_{n}_auroc_motifs"), "", ""))
     for peer in ("LDA", "Gibbs LDA"):
         if peer not in methods:
             continue

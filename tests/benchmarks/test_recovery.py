@@ -238,6 +238,8 @@ def test_run_recovery_writes_tables(tmp_path):
     features = pd.read_csv(result.paths["features"], sep="\t", keep_default_na=False)
     assert list(features["feature"][:2]) == ["FOS::JUN", "CTCF"]
     assert len(features) == 15 and "BindVAE q" in features.columns
+    motifs = features[features["kind"] == "motif"]
+    assert motifs["BindVAE concentration AUROC"].between(0, 1).all()  # the reference's output, scored too
     markdown = Path(result.paths["markdown"]).read_text()
     assert "planted motifs recovered (q < 0.05)" in markdown and "Machine: test." in markdown
     # The planted pair is also scored by the cooperative-binding route (its answer depends on the run).
@@ -542,6 +544,25 @@ def test_gibbs_lda_peer_yields_rows_in_the_tables(small_set, database):
     assert "Gibbs LDA: tomotopy collapsed Gibbs" in recovery_tables.markdown_report(
         config, merged, summary.reset_index()
     )
+
+
+def test_the_concentration_rows_say_n_a_for_the_peers(small_set, database):
+    # The encoder's concentration exists for BindVAE only: its rows say n/a for a peer, never 0/10.
+    topics, scores = _oracle(small_set)
+    limits = {feature: 0.95 for feature in small_set.truth["feature"].unique()}
+    args = (small_set.names, small_set.truth, small_set.motifs, database)
+    vae = recovery.add_limit_fraction(recovery.score_recovery(topics, scores, *args,
+                                                              extra_scores={"concentration": 5.0 * scores}), limits)
+    peer = recovery.add_limit_fraction(recovery.score_recovery(topics, scores, *args), limits)
+    methods = {name: recovery_pipeline.MethodResult(t, recovery.summarize(t), 1.0, 1.0, 1.0, 3, "steps")
+               for name, t in (("BindVAE", vae), ("LDA", peer))}
+    merged = recovery_tables.side_by_side(methods)
+    assert "BindVAE concentration AUROC" in merged and "LDA concentration AUROC" not in merged
+    assert (merged.loc[merged["kind"] == "motif", "BindVAE concentration AUROC"] == 1.0).all()
+    summary = recovery_tables.summary_table(methods, recovery_config.RecoveryConfig()).set_index("metric")
+    row = summary.loc["motifs with concentration AUROC >= 0.9 x supervised limit"]
+    assert row["BindVAE"] == "10/10" and row["LDA"] == "n/a"
+    assert summary.loc["mean concentration AUROC, motifs", "LDA"] == "n/a"
 
 
 def test_config_validates_the_peer_and_the_yardsticks():
