@@ -35,9 +35,10 @@ columns pair (A::B, or A for a partner's probes) and sequence. Writes cooperativ
 with an assigned pair, composite.meme and logos from n_15mers sampled 15-mers. Every run writes
 topic_flags.tsv (unused, low complexity, GC-/AT-rich background, background, cutting bias).
 
-signature_q= (ours): topics whose motifs match each other at this q-value are look-alikes, listed in
-topic_titles.tsv and the report; peak_tfs.tsv scores each topic together with its look-alikes (a
-signature split over several topics). 0 scores every topic alone.
+signature_q= (ours): topics whose motifs match each other at this q-value are look-alikes, and so are
+topics that match a topic's best database motif at it (namesakes: the pieces of a long site); listed in
+topic_titles.tsv and the report; peak_tfs.tsv scores each topic together with them (a signature split
+over several topics). 0 scores every topic alone.
 
 Without peaks=, the peaks scored are the run's own training sequences, read from the data config
 saved in its checkpoint (all of them, training and validation split alike).

@@ -95,6 +95,8 @@ class RecoveryConfig:
         signature_q: a motif's AUROC is its matched topic's signature score (the topic plus the used
             topics whose motif matches its motif at this q-value, :mod:`bindvae.analysis.signatures`;
             ours, the same rule for every method); 0 scores the matched topic alone.
+        signature_namesakes: signatures also add each topic's namesakes (the used topics whose motif
+            matches the topic's best database motif at ``signature_q``; ours, as the analysis does).
     """
 
     name: str = "default"
@@ -112,6 +114,7 @@ class RecoveryConfig:
     notes: str = ""
     motif_ranking: str = "decoder"
     signature_q: float = 0.05
+    signature_namesakes: bool = True
 
 
 def _strict(cls, values: dict, section: str, convert: dict | None = None):

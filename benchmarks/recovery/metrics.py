@@ -26,7 +26,7 @@ from bindvae.analysis.compare import compare_motifs
 from bindvae.analysis.flags import FlagRules
 from bindvae.analysis.motifs import build_pwm, decode_kmers
 from bindvae.analysis.peaks import topic_usage
-from bindvae.analysis.signatures import lookalikes, signature_scores
+from bindvae.analysis.signatures import signature_partners, signature_scores
 from bindvae.data.synthetic import planted_labels
 from bindvae.motif import COMPOSITE_ID, Motif
 
@@ -98,7 +98,8 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
 def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_names: list, truth: pd.DataFrame,
                    planted: dict, database: list[Motif], q_threshold: float = 0.05,
                    min_used_fraction: float = FlagRules().min_used_fraction,
-                   signature_q: float = 0.0, extra_scores: dict | None = None) -> pd.DataFrame:
+                   signature_q: float = 0.0, extra_scores: dict | None = None,
+                   namesakes: bool = True) -> pd.DataFrame:
     """Which planted features a topic model recovered.
 
     Args:
@@ -113,6 +114,8 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
         signature_q: above 0, a motif's AUROC is that of its matched topic's signature score (the topic's
             proportion plus its look-alikes', :mod:`bindvae.analysis.signatures`, at this q-value);
             0 scores the matched topic alone.
+        namesakes: the signature also adds the topic's namesakes (the used topics whose motif matches the
+            topic's best database motif, :func:`bindvae.analysis.signatures.namesakes`), as the analysis does.
         extra_scores: ``{name: [n_peaks, M]}`` other per-peak scores of the same topics, names from
             :data:`EXTRA_SCORES` (``scan``: :func:`scan_topic_words`; ``counts``: :func:`topic_word_counts`;
             ``concentration``: BindVAE's Dirichlet concentration, what the reference implementation outputs);
@@ -133,7 +136,7 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
     table = compare_motifs(topic_motifs, database)
     index = {m.name: i for i, m in enumerate(topic_motifs)}
     used = topic_usage(peak_scores) >= min_used_fraction
-    alike = lookalikes(topic_motifs, used, signature_q)
+    alike = signature_partners(topic_motifs, used, signature_q, table if namesakes else None)
     signature = signature_scores(peak_scores, alike)
     extra_scores = dict(extra_scores or {})
     unknown = sorted(set(extra_scores) - set(EXTRA_SCORES))

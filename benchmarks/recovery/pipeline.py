@@ -109,6 +109,7 @@ def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) 
     motifs, _ = topic_motifs(model, n_top=config.n_top, ranking=config.motif_ranking)
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold, signature_q=config.signature_q,
+                                    namesakes=config.signature_namesakes,
                                     extra_scores={"scan": latent_scores(model, X, kind="decoder"),
                                                   "counts": latent_scores(model, X, kind="counts"),
                                                   "concentration": latent_scores(model, X, kind="concentration")})
@@ -172,7 +173,8 @@ def _run_lda(config: RecoveryConfig, train_X, val_X, X, dataset, database, probe
     extra = {"scan": recovery.scan_topic_words(lda.components_, X),
              "counts": recovery.topic_word_counts(lda.components_, peak_scores, X)}
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
-                                    config.q_threshold, signature_q=config.signature_q, extra_scores=extra)
+                                    config.q_threshold, signature_q=config.signature_q,
+                                    namesakes=config.signature_namesakes, extra_scores=extra)
     analysis_s = time.perf_counter() - start
     return MethodResult(table, recovery.summarize(table, config.q_threshold), perplexity, train_s, analysis_s,
                         config.lda.passes, "passes")
@@ -201,6 +203,7 @@ def _run_gibbs_lda(config: RecoveryConfig, X, val_rows: np.ndarray, dataset, dat
     motifs = recovery.topic_motifs_from_scores(kmer_scores, codes, top_k=config.n_top, prefix="gibbs_topic")
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold, signature_q=config.signature_q,
+                                    namesakes=config.signature_namesakes,
                                     extra_scores={"scan": recovery.scan_topic_words(topic_word, X),
                                                   "counts": recovery.topic_word_counts(topic_word, peak_scores, X)})
     analysis_s = time.perf_counter() - start

@@ -29,6 +29,7 @@ from bindvae.analysis import (
     sites,
     topics,
 )
+from bindvae.analysis.compare import compare_motifs
 from bindvae.analysis.peak_input import read_peaks, training_peaks
 from bindvae.analysis.report_content import FILES, pair_logos, sites_fact, summary_rows, topic_sections
 from bindvae.errors import ConfigError, InputError
@@ -69,9 +70,10 @@ class AnalysisOptions:
         bias_motifs: MEME file of cutting-bias motifs for the flags (None: the bundled Tn5 motif).
         gold: file of gold-standard TF names (e.g. those expressed in the cell type): writes
             ``retrieval.tsv`` (:mod:`bindvae.analysis.retrieval`); None: no retrieval scores.
-        signature_q: ours: topics whose motifs match at this q-value are one signature's look-alikes
-            (:mod:`bindvae.analysis.signatures`); the per-peak TF calls score each topic together with its
-            look-alikes. 0 scores every topic alone.
+        signature_q: ours: topics whose motifs match at this q-value are one signature's look-alikes,
+            and with a database so are the topics matching a topic's best database motif at it (namesakes,
+            :mod:`bindvae.analysis.signatures`); the per-peak TF calls score each topic together with
+            them. 0 scores every topic alone.
     """
 
     peaks: str | None = None
@@ -264,7 +266,9 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     # BENCHMARKS.md, whichever ranking built the motifs that name the topics: the encoder's probes blur them.
     decoder_motifs = (named.motifs if options.motif_ranking == "decoder"
                       else topics.topic_motifs(model, ranking="decoder")[0])
-    alike = signatures.lookalikes(decoder_motifs, usable, options.signature_q)
+    # Namesakes (topics matching a topic's best database motif) join the pieces of a long site, e.g. CTCF's.
+    matches = compare_motifs(decoder_motifs, database) if database and options.signature_q > 0 else None
+    alike = signatures.signature_partners(decoder_motifs, usable, options.signature_q, matches)
     _write_tsv(named.titles.assign(lookalikes=signatures.lookalikes_column(names, alike)), out / "topic_titles.tsv")
     mapping = naming.assigned_tfs(mapping_table)
     tables = {}

@@ -5,8 +5,13 @@ the common FOS::JUN site over topics that each hold some of its k-mers, the long
 topic per half. Each such topic ranks the site's carriers only in part, because every carrier peak
 gives its share to whichever of the look-alikes explains it best. The signature score of topic ``m``
 adds the proportions of ``m`` and of its look-alikes: the used topics whose motif matches ``m``'s
-motif, Tomtom-style, at ``q < max_q`` in either direction. It is each topic's own neighbourhood, not
-a partition: a chain of weak resemblances (A like B, B like C) does not join A with C.
+motif, Tomtom-style, at ``q < max_q`` in either direction, and, where a motif database is given, its
+namesakes: the used topics whose motif matches the database motif that ``m``'s motif matches best,
+both at ``q < max_q``. Namesakes join the pieces of a long site that do not overlap enough to look
+like each other (two halves of CTCF's 19 bp site) but each match the whole site in the database. It
+is each topic's own neighbourhood, not a partition: a chain of weak resemblances (A like B, B like C)
+does not join A with C, nor do two topics that share only a lesser database match (a forkhead and an
+ETS topic that both match a composite FOX::ETS motif).
 
 The motifs compared are the decoder's (each topic's most enriched 10-mers,
 ``topic_motifs(model, ranking="decoder")``): motifs built from probes through the encoder are blurrier and
@@ -18,6 +23,7 @@ alone.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from bindvae.analysis.compare import compare_motifs
 from bindvae.motif import Motif
@@ -47,6 +53,55 @@ def lookalikes(motifs: list[Motif], used: np.ndarray | None = None, max_q: float
     alike = (q < max_q) & used[:, None] & used[None, :]
     np.fill_diagonal(alike, False)
     return [[int(j) for j in np.flatnonzero(row)] for row in alike]
+
+
+def namesakes(matches: pd.DataFrame, names: list[str], used: np.ndarray | None = None,
+              max_q: float = DEFAULT_MAX_Q) -> list[list[int]]:
+    """Each topic's namesakes: the other used topics whose motif matches this topic's best database
+    motif at ``q < max_q``, when this topic's own best match is at ``q < max_q`` (else none).
+
+    Args:
+        matches: topic motifs against a database, every pair (:func:`bindvae.analysis.compare.compare_motifs`:
+            ``query``, ``target``, ``p_value``, ``q_value``); queries are topic names.
+        names: the topic names, topic order.
+        used: ``[M]`` booleans, as :func:`lookalikes`.
+        max_q: q-value of both matches; 0 turns namesakes off.
+
+    Returns:
+        ``M`` sorted lists of topic indices, the topic itself left out.
+    """
+    n = len(names)
+    used = np.ones(n, dtype=bool) if used is None else np.asarray(used, dtype=bool)
+    out: list[list[int]] = [[] for _ in range(n)]
+    if max_q <= 0 or matches is None or not len(matches):
+        return out
+    index = {name: i for i, name in enumerate(names)}
+    hits = matches[(matches["q_value"] < max_q) & matches["query"].isin(index)]
+    holders: dict[str, set[int]] = {}
+    for query, target in zip(hits["query"], hits["target"]):
+        if used[index[query]]:
+            holders.setdefault(target, set()).add(index[query])
+    best = hits.sort_values(["q_value", "p_value"], kind="stable").drop_duplicates("query")
+    for query, target in zip(best["query"], best["target"]):
+        m = index[query]
+        if used[m]:
+            out[m] = sorted(holders[target] - {m})
+    return out
+
+
+def combine(*partners: list[list[int]]) -> list[list[int]]:
+    """Per topic, the union of several partner lists (look-alikes, namesakes), sorted."""
+    return [sorted(set().union(*lists)) for lists in zip(*partners)]
+
+
+def signature_partners(motifs: list[Motif], used: np.ndarray | None = None, max_q: float = DEFAULT_MAX_Q,
+                       matches: pd.DataFrame | None = None) -> list[list[int]]:
+    """Each topic's partners in its signature: its look-alikes and, given ``matches`` (the same motifs
+    against a database, every pair), its namesakes. Arguments as :func:`lookalikes` and :func:`namesakes`."""
+    alike = lookalikes(motifs, used, max_q)
+    if matches is None:
+        return alike
+    return combine(alike, namesakes(matches, [m.name for m in motifs], used, max_q))
 
 
 def motif_q_matrix(motifs: list[Motif]) -> np.ndarray:

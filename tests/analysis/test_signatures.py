@@ -35,6 +35,32 @@ def test_lookalikes_are_the_used_topics_with_a_matching_motif(jaspar):
     assert signatures.lookalikes_column(["a", "b", "c", "d", "e"], alike) == ["b", "a", "", "", ""]
 
 
+def test_namesakes_join_the_pieces_of_a_long_site_that_do_not_look_alike(jaspar):
+    # The two ends of CTCF's site overlap by one column: not look-alikes (q ~ 0.7), but both match CTCF
+    # best in the database, so each is the other's namesake; FOS::JUN and SPI1 stay alone.
+    import pandas as pd
+
+    from bindvae.analysis.compare import compare_motifs
+
+    ctcf, fos, spi1 = jaspar
+    motifs = [Motif("t0", ctcf.pwm[:10]), Motif("t1", ctcf.pwm[9:]), Motif("t2", fos.pwm), Motif("t3", spi1.pwm)]
+    assert signatures.lookalikes(motifs) == [[], [], [], []]
+    matches = compare_motifs(motifs, [ctcf, fos, spi1])
+    assert signatures.namesakes(matches, ["t0", "t1", "t2", "t3"]) == [[1], [0], [], []]
+    assert signatures.signature_partners(motifs, None, 0.05, matches) == [[1], [0], [], []]
+    assert signatures.signature_partners(motifs, None, 0.05) == [[], [], [], []]  # no database, no namesakes
+    assert signatures.namesakes(matches, ["t0", "t1", "t2", "t3"], np.array([True, False, True, True])) == [[]] * 4
+    assert signatures.namesakes(matches, ["t0", "t1", "t2", "t3"], max_q=0.0) == [[]] * 4
+    # Only the best database match joins: t0 and t1 share D2, but D2 is the best of neither; t2 matches
+    # t0's best (D1) too weakly; t3's best (D3) is matched by t0 as well, so t3 has t0 while t0 has not t3.
+    table = pd.DataFrame({"query": ["t0", "t0", "t0", "t1", "t1", "t2", "t3"],
+                          "target": ["D1", "D2", "D3", "D2", "D4", "D1", "D3"],
+                          "p_value": [1e-9, 1e-6, 1e-5, 1e-6, 1e-8, 0.01, 1e-7],
+                          "q_value": [1e-8, 1e-5, 1e-4, 1e-5, 1e-7, 0.2, 1e-6]})
+    assert signatures.namesakes(table, ["t0", "t1", "t2", "t3"]) == [[], [], [], [0]]
+    assert signatures.combine([[1], [], [], []], [[2], [], [], [0]]) == [[1, 2], [], [], [0]]
+
+
 def test_lookalikes_need_distinct_names(jaspar):
     with pytest.raises(ValueError, match="distinct names"):
         signatures.motif_q_matrix([Motif("t", jaspar[0].pwm), Motif("t", jaspar[1].pwm)])

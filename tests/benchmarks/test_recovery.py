@@ -156,6 +156,27 @@ def test_score_recovery_scores_a_motif_split_over_two_topics_by_their_signature(
     assert alone.loc["CTCF", "auroc"] == row["topic_auroc"] and alone.loc["CTCF", "lookalikes"] == ""
 
 
+def test_score_recovery_joins_the_two_ends_of_a_long_site_through_the_database(small_set, database):
+    # CTCF's topic holds the first 10 columns of its site, a second topic the last 6: not look-alikes,
+    # but both match CTCF best in the database, so the signature (namesakes, as the analysis) takes both.
+    topics, scores = _oracle(small_set)
+    ctcf = [m.alt_name for m in small_set.motifs.values()].index("CTCF")
+    whole = topics[ctcf].pwm
+    topics[ctcf] = Motif(topics[ctcf].name, whole[:10])
+    topics.append(Motif("other_end", whole[9:]))
+    carriers = scores[:, ctcf] >= 1.0
+    moved = carriers & (np.random.default_rng(3).random(len(scores)) < 0.5)
+    scores = np.column_stack([scores, np.random.default_rng(4).random(len(scores)) * 0.1])
+    scores[moved, ctcf] -= 1.0
+    scores[moved, -1] += 1.0
+    args = (topics, scores, small_set.names, small_set.truth, small_set.motifs, database)
+    joined = recovery.score_recovery(*args, signature_q=0.05).set_index("feature").loc["CTCF"]
+    apart = recovery.score_recovery(*args, signature_q=0.05, namesakes=False).set_index("feature").loc["CTCF"]
+    assert joined["recovered"] and joined["lookalikes"] == str(len(topics) - 1 if joined["topic"] == ctcf else ctcf)
+    assert joined["auroc"] > 0.97 and 0.6 < joined["topic_auroc"] < 0.85
+    assert apart["lookalikes"] == "" and apart["auroc"] == apart["topic_auroc"] < 0.85
+
+
 def _peer_scores(kind: str, topic_word: np.ndarray, proportions: np.ndarray, X) -> np.ndarray:
     if kind == "decoder":
         return recovery.scan_topic_words(topic_word, X)
