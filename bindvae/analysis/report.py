@@ -254,7 +254,8 @@ def _topic_html(section: TopicSection) -> str:
     if section.flag_evidence:
         evidence += f" · {'flag' if section.flag else 'not flagged (a TF match)'}: {section.flag_evidence}"
     if section.lookalikes:
-        evidence += f" · same signature as {', '.join(section.lookalikes)} (motifs alike; peak calls add them)"
+        evidence += (f" · same signature as {', '.join(section.lookalikes)} (motifs alike or the same best database"
+                     " match; peak calls add them)")
     rest = (f'<p class="muted">{n_tfs - TABLE_TFS} more assigned TFs in tf_mapping.tsv</p>'
             if n_tfs > TABLE_TFS else "")
     return (
