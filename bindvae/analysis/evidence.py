@@ -57,6 +57,8 @@ class TopicNames:
         titles: one row per topic (:data:`bindvae.analysis.titles.TITLE_COLUMNS`).
         probe_data: ``(scores [n_probes, M], labels)``, or None without probes.
         flags: non-TF flags of every topic (:data:`bindvae.analysis.flags.FLAG_COLUMNS`).
+        comparison: every (topic motif, database motif) pair compared, before any was kept or assigned
+            (:func:`bindvae.analysis.compare.compare_motifs`); None without a database.
     """
 
     motifs: list
@@ -66,6 +68,7 @@ class TopicNames:
     titles: pd.DataFrame
     probe_data: tuple | None
     flags: pd.DataFrame | None = None
+    comparison: pd.DataFrame | None = None
 
 
 def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None, families: dict[str, str],
@@ -89,9 +92,9 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
         The evidence, the titles and the non-TF flags (a flagged topic's title is its flag).
     """
     motifs, tenmers = topics.topic_motifs(model, kind=kind, ranking=ranking)
-    matches = pd.DataFrame(columns=MATCH_COLUMNS)
+    matches, comparison = pd.DataFrame(columns=MATCH_COLUMNS), None
     if database:
-        matches = compare_motifs(motifs, database)
+        matches = comparison = compare_motifs(motifs, database)
         repeats = {m.name for m in database if titles.is_repeat_motif(m)}
         matches["repeat"] = matches["target"].isin(repeats)
         matches = naming.assign_matches(matches, rules.motif_max_q, rules.max_tfs_per_topic)
@@ -111,7 +114,7 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
     flags = _flags(model, motifs, composition, matches, database, bias_motifs, rules, usage)
     table, mapping, matches = flags_lib.apply_flags(table, mapping, matches, flags)
     mapping.insert(2, "family", [family_of(tf, families) for tf in mapping["tf"]])
-    return TopicNames(motifs, tenmers, matches, mapping, table, probe_data, flags)
+    return TopicNames(motifs, tenmers, matches, mapping, table, probe_data, flags, comparison)
 
 
 def _flags(model: Model, motifs, composition, matches, database, bias_motifs, rules: NamingRules,

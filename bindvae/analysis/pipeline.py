@@ -264,10 +264,13 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     usable = ~named.flags["flagged"].to_numpy(dtype=bool)  # unused topics are flagged (rule 0), so left out too
     # Look-alikes are judged on the decoder's motifs (each topic's own most enriched k-mers), as measured in
     # BENCHMARKS.md, whichever ranking built the motifs that name the topics: the encoder's probes blur them.
-    decoder_motifs = (named.motifs if options.motif_ranking == "decoder"
-                      else topics.topic_motifs(model, ranking="decoder")[0])
-    # Namesakes (topics matching a topic's best database motif) join the pieces of a long site, e.g. CTCF's.
-    matches = compare_motifs(decoder_motifs, database) if database and options.signature_q > 0 else None
+    by_decoder = options.motif_ranking == "decoder"
+    decoder_motifs = named.motifs if by_decoder else topics.topic_motifs(model, ranking="decoder")[0]
+    # Namesakes (topics matching a topic's best database motif) join the pieces of a long site, e.g. CTCF's;
+    # the decoder's motifs were compared with the database already when they named the topics.
+    matches = None
+    if database and options.signature_q > 0:
+        matches = named.comparison if by_decoder else compare_motifs(decoder_motifs, database)
     alike = signatures.signature_partners(decoder_motifs, usable, options.signature_q, matches)
     _write_tsv(named.titles.assign(lookalikes=signatures.lookalikes_column(names, alike)), out / "topic_titles.tsv")
     mapping = naming.assigned_tfs(mapping_table)

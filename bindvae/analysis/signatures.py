@@ -8,7 +8,7 @@ adds the proportions of ``m`` and of its look-alikes: the used topics whose moti
 motif, Tomtom-style, at ``q < max_q`` in either direction, and, where a motif database is given, its
 namesakes: the used topics whose motif matches the database motif that ``m``'s motif matches best,
 both at ``q < max_q``. Namesakes join the pieces of a long site that do not overlap enough to look
-like each other (two halves of CTCF's 19 bp site) but each match the whole site in the database. It
+like each other (the two ends of CTCF's long site) but each match the whole site in the database. It
 is each topic's own neighbourhood, not a partition: a chain of weak resemblances (A like B, B like C)
 does not join A with C, nor do two topics that share only a lesser database match (a forkhead and an
 ETS topic that both match a composite FOX::ETS motif).
