@@ -28,6 +28,8 @@ Naming thresholds (README, "How topics get their names"), with their defaults:
     min_low_entropy_share=0.5  flags: share of such top k-mers from which a topic is "low complexity"
     bias_max_q=0.05          flags: q-value of the best match to a cutting-bias motif
     min_used_fraction=0.001  flags: share of peaks (topic at >= 1/M of the peak) below which a topic is "unused"
+    site_max_p=0.001         flags: a TF match lifts a composition flag when its sites are enriched at this p
+    min_site_ratio=1.5       flags: ... and in at least this many times the share of background peaks with a site
 
 Cooperative binding (README, "Cooperative binding and non-TF topics"): pairs=jaspar samples probes of
 JASPAR's heterodimer matrices and of each partner (n_probes_per_tf each); pairs=FILE reads a TSV with
@@ -64,7 +66,7 @@ from experiments._cli import App, items, text
 
 _FLOATS = {"max_q": None, "min_effect": None, "motif_max_q": None, "min_repeat_share": "titles",
            "min_fold": "titles", "min_gc_shift": "titles", "max_entropy": "flags", "min_low_entropy_share": "flags",
-           "bias_max_q": "flags", "min_used_fraction": "flags"}
+           "bias_max_q": "flags", "min_used_fraction": "flags", "site_max_p": "flags", "min_site_ratio": "flags"}
 _INTS = {"max_tfs_per_topic": None}
 _NESTED = ("titles", "flags")
 

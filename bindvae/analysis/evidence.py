@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bindvae.analysis import flags as flags_lib
-from bindvae.analysis import naming, titles, topics
+from bindvae.analysis import naming, sites, titles, topics
 from bindvae.analysis.compare import compare_motifs
 from bindvae.analysis.families import family_of
 from bindvae.infer import Model, latent_scores
@@ -59,6 +59,8 @@ class TopicNames:
         flags: non-TF flags of every topic (:data:`bindvae.analysis.flags.FLAG_COLUMNS`).
         comparison: every (topic motif, database motif) pair compared, before any was kept or assigned
             (:func:`bindvae.analysis.compare.compare_motifs`); None without a database.
+        sites: peaks and background peaks with a site of each topic's motif
+            (:func:`bindvae.analysis.sites.site_table`); None when no sequences were given.
     """
 
     motifs: list
@@ -69,11 +71,13 @@ class TopicNames:
     probe_data: tuple | None
     flags: pd.DataFrame | None = None
     comparison: pd.DataFrame | None = None
+    sites: pd.DataFrame | None = None
 
 
 def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None, families: dict[str, str],
                 rules: NamingRules = NamingRules(), kind: str = "mean", ranking: str = "encoder",
-                bias_motifs: list[Motif] | None = None, usage: np.ndarray | None = None) -> TopicNames:
+                bias_motifs: list[Motif] | None = None, usage: np.ndarray | None = None,
+                sequences: list[str] | None = None, seed: int = 0) -> TopicNames:
     """Motifs, database matches, Algorithm 1 and titles of every topic.
 
     Args:
@@ -87,6 +91,10 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
         bias_motifs: cutting-bias motifs for the flags (None: the bundled ones).
         usage: each topic's share of the analysed peaks (:func:`bindvae.analysis.peaks.topic_usage`) for
             the ``unused`` flag; None: not measured.
+        sequences: the analysed peaks' sequences: each topic motif's sites are counted in them
+            (:func:`bindvae.analysis.sites.site_table`, seeded by ``seed``), and a TF match lifts a
+            composition flag only when they are enriched (:mod:`bindvae.analysis.flags`); None: not counted.
+        seed: seed of the site count's peak sample and background peaks.
 
     Returns:
         The evidence, the titles and the non-TF flags (a flagged topic's title is its flag).
@@ -111,20 +119,21 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
                                            max_tfs_per_topic=rules.max_tfs_per_topic, supported=supported)
     composition = titles.topic_composition(model, rules.titles.n_top)
     table, mapping = titles.title_topics(composition, mapping, matches, rules.titles)
-    flags = _flags(model, motifs, composition, matches, database, bias_motifs, rules, usage)
+    site_stats = None if sequences is None else sites.site_table(motifs, sequences, seed=seed)
+    flags = _flags(model, motifs, composition, matches, database, bias_motifs, rules, usage, site_stats)
     table, mapping, matches = flags_lib.apply_flags(table, mapping, matches, flags)
     mapping.insert(2, "family", [family_of(tf, families) for tf in mapping["tf"]])
-    return TopicNames(motifs, tenmers, matches, mapping, table, probe_data, flags, comparison)
+    return TopicNames(motifs, tenmers, matches, mapping, table, probe_data, flags, comparison, site_stats)
 
 
 def _flags(model: Model, motifs, composition, matches, database, bias_motifs, rules: NamingRules,
-           usage: np.ndarray | None = None) -> pd.DataFrame:
+           usage: np.ndarray | None = None, site_stats: pd.DataFrame | None = None) -> pd.DataFrame:
     from bindvae.vae import network as model_lib
 
     phi = np.asarray(model_lib.topic_kmer_matrix(model.params), dtype=np.float64)
     entropy = flags_lib.entropy_measures(phi, list(model.vocabulary.kmers), rules.titles.n_top, rules.flags.max_entropy)
     bias = flags_lib.bias_matches(motifs, flags_lib.bias_motifs() if bias_motifs is None else bias_motifs, database)
-    return flags_lib.flag_topics(composition, entropy, bias, matches, rules.flags, rules.titles, usage)
+    return flags_lib.flag_topics(composition, entropy, bias, matches, rules.flags, rules.titles, usage, site_stats)
 
 
 def sampled_probes(database: list[Motif], n_per_tf: int, seed: int) -> pd.DataFrame | None:

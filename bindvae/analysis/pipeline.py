@@ -26,7 +26,6 @@ from bindvae.analysis import (
     retrieval,
     selection,
     signatures,
-    sites,
     topics,
 )
 from bindvae.analysis.compare import compare_motifs
@@ -243,7 +242,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     scores = proportions if options.kind == "mean" else latent_scores(model, peak_set.data, kind=options.kind)
     named = evidence.name_topics(model, database, _probe_table(options, database, probe_table), tf_families,
                                  options.rules, options.kind, options.motif_ranking, bias,
-                                 peaks.topic_usage(proportions))
+                                 peaks.topic_usage(proportions), peak_set.sequences, options.seed)
     flags.write_flags(named.flags, out / "topic_flags.tsv", options.rules.flags, options.rules.titles,
                       os.path.basename(options.bias_motifs or flags.BIAS_MEME))
     _write_tsv(named.tenmers, out / "topic_10mers.tsv")
@@ -288,9 +287,8 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     acc = peaks.accessibility(scores, mapping)
     _write_tsv(acc, out / "accessibility.tsv")
     _accessibility_figure(acc, run_dir, options.compare, out, figures)
-    site_stats = None
-    if peak_set.sequences is not None:
-        site_stats = sites.site_table(named.motifs, peak_set.sequences, seed=options.seed)
+    site_stats = named.sites
+    if site_stats is not None:
         _write_tsv(site_stats, out / "topic_sites.tsv")
     loss_curve = None
     if len(training.curve) > 1:

@@ -103,7 +103,8 @@ class SummaryRow:
         match: best database match ``id name`` (rank 1 by p), or "".
         strand: ``+`` or ``-`` (the match's logo is then reverse-complemented to align).
         p, e, q: the best match's p-value, E-value and q-value (NaN without a match).
-        assigned: whether that match passed the q-value level (it names the topic).
+        assigned: whether that match names the topic (it passed the q-value level and the topic is not flagged).
+        flagged: whether the topic has a non-TF flag (:mod:`bindvae.analysis.flags`): no match names it.
         probe_q: smallest q of the topic's assigned Algorithm 1 TFs (NaN: none).
         pct_peaks, pct_background: % of peaks / background peaks with a site (NaN: no sequences).
         enrichment_p: one-sided Fisher p-value of the site counts (NaN: no sequences).
@@ -120,6 +121,7 @@ class SummaryRow:
     e: float = float("nan")
     q: float = float("nan")
     assigned: bool = False
+    flagged: bool = False
     probe_q: float = float("nan")
     pct_peaks: float = float("nan")
     pct_background: float = float("nan")
@@ -171,7 +173,8 @@ def _summary_table(rows: list[SummaryRow], table_id: str) -> str:
     for i, r in enumerate(rows, start=1):
         match = f"{escape(r.match)} ({escape(r.strand)} strand)" if r.match else "none"
         if r.match and not r.assigned:
-            match += ' <span class="muted">(not significant)</span>'
+            why = "flagged topic: names nothing" if r.flagged else "not significant"
+            match += f' <span class="muted">({why})</span>'
         cells = [str(i), f'<a href="#{escape(r.topic)}">{escape(r.topic)}</a>', escape(r.title),
                  f'<img class="pair" src="{escape(r.logo)}" alt="logos of {escape(r.topic)}">', match]
         nums = [_num(r.p), _num(r.e), _num(r.q), _num(r.pct_peaks, "pct"), _num(r.pct_background, "pct"),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from bindvae import plotting
-from bindvae.analysis import evidence, report, sites
+from bindvae.analysis import evidence, flags, report, sites
 from bindvae.motif import Motif
 
 FILES = [  # what the report's Files section links, in this order, with what each holds
@@ -77,6 +77,7 @@ def summary_rows(named: evidence.TopicNames, pair_logos: dict[str, str], site_st
     probe_q = assigned.groupby("topic")["q_value"].min().astype(float) if len(assigned) else pd.Series(dtype=float)
     site = site_stats.set_index("topic") if site_stats is not None else None
     total = float(acc["accessibility"].sum()) if acc is not None else 0.0
+    flagged = flags.flagged_topics(named.flags)
     rows = []
     for m, title in enumerate(named.titles.itertuples(index=False)):
         topic, extra = title.topic, {}
@@ -93,7 +94,8 @@ def summary_rows(named: evidence.TopicNames, pair_logos: dict[str, str], site_st
             extra["accessibility"] = 100.0 * float(acc["accessibility"].iloc[m]) / total
         rows.append(report.SummaryRow(topic=topic, title=str(title.title), evidence=str(title.evidence),
                                       logo=pair_logos.get(topic, f"logos/{topic}.png"),
-                                      probe_q=float(probe_q.get(topic, float("nan"))), **extra))
+                                      probe_q=float(probe_q.get(topic, float("nan"))), flagged=topic in flagged,
+                                      **extra))
     return rows
 
 

@@ -40,8 +40,14 @@ def _flags(**overrides):
         part.update({k: v for k, v in overrides.items() if k in part})
     matches = overrides.get("matches")
     usage = np.array([overrides["used"]]) if "used" in overrides else None
+    sites = overrides.get("sites")
     return flags.flag_topics(pd.DataFrame([comp]), pd.DataFrame([ent]), pd.DataFrame([bias]), matches,
-                             usage=usage).iloc[0]
+                             usage=usage, sites=sites).iloc[0]
+
+
+def _sites(pct_peaks, pct_background, p):
+    return pd.DataFrame({"topic": ["topic_000"], "pct_peaks": [pct_peaks], "pct_background": [pct_background],
+                         "enrichment_p": [p]})
 
 
 def _match(name="CTCF"):
@@ -70,6 +76,45 @@ def test_a_tf_match_keeps_composition_flags_off_but_not_cutting_bias():
     row = _flags(low_entropy_share=0.9, repeat_unit="AC", matches=_match())
     assert row["flag"] == "" and row["flags"] == "low complexity" and row["tf_match"] == "CTCF"
     assert _flags(bias_q=0.001, bias_is_best=True, matches=_match())["flag"] == "cutting bias"
+
+
+def test_a_tf_match_lifts_a_composition_flag_only_where_its_sites_are_enriched_in_the_peaks():
+    # The demo's background topic that matched NHLH2 at q 0.048: its sites are in as many peaks as chance gives.
+    row = _flags(fold=8.2, matches=_match("NHLH2"), sites=_sites(1.7, 1.4, 0.14))
+    assert row["flag"] == "background" and row["flagged"] and row["flags"] == "background"
+    assert row["tf_match"] == "NHLH2" and flags.flag_title(row) == "background"
+    assert "its match NHLH2 has too few sites in the peaks: 1.7% of peaks vs 1.4% of background peaks (p 0.14)" \
+        in row["evidence"]
+    # Significant but hardly more often than chance (a CTCF shade on a background topic, 20,000 peaks): still flagged.
+    assert _flags(fold=10.5, matches=_match(), sites=_sites(5.28, 4.08, 2.6e-3))["flag"] == "background"
+    assert _flags(fold=10.5, matches=_match(), sites=_sites(6.5, 4.0, 2e-3))["flag"] == "background"  # p too high
+    # A planted motif's topic that shares its k-mers with others (AP-1 at 30% of peaks: fold 5.2) keeps its name.
+    row = _flags(fold=5.2, matches=_match("FOSL1::JUND"), sites=_sites(14.5, 3.7, 7e-84))
+    assert row["flag"] == "" and row["flags"] == "background" and row["tf_match"] == "FOSL1::JUND"
+    assert _flags(fold=5.2, matches=_match(), sites=_sites(6.0, 4.0, 5e-4))["flag"] == ""  # 1.5x at p < 0.001
+    # Without a composition flag the sites do not matter; without site counts the match alone decides.
+    assert _flags(matches=_match(), sites=_sites(1.0, 1.0, 0.5))["flag"] == ""
+    assert _flags(fold=8.2, matches=_match("NHLH2"))["flag"] == ""
+
+
+def test_site_counts_of_a_planted_motif_and_of_a_chance_match_tell_them_apart():
+    from bindvae.analysis import sites
+    from bindvae.motif import Motif
+
+    rng = np.random.default_rng(3)
+    peaks = ["".join(rng.choice(list("ACGT"), 200)) for _ in range(600)]
+    planted = "TGAGTCA"  # AP-1, in one peak of four
+    peaks = [p[:90] + planted + p[97:] if i % 4 == 0 else p for i, p in enumerate(peaks)]
+    pwm = lambda seq: np.array([[0.91 if b == c else 0.03 for c in "ACGT"] for b in seq])  # noqa: E731
+    table = sites.site_table([Motif("topic_000", pwm(planted)), Motif("topic_001", pwm("CAGCTGTT"))], peaks)
+    comp = pd.DataFrame({"topic": ["topic_000", "topic_001"], "gc": 0.5, "gc_corpus": 0.5, "repeat_unit": "",
+                         "fold": 8.0})
+    matches = pd.concat([_match("FOS::JUN"), _match("NHLH2").assign(query="topic_001")], ignore_index=True)
+    out = flags.flag_topics(comp, pd.DataFrame({"low_entropy_share": [0.0, 0.0], "mean_entropy": 2.4}),
+                            pd.DataFrame({"bias_motif": "Tn5", "bias_q": [0.9, 0.9], "bias_is_best": False}),
+                            matches, sites=table)
+    assert out["flag"].tolist() == ["", "background"]
+    assert out["tf_match"].tolist() == ["FOS::JUN", "NHLH2"]
 
 
 def test_a_topic_no_peak_uses_is_unused_whatever_its_motif_matches():

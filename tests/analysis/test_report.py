@@ -241,11 +241,18 @@ def test_summary_rows_are_ranked_and_background_topics_kept_apart():
             SummaryRow("topic_002", "FOS (probes)", "probes", "c.png", probe_q=1e-6, enrichment_p=1e-2),
             SummaryRow("topic_003", "unassigned", "none", "d.png", enrichment_p=1e-8),
             SummaryRow("topic_004", "JUN (probes)", "probes", "e.png", probe_q=1e-6, enrichment_p=1e-5),
-            SummaryRow("topic_005", "low complexity (A)n", "composition", "f.png", q=0.5, enrichment_p=0.2)]
+            SummaryRow("topic_005", "low complexity (A)n", "composition", "f.png", q=0.5, enrichment_p=0.2,
+                       match="MA1125.2 ZNF384", strand="+"),
+            SummaryRow("topic_006", "background", "composition", "g.png", match="MA1529.2 NHLH2", strand="+",
+                       q=0.048, flagged=True, pct_peaks=1.7, pct_background=1.4, enrichment_p=0.14)]
     html = render_report("r", {}, [], [], summary=rows)
     # Best q of match or probes first; equal q by enrichment p; no q at all last.
     assert _summary_order(html, "summary-table") == ["topic_004", "topic_002", "topic_001", "topic_003"]
-    assert _summary_order(html, "background-table") == ["topic_000", "topic_005"]
+    assert _summary_order(html, "background-table") == ["topic_000", "topic_006", "topic_005"]
+    # A match that does not name its topic says why: not significant, or a flagged topic (its sites too few).
+    row = {t: re.search(rf'<tr data-topic="{t}">(.*?)</tr>', html).group(1) for t in ("topic_005", "topic_006")}
+    assert "MA1125.2 ZNF384 (+ strand) <span class=\"muted\">(not significant)</span>" in row["topic_005"]
+    assert "MA1529.2 NHLH2 (+ strand) <span class=\"muted\">(flagged topic: names nothing)</span>" in row["topic_006"]
     ctcf = re.search(r'<tr data-topic="topic_001">(.*?)</tr>', html).group(1)
     assert re.findall(r'<td class="num">(.*?)</td>', ctcf) == [
         "1e-07",

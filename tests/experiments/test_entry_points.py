@@ -141,3 +141,12 @@ def test_demo_is_the_recovery_benchmarks_demo_preset_as_a_hydra_app(tmp_path, ca
     assert demo.main(["run.train.colour=blue"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: config run.train.colour: unknown argument") and err.count("\n") == 1, err
+
+
+def test_the_analysis_config_states_the_library_naming_defaults_and_passes_each_threshold_on():
+    from bindvae.analysis.evidence import NamingRules
+
+    values = yaml.safe_load((REPO_ROOT / "conf" / "analyze.yaml").read_text())
+    assert analyze._rules(values, NamingRules()) == NamingRules()
+    rules = analyze._rules({**values, "site_max_p": 0.5, "min_site_ratio": 1.0, "min_fold": 3.0}, NamingRules())
+    assert (rules.flags.site_max_p, rules.flags.min_site_ratio, rules.titles.min_fold) == (0.5, 1.0, 3.0)
