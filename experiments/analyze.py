@@ -30,6 +30,7 @@ Naming thresholds (README, "How topics get their names"), with their defaults:
     min_used_fraction=0.001  flags: share of peaks (topic at >= 1/M of the peak) below which a topic is "unused"
     site_max_p=0.001         flags: a TF match lifts a composition flag when its sites are enriched at this p
     min_site_ratio=1.5       flags: ... and in at least this many times the share of background peaks with a site
+    min_site_auroc=0.7       flags: ... and followed by the topic's score (site_auroc) at least this well
 
 Cooperative binding (README, "Cooperative binding and non-TF topics"): pairs=jaspar samples probes of
 JASPAR's heterodimer matrices and of each partner (n_probes_per_tf each); pairs=FILE reads a TSV with
@@ -66,7 +67,8 @@ from experiments._cli import App, items, text
 
 _FLOATS = {"max_q": None, "min_effect": None, "motif_max_q": None, "min_repeat_share": "titles",
            "min_fold": "titles", "min_gc_shift": "titles", "max_entropy": "flags", "min_low_entropy_share": "flags",
-           "bias_max_q": "flags", "min_used_fraction": "flags", "site_max_p": "flags", "min_site_ratio": "flags"}
+           "bias_max_q": "flags", "min_used_fraction": "flags", "site_max_p": "flags", "min_site_ratio": "flags",
+           "min_site_auroc": "flags"}
 _INTS = {"max_tfs_per_topic": None}
 _NESTED = ("titles", "flags")
 

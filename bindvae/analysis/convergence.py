@@ -11,6 +11,11 @@ validation evaluations were logged:
   there, i.e. more training would still change the topics;
 * otherwise **converged**. With fewer than :data:`MIN_EVALUATIONS` values of either series the rule
   cannot be applied and the report says so.
+
+When training ran before the log begins (``train.restarts``: the starts tried are not logged, and the
+chosen one is logged from ``train.restart_steps`` on), the first logged value is not where training
+started, so "flat" is not judged (only "still falling"): the first training record then lies more than
+one log interval after step 0.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ RULE = (f"Convergence rule: the model has not converged when its validation perp
         f"is less than {MIN_DROP:.0%} below the first evaluation's (flat), or fell by more than "
         f"{MAX_RECENT_DROP:.0%} over the last {RECENT_SHARE:.0%} of the steps between them (still falling). "
         f"With fewer than {MIN_EVALUATIONS} validation evaluations the rule reads the training perplexity "
-        f"(the mean over each log interval) instead.")
+        f"(the mean over each log interval) instead. When training ran before the log began (train.restarts), "
+        f"only the second test is made.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,13 +75,15 @@ def _last(curve: pd.DataFrame, keys) -> dict:
     return out
 
 
-def judge(steps: np.ndarray, perplexity: np.ndarray, series: str = "validation") -> tuple[str, str]:
+def judge(steps: np.ndarray, perplexity: np.ndarray, series: str = "validation",
+          unlogged: int = 0) -> tuple[str, str]:
     """``(status, reason)`` of the module docstring's rule for perplexities at ``steps``.
 
     Args:
         steps: ``[n]`` increasing steps.
         perplexity: ``[n]`` values at those steps.
         series: ``validation`` or ``training``, named in the reason.
+        unlogged: steps trained before the log begins (:func:`unlogged_steps`); when > 0, "flat" is not judged.
     """
     steps, perplexity = np.asarray(steps, np.float64), np.asarray(perplexity, np.float64)
     if len(perplexity) < MIN_EVALUATIONS:
@@ -83,7 +91,7 @@ def judge(steps: np.ndarray, perplexity: np.ndarray, series: str = "validation")
                            f"{MIN_EVALUATIONS}")
     first, last = perplexity[0], perplexity[-1]
     drop = (first - last) / first
-    if drop < MIN_DROP:
+    if drop < MIN_DROP and not unlogged:
         return "flat", (f"{series} perplexity {last:,.1f} is {drop:.1%} below its first value {first:,.1f} "
                         f"(step {steps[0]:.0f}): less than {MIN_DROP:.0%}")
     ref_step = steps[-1] - RECENT_SHARE * (steps[-1] - steps[0])
@@ -92,8 +100,22 @@ def judge(steps: np.ndarray, perplexity: np.ndarray, series: str = "validation")
     if recent > MAX_RECENT_DROP:
         return "still falling", (f"{series} perplexity fell {recent:.1%} (from {ref:,.1f} to {last:,.1f}) over the "
                                  f"last {RECENT_SHARE:.0%} of the steps: more than {MAX_RECENT_DROP:.0%}")
+    if unlogged:
+        return "converged", (f"{series} perplexity changed {recent:.1%} over the last {RECENT_SHARE:.0%} of the "
+                             f"logged steps (to {last:,.1f}); the first {unlogged:,} steps were not logged "
+                             f"(train.restarts), so the drop from the start is not judged")
     return "converged", (f"{series} perplexity {last:,.1f} is {drop:.1%} below its first value {first:,.1f} and "
                          f"changed {recent:.1%} over the last {RECENT_SHARE:.0%} of the steps")
+
+
+def unlogged_steps(curve: pd.DataFrame) -> int:
+    """Steps trained before the first training record: its step less one log interval (the gap to the
+    second record), 0 when the log starts within one interval of step 0 or has fewer than two records."""
+    steps = _series(curve, "perplexity")["step"].to_numpy()
+    if len(steps) < 2:
+        return 0
+    interval = steps[1] - steps[0]
+    return int(steps[0] - interval) if steps[0] > interval else 0
 
 
 def training_summary(records: list[dict]) -> TrainingSummary:
@@ -114,7 +136,7 @@ def training_summary(records: list[dict]) -> TrainingSummary:
     series, judged_on = val, "validation"
     if len(val) < MIN_EVALUATIONS and len(_series(curve, "perplexity")) >= MIN_EVALUATIONS:
         series, judged_on = _series(curve, "perplexity"), "training"
-    status, reason = judge(series["step"].to_numpy(), series.iloc[:, 1].to_numpy(), judged_on)
+    status, reason = judge(series["step"].to_numpy(), series.iloc[:, 1].to_numpy(), judged_on, unlogged_steps(curve))
     if not len(series):
         status, reason, judged_on = "unknown", "no perplexity was logged", ""
     return TrainingSummary(

@@ -77,7 +77,7 @@ class TopicNames:
 def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None, families: dict[str, str],
                 rules: NamingRules = NamingRules(), kind: str = "mean", ranking: str = "encoder",
                 bias_motifs: list[Motif] | None = None, usage: np.ndarray | None = None,
-                sequences: list[str] | None = None, seed: int = 0) -> TopicNames:
+                sequences: list[str] | None = None, seed: int = 0, peak_scores: np.ndarray | None = None) -> TopicNames:
     """Motifs, database matches, Algorithm 1 and titles of every topic.
 
     Args:
@@ -95,6 +95,8 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
             (:func:`bindvae.analysis.sites.site_table`, seeded by ``seed``), and a TF match lifts a
             composition flag only when they are enriched (:mod:`bindvae.analysis.flags`); None: not counted.
         seed: seed of the site count's peak sample and background peaks.
+        peak_scores: ``[n_peaks, M]`` the same peaks' topic proportions, for each motif's ``site_auroc``
+            (None: not measured).
 
     Returns:
         The evidence, the titles and the non-TF flags (a flagged topic's title is its flag).
@@ -119,7 +121,7 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
                                            max_tfs_per_topic=rules.max_tfs_per_topic, supported=supported)
     composition = titles.topic_composition(model, rules.titles.n_top)
     table, mapping = titles.title_topics(composition, mapping, matches, rules.titles)
-    site_stats = None if sequences is None else sites.site_table(motifs, sequences, seed=seed)
+    site_stats = None if sequences is None else sites.site_table(motifs, sequences, seed=seed, scores=peak_scores)
     flags = _flags(model, motifs, composition, matches, database, bias_motifs, rules, usage, site_stats)
     table, mapping, matches = flags_lib.apply_flags(table, mapping, matches, flags)
     mapping.insert(2, "family", [family_of(tf, families) for tf in mapping["tf"]])

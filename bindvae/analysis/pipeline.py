@@ -242,7 +242,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     scores = proportions if options.kind == "mean" else latent_scores(model, peak_set.data, kind=options.kind)
     named = evidence.name_topics(model, database, _probe_table(options, database, probe_table), tf_families,
                                  options.rules, options.kind, options.motif_ranking, bias,
-                                 peaks.topic_usage(proportions), peak_set.sequences, options.seed)
+                                 peaks.topic_usage(proportions), peak_set.sequences, options.seed, proportions)
     flags.write_flags(named.flags, out / "topic_flags.tsv", options.rules.flags, options.rules.titles,
                       os.path.basename(options.bias_motifs or flags.BIAS_MEME))
     _write_tsv(named.tenmers, out / "topic_10mers.tsv")

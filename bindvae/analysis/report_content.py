@@ -89,7 +89,8 @@ def summary_rows(named: evidence.TopicNames, pair_logos: dict[str, str], site_st
         if site is not None and topic in site.index:
             extra.update(pct_peaks=float(site.loc[topic, "pct_peaks"]),
                          pct_background=float(site.loc[topic, "pct_background"]),
-                         enrichment_p=float(site.loc[topic, "enrichment_p"]))
+                         enrichment_p=float(site.loc[topic, "enrichment_p"]),
+                         site_auroc=float(site.loc[topic, "site_auroc"]))
         if acc is not None and total > 0:
             extra["accessibility"] = 100.0 * float(acc["accessibility"].iloc[m]) / total
         rows.append(report.SummaryRow(topic=topic, title=str(title.title), evidence=str(title.evidence),

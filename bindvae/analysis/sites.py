@@ -11,6 +11,13 @@ Method (after HOMER's known-motif table and MEME-ChIP's shuffled controls):
   :data:`SITE_P` (the exact score distribution, as FIMO's default p < 1e-4).
 * Per topic: the percentage of peaks and of background peaks with at least one site, and the
   one-sided Fisher exact p-value that peaks hold sites more often than background peaks.
+* ``site_auroc`` (ours), given the peaks' topic scores: how well the topic's own score ranks the
+  peaks that hold a site of its motif above those that do not (Mann-Whitney effect size, 0.5 = not
+  at all). A motif can be common in the peaks while the topic it came from is not about it: on the
+  five 20,000-peak recovery runs, nine background topics had motifs that matched AP-1 or CTCF (in 30%
+  and 20% of the peaks), so sites in 1.9-4.6 times as many peaks as background peaks, and measured
+  0.31-0.60; the topics of planted motifs on the same runs measured a median of 0.93 (0.58 for a weak
+  TEAD1 topic to 0.99). :mod:`bindvae.analysis.flags` reads it.
 
 At most :data:`MAX_PEAKS` peaks are scanned (a seeded sample); the report says how many.
 """
@@ -22,6 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from bindvae import dna
+from bindvae.analysis.stats import mann_whitney_greater
 from bindvae.motif import Motif, reverse_complement_pwm
 
 SITE_P = 1e-4
@@ -29,7 +37,7 @@ MAX_PEAKS = 5_000
 PSEUDO = 0.02  # share of the base frequencies mixed into a PWM (no log of 0)
 _SCALE = 100  # log-odds steps per bit in the exact score distribution
 SITE_COLUMNS = ["topic", "n_peaks", "peaks_with_site", "pct_peaks", "background_with_site", "pct_background",
-                "enrichment_p", "threshold_bits"]
+                "enrichment_p", "threshold_bits", "site_auroc"]
 
 
 def base_frequencies(codes: np.ndarray) -> np.ndarray:
@@ -105,7 +113,8 @@ def has_site(codes: np.ndarray, scores: np.ndarray, cutoff: float) -> np.ndarray
     return found
 
 
-def site_table(motifs: list[Motif], sequences: list[str], seed: int = 0, max_peaks: int = MAX_PEAKS) -> pd.DataFrame:
+def site_table(motifs: list[Motif], sequences: list[str], seed: int = 0, max_peaks: int = MAX_PEAKS,
+               scores: np.ndarray | None = None) -> pd.DataFrame:
     """Peaks and background peaks with a site of each motif (the module docstring's method).
 
     Args:
@@ -113,24 +122,37 @@ def site_table(motifs: list[Motif], sequences: list[str], seed: int = 0, max_pea
         sequences: the peaks' sequences.
         seed: seed of the peak sample and the background.
         max_peaks: most peaks scanned (a seeded sample when there are more).
+        scores: ``[n_peaks, len(motifs)]`` the peaks' topic scores, motif order, for ``site_auroc``
+            (None: NaN).
 
     Returns:
-        One row per motif: :data:`SITE_COLUMNS`.
+        One row per motif: :data:`SITE_COLUMNS` (``site_auroc`` NaN also when all or none of the
+        scanned peaks hold a site).
     """
     rng = np.random.default_rng([int(seed), 4242])
+    if scores is not None:
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != (len(sequences), len(motifs)):
+            raise ValueError(f"scores {scores.shape} do not fit {len(sequences)} peaks x {len(motifs)} motifs")
     if len(sequences) > max_peaks:
-        sequences = [sequences[i] for i in np.sort(rng.choice(len(sequences), max_peaks, replace=False))]
+        pick = np.sort(rng.choice(len(sequences), max_peaks, replace=False))
+        sequences = [sequences[i] for i in pick]
+        scores = None if scores is None else scores[pick]
     codes = dna.encode_padded(list(sequences))
     bg_codes = markov_background(codes, rng)
     freqs = base_frequencies(codes)
     rows = []
-    for motif in motifs:
-        scores = log_odds(motif.pwm, freqs)
-        cutoff = threshold(scores, freqs)
-        hits, bg_hits = int(has_site(codes, scores, cutoff).sum()), int(has_site(bg_codes, scores, cutoff).sum())
+    for k, motif in enumerate(motifs):
+        odds = log_odds(motif.pwm, freqs)
+        cutoff = threshold(odds, freqs)
+        found = has_site(codes, odds, cutoff)
+        hits, bg_hits = int(found.sum()), int(has_site(bg_codes, odds, cutoff).sum())
         n = len(codes)
         p = stats.fisher_exact([[hits, n - hits], [bg_hits, n - bg_hits]], alternative="greater")[1] if n else np.nan
+        agreement = np.nan
+        if scores is not None and 0 < hits < n:
+            agreement = float(mann_whitney_greater(scores[found, k], scores[~found, k])[2][0])
         rows.append({"topic": motif.name, "n_peaks": n, "peaks_with_site": hits, "pct_peaks": 100.0 * hits / max(n, 1),
                      "background_with_site": bg_hits, "pct_background": 100.0 * bg_hits / max(n, 1),
-                     "enrichment_p": float(p), "threshold_bits": cutoff})
+                     "enrichment_p": float(p), "threshold_bits": cutoff, "site_auroc": agreement})
     return pd.DataFrame(rows, columns=SITE_COLUMNS)

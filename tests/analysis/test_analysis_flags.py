@@ -45,9 +45,9 @@ def _flags(**overrides):
                              usage=usage, sites=sites).iloc[0]
 
 
-def _sites(pct_peaks, pct_background, p):
+def _sites(pct_peaks, pct_background, p, site_auroc=float("nan")):
     return pd.DataFrame({"topic": ["topic_000"], "pct_peaks": [pct_peaks], "pct_background": [pct_background],
-                         "enrichment_p": [p]})
+                         "enrichment_p": [p], "site_auroc": [site_auroc]})
 
 
 def _match(name="CTCF"):
@@ -92,6 +92,11 @@ def test_a_tf_match_lifts_a_composition_flag_only_where_its_sites_are_enriched_i
     row = _flags(fold=5.2, matches=_match("FOSL1::JUND"), sites=_sites(14.5, 3.7, 7e-84))
     assert row["flag"] == "" and row["flags"] == "background" and row["tf_match"] == "FOSL1::JUND"
     assert _flags(fold=5.2, matches=_match(), sites=_sites(6.0, 4.0, 5e-4))["flag"] == ""  # 1.5x at p < 0.001
+    # A background topic whose motif looks like a common site (AP-1, 30% of peaks; sites at 4.6x background)
+    # but whose score does not follow those sites keeps its flag; a planted motif's topic follows them.
+    row = _flags(fold=7.7, matches=_match("FOSL1::JUNB"), sites=_sites(17.9, 3.9, 1e-100, site_auroc=0.46))
+    assert row["flag"] == "background" and "ranks the peaks with a site at AUROC 0.46 (< 0.7)" in row["evidence"]
+    assert _flags(fold=14.3, matches=_match("BACH1"), sites=_sites(16.0, 3.7, 1e-100, site_auroc=0.90))["flag"] == ""
     # Without a composition flag the sites do not matter; without site counts the match alone decides.
     assert _flags(matches=_match(), sites=_sites(1.0, 1.0, 0.5))["flag"] == ""
     assert _flags(fold=8.2, matches=_match("NHLH2"))["flag"] == ""
@@ -115,6 +120,17 @@ def test_site_counts_of_a_planted_motif_and_of_a_chance_match_tell_them_apart():
                             matches, sites=table)
     assert out["flag"].tolist() == ["", "background"]
     assert out["tf_match"].tolist() == ["FOS::JUN", "NHLH2"]
+    # The AP-1 motif again, now on a topic whose score does not follow the carriers: flagged.
+    carriers = np.arange(600) % 4 == 0
+    follows = np.column_stack([carriers + rng.normal(0, 0.3, 600), rng.random(600)])
+    ignores = np.column_stack([rng.random(600), rng.random(600)])
+    for scores, expected in ((follows, ""), (ignores, "background")):
+        table = sites.site_table([Motif("topic_000", pwm(planted)), Motif("topic_001", pwm("CAGCTGTT"))], peaks,
+                                 scores=scores)
+        out = flags.flag_topics(comp, pd.DataFrame({"low_entropy_share": [0.0, 0.0], "mean_entropy": 2.4}),
+                                pd.DataFrame({"bias_motif": "Tn5", "bias_q": [0.9, 0.9], "bias_is_best": False}),
+                                matches, sites=table)
+        assert out["flag"].tolist() == [expected, "background"]
 
 
 def test_a_topic_no_peak_uses_is_unused_whatever_its_motif_matches():

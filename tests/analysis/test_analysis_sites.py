@@ -62,3 +62,22 @@ def test_site_table_samples_at_most_max_peaks():
     rng = np.random.default_rng(0)
     table = sites.site_table([Motif("topic_000", _pwm("ACGTAC"))], _random(rng, 50, 40), max_peaks=20)
     assert len(table) == 1 and table.loc[0, "n_peaks"] == 20
+
+
+def test_site_auroc_says_whether_the_topic_score_follows_its_motifs_sites():
+    rng = np.random.default_rng(5)
+    peaks = _random(rng, 600, 120)
+    carriers = np.arange(600) % 3 == 0
+    peaks = [p[:50] + "TGAGTCA" + p[57:] if c else p for p, c in zip(peaks, carriers)]
+    # Topic 0 follows the carriers; topic 1 has the same motif but a score that ignores them (a background
+    # topic whose motif resembles a common site); topic 2's motif is longer than the peaks: no site anywhere.
+    scores = np.column_stack([carriers + rng.normal(0, 0.3, 600), rng.random(600), rng.random(600)])
+    motifs = [Motif(f"topic_00{k}", _pwm(c)) for k, c in enumerate(["TGAGTCA", "TGAGTCA", "ACGTTGCA" * 16])]
+    table = sites.site_table(motifs, peaks, scores=scores).set_index("topic")
+    assert table.loc["topic_000", "site_auroc"] > 0.95 and 0.4 < table.loc["topic_001", "site_auroc"] < 0.6
+    assert np.isnan(table.loc["topic_002", "site_auroc"])  # no peak with a site: nothing to rank
+    assert table.loc["topic_000", "pct_peaks"] == table.loc["topic_001", "pct_peaks"]  # same motif, same sites
+    # The sample of peaks takes the same rows of the scores; without scores the column is NaN.
+    sampled = sites.site_table(motifs[:1], peaks, max_peaks=300, scores=scores[:, :1])
+    assert sampled.loc[0, "n_peaks"] == 300 and sampled.loc[0, "site_auroc"] > 0.95
+    assert np.isnan(sites.site_table(motifs[:1], peaks)["site_auroc"]).all()

@@ -51,12 +51,14 @@ def _save_run(run_dir, model, vocab, data=None):
                                      "n_kmers": len(vocab), "num_topics": net.num_topics})
 
 
-def _write_metrics(run_dir, val_perplexities, every=100, train_perplexities=None):
-    """A metrics.jsonl as training writes it: a record per log step, validation every ``every`` steps."""
+def _write_metrics(run_dir, val_perplexities, every=100, train_perplexities=None, first=None):
+    """A metrics.jsonl as training writes it: a record per log step, validation every ``every`` steps
+    (the first at ``first``, default ``every``)."""
     lines = []
+    first = every if first is None else first
     for i, value in enumerate(val_perplexities):
         train = value if train_perplexities is None else train_perplexities[i]
-        record = {"step": every * (i + 1), "elbo": -float(np.log(train)) * 100, "perplexity": train,
+        record = {"step": first + every * i, "elbo": -float(np.log(train)) * 100, "perplexity": train,
                   "loss": float(np.log(train)) * 100}
         if value is not None:
             record.update(val_elbo=-float(np.log(value)) * 100, val_perplexity=value)
@@ -237,7 +239,7 @@ def test_summary_rows_are_ranked_and_background_topics_kept_apart():
     rows = [SummaryRow("topic_000", "AT-rich", "composition", "a.png", q=1e-9, enrichment_p=1e-3),
             SummaryRow("topic_001", "CTCF (motif similarity)", "motif similarity", "b.png", match="MA0139.2 CTCF",
                        strand="-", p=1e-7, e=1e-5, q=1e-4, assigned=True, pct_peaks=20.0, pct_background=1.5,
-                       enrichment_p=1e-30, accessibility=12.5),
+                       enrichment_p=1e-30, site_auroc=0.934, accessibility=12.5),
             SummaryRow("topic_002", "FOS (probes)", "probes", "c.png", probe_q=1e-6, enrichment_p=1e-2),
             SummaryRow("topic_003", "unassigned", "none", "d.png", enrichment_p=1e-8),
             SummaryRow("topic_004", "JUN (probes)", "probes", "e.png", probe_q=1e-6, enrichment_p=1e-5),
@@ -261,6 +263,7 @@ def test_summary_rows_are_ranked_and_background_topics_kept_apart():
         "20.0",
         "1.5",
         "1e-30",
+        "0.93",
         "12.5",
     ]
     assert "MA0139.2 CTCF (- strand)" in ctcf and '<img class="pair" src="b.png"' in ctcf
@@ -295,6 +298,12 @@ def test_convergence_banner_only_for_an_unconverged_run(tmp_path):
     assert (training.status, training.judged_on) == ("still falling", "training") and "banner warn" in html
     training, html = report_for([70_000.0])
     assert training.status == "unknown" and '<div class="banner note" id="convergence-banner">' in html
+    # Several starts (train.restarts) trained 2,000 steps before the log begins: a flat log is not "flat".
+    training, html = report_for(FLAT, first=2100)
+    assert training.status == "converged" and 'id="convergence-banner"' not in html
+    assert "the first 2,000 steps were not logged" in training.reason
+    training, _ = report_for(falling, first=2100)
+    assert training.status == "still falling"
 
 
 def test_heatmap_colour_scale_survives_one_extreme_row():
