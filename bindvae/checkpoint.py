@@ -243,6 +243,16 @@ def _drop_closed_loop_reports() -> None:
 
     hook.drops_closed_loop_reports = True
     sys.unraisablehook = hook
+    # The same reads in flight can instead end as futures whose error nobody retrieves; asyncio then
+    # logs "Future exception was never retrieved" with the read error (seen under heavy CPU load).
+    # Exactly those records are dropped; any other asyncio error is still logged.
+    logging.getLogger("asyncio").addFilter(_drop_unretrieved_read_errors)
+
+
+def _drop_unretrieved_read_errors(record: logging.LogRecord) -> bool:
+    """False (drop) for asyncio's report of an unretrieved future that failed reading checkpoint data."""
+    message = record.getMessage()
+    return not (message.startswith("Future exception was never retrieved") and "Error reading" in message)
 
 
 def _restore_step(run_dir: Path, step: int, target, folder: str = CHECKPOINT_DIR) -> dict:

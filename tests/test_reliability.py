@@ -203,6 +203,23 @@ def test_damaged_latest_checkpoint_falls_back_with_one_line_on_stderr(tmp_path):
     assert len(lines) == 1 and "falling back to step 10" in lines[0], result.stderr[-3000:]
 
 
+def test_unretrieved_read_errors_of_a_damaged_checkpoint_are_dropped_and_other_asyncio_errors_kept(caplog):
+    import logging
+
+    from bindvae import checkpoint
+
+    checkpoint._drop_closed_loop_reports()
+    log = logging.getLogger("asyncio")
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        log.error("Future exception was never retrieved\nfuture: <Future finished exception=ValueError("
+                  "'OUT_OF_RANGE: Error reading \"params.encoder.hidden_1.kernel/0.0\" in OCDBT database')>")
+        log.error("Future exception was never retrieved\nfuture: <Future finished exception=KeyError('x')>")
+        log.error("Task was destroyed but it is pending!")
+    assert [r.getMessage().splitlines()[0] for r in caplog.records] == [
+        "Future exception was never retrieved", "Task was destroyed but it is pending!"]
+    assert "KeyError" in caplog.records[0].getMessage()
+
+
 def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path):
     X = random_counts(24, 40)
     train.fit(small_config(steps=10), X, None, "fp", tmp_path)
