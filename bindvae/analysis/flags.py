@@ -35,26 +35,26 @@ Flags, first match wins (``flags`` lists every one that holds):
    titles' threshold);
 4. ``background``: ``fold < min_fold`` (20, the titles' threshold).
 
-Flags 2-4 give way to a significant database match to a TF motif that is not itself a repeat (a
-CTCF topic that also took the CA repeat stays a CTCF topic; the evidence is still written, with the
-TF in ``tf_match``), as the titles do, but only where the peaks bear the match out: when the peaks'
-sites were counted (:mod:`bindvae.analysis.sites`), the motif's sites must be enriched over the
-background peaks (Fisher p < ``site_max_p``, 0.001, and at least ``min_site_ratio``, 1.5, times as
-many peaks with a site), and the topic's own score must follow them (``site_auroc`` >=
-``min_site_auroc``, 0.7, when the peaks were scored). A background topic's 10-mers can resemble some
-database motif by chance: on
-the demo a background topic (fold 8.2) matched NHLH2 at q 0.048 while its sites were in 1.7% of peaks
-against 1.4% of background peaks (p 0.14); on five 20,000-peak recovery runs every topic of a planted
-motif that needed the match to escape a composition flag had its sites at 2.0-5.7 times background
-(p < 1e-14), and the one below 1.5 was a background topic with a CTCF match (fold 10.5) whose CTCF
-sites were in 5.3% of peaks against 4.1% of background peaks (p 0.003), where the run's CTCF topics
-had theirs in 12%. Enrichment alone is not enough where the motif is common: on the same runs nine
-background topics (fold 4.4-9.6, carrier AUROC <= 0.63 for every planted element) had motifs that
-matched AP-1 or CTCF, whose sites are in 30% and 20% of the peaks, so their sites were 1.9-4.6 times
-background, yet their scores ranked the peaks with a site at 0.31-0.60; the topics of planted motifs
-that needed their match measured 0.81-0.96 (one more, a second, weak TP53 topic, 0.66, is flagged).
-Without site counts (no sequences) the match alone decides. Cutting-bias and
-unused flags never give way: there the bias motif is the better match, or no peak uses the topic.
+Flags 2-4 give way to a significant database match to a TF motif that is not itself a repeat (a CTCF
+topic that also took the CA repeat stays a CTCF topic; the evidence is still written, with the TF in
+``tf_match``), as the titles do, but only where the peaks bear the match out: when the peaks' sites
+were counted (:mod:`bindvae.analysis.sites`), the motif's sites must be enriched over the background
+peaks (Fisher p < ``site_max_p``, 0.001, and at least ``min_site_ratio``, 1.5, times as many peaks
+with a site), and the topic's own score must follow them (``site_auroc`` >= ``min_site_auroc``, 0.7,
+when the peaks were scored). A background topic's 10-mers can resemble some database motif by
+chance: on the demo a background topic (fold 8.2) matched NHLH2 at q 0.048 while its sites were in
+1.7% of peaks against 1.4% of background peaks (p 0.14); on five 20,000-peak recovery runs every
+topic of a planted motif that needed the match to escape a composition flag had its sites at 2.0-5.7
+times background (p < 1e-14), and the one below 1.5 was a background topic with a CTCF match (fold
+10.5) whose CTCF sites were in 5.3% of peaks against 4.1% of background peaks (p 0.003), where the
+run's CTCF topics had theirs in 12%. Enrichment alone is not enough where the motif is common: on
+the same runs nine background topics (fold 4.4-9.6, carrier AUROC <= 0.63 for every planted element)
+had motifs that matched AP-1 or CTCF, whose sites are in 30% and 20% of the peaks, so their sites
+were 1.9-4.6 times background, yet their scores ranked the peaks with a site at 0.31-0.60; the
+topics of planted motifs that needed their match measured 0.81-0.96 (one more, a second, weak TP53
+topic, 0.66, is flagged). Without site counts (no sequences) the match alone decides. Cutting-bias
+and unused flags never give way: there the bias motif is the better match, or no peak uses the
+topic.
 
 The bias motifs (:data:`BIAS_MOTIFS`) are written by this module from published consensus sequences
 into ``cutting_bias.meme`` next to it, with the source of each in the file; ``bias_motifs=FILE``

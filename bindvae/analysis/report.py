@@ -167,10 +167,6 @@ def _num(value: float, kind: str = "g") -> str:
     return f"{value:.1f}" if kind == "pct" else f"{value:.2g}"
 
 
-def _site_auroc(value: float) -> str:
-    return "-" if value != value else f"{value:.2f}"
-
-
 def _summary_table(rows: list[SummaryRow], table_id: str) -> str:
     if not rows:
         return '<p class="muted">none</p>'
@@ -184,7 +180,7 @@ def _summary_table(rows: list[SummaryRow], table_id: str) -> str:
         cells = [str(i), f'<a href="#{escape(r.topic)}">{escape(r.topic)}</a>', escape(r.title),
                  f'<img class="pair" src="{escape(r.logo)}" alt="logos of {escape(r.topic)}">', match]
         nums = [_num(r.p), _num(r.e), _num(r.q), _num(r.pct_peaks, "pct"), _num(r.pct_background, "pct"),
-                _num(r.enrichment_p), _site_auroc(r.site_auroc), _num(r.accessibility, "pct")]
+                _num(r.enrichment_p), _num(r.site_auroc), _num(r.accessibility, "pct")]
         body.append(f'<tr data-topic="{escape(r.topic)}">' + "".join(f"<td>{c}</td>" for c in cells)
                     + "".join(f'<td class="num">{c}</td>' for c in nums) + "</tr>")
     return f'<table class="summary" id="{table_id}"><tr>{head}</tr>{"".join(body)}</table>'
@@ -200,7 +196,7 @@ SUMMARY_NOTE = (
     "length, bases from the peaks' dinucleotide frequencies); enrichment p = one-sided Fisher exact test of "
     "the two counts. Site AUROC = how well the topic's own proportion ranks the peaks with a site above those "
     "without (0.5: it does not follow them; a background topic whose motif resembles a common site scores "
-    "about 0.3-0.65). Accessibility % = the topic's share of the sum of all peaks' topic scores.")
+    "about 0.3-0.6). Accessibility % = the topic's share of the sum of all peaks' topic scores.")
 
 
 def _training_html(training, loss_curve: str | None) -> str:
