@@ -4,7 +4,7 @@
         [motif_ranking=encoder|decoder]
         [motif_db=jaspar|none|FILE.meme] [jaspar_release=JASPAR2024] [compare=OTHER_RUN_DIR]
         [kind=mean|concentration] [seed=0] [gold=TFS.txt] [pairs=jaspar|FILE.tsv] [n_15mers=1000000]
-        [bias_motifs=FILE.meme] [signature_q=0.05] [naming thresholds, below]
+        [bias_motifs=FILE.meme] [signature_q=0.05] [split_motifs=true] [naming thresholds, below]
     python -m experiments.analyze sweep_dir=DIR [probes=TSV] [motif_db=...] [n_best=3] [max_topics_per_tf=3]
         [gold=TFS.txt]
 
@@ -42,6 +42,10 @@ signature_q= (ours): topics whose motifs match each other at this q-value are lo
 topics that match a topic's best database motif at it (namesakes: the pieces of a long site); listed in
 topic_titles.tsv and the report; peak_tfs.tsv scores each topic together with them (a signature split
 over several topics). 0 scores every topic alone.
+
+split_motifs= (ours, default true): a topic whose 10-mers hold two unrelated sites (a quarter or more
+of them fitting the best 10-mer poorly) also gets a motif of each, topic_NNNa and topic_NNNb, in
+motifs.meme, logos/, motif_matches.tsv and the report; their matches are listed, never used for names.
 
 Without peaks=, the peaks scored are the run's own training sequences, read from the data config
 saved in its checkpoint (all of them, training and validation split alike).
@@ -81,6 +85,13 @@ def _number(args: dict, key: str, kind=int):
         return kind(value)
     except (TypeError, ValueError):
         raise ConfigError(key, f"must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+
+
+def _flag(args: dict, key: str) -> bool:
+    value = args[key]
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"must be true or false, got {value!r}")
+    return value
 
 
 def _rules(args: dict, defaults):
@@ -126,6 +137,7 @@ def run(args: dict) -> int:
         n_15mers=_number(args, "n_15mers"),
         bias_motifs=text(args["bias_motifs"]),
         signature_q=_number(args, "signature_q", float),
+        split_motifs=_flag(args, "split_motifs"),
     )
     if text(args["sweep_dir"]):
         out = analyze_sweep(text(args["sweep_dir"]), options, n_best=_number(args, "n_best"))

@@ -97,6 +97,9 @@ class RecoveryConfig:
             ours, the same rule for every method); 0 scores the matched topic alone.
         signature_namesakes: signatures also add each topic's namesakes (the used topics whose motif
             matches the topic's best database motif at ``signature_q``; ours, as the analysis does).
+        split_motifs: ours: a topic whose 10-mers hold two sites also gets a PWM of each
+            (:func:`bindvae.analysis.motifs.split_motifs`), and a planted motif matches the best of a topic's
+            motifs, for every method alike; false: one PWM per topic (the paper's).
     """
 
     name: str = "default"
@@ -115,6 +118,7 @@ class RecoveryConfig:
     motif_ranking: str = "decoder"
     signature_q: float = 0.05
     signature_namesakes: bool = True
+    split_motifs: bool = True
 
 
 def _strict(cls, values: dict, section: str, convert: dict | None = None):

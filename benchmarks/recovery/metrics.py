@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from bindvae.analysis.compare import compare_motifs
 from bindvae.analysis.flags import FlagRules
-from bindvae.analysis.motifs import build_pwm, decode_kmers
+from bindvae.analysis.motifs import build_pwm, decode_kmers, split_motifs
 from bindvae.analysis.peaks import topic_usage
 from bindvae.analysis.signatures import signature_partners, signature_scores
 from bindvae.data.synthetic import planted_labels
@@ -36,26 +36,30 @@ NON_TF_FEATURES = ("CA-repeat", "polyA", "GC-rich")
 
 
 def topic_motifs_from_scores(kmer_scores: np.ndarray, kmer_codes: np.ndarray, k: int = 10, top_k: int = 200,
-                             prefix: str = "topic") -> list[Motif]:
-    """One PWM per topic from its highest-scoring k-mers (SPEC 4: top 200 10-mers, align, count).
+                             prefix: str = "topic", split: bool = False) -> list[list[Motif]]:
+    """Each topic's PWM from its highest-scoring k-mers (SPEC 4: top 200 10-mers, align, count).
 
     Args:
         kmer_scores: ``[n_kmers, M]`` score of each k-mer in each topic.
         kmer_codes: ``[n_kmers]`` integer codes of those k-mers (:mod:`bindvae.analysis.motifs`).
         k: k-mer length.
         top_k: k-mers per topic.
-        prefix: motif names are ``{prefix}_{m:03d}``.
+        prefix: motifs are named ``{prefix}_{m:03d}``.
+        split: ours: each list also holds the topic's two sites when its k-mers hold two
+            (:func:`bindvae.analysis.motifs.split_motifs`).
 
     Returns:
-        ``M`` motifs, in topic order.
+        ``M`` lists, in topic order: the topic's motif, then its two parts if split.
     """
-    motifs = []
+    sets = []
     for m in range(kmer_scores.shape[1]):
         column = kmer_scores[:, m]
         best = np.argpartition(-column, top_k - 1)[:top_k]
         best = best[np.argsort(-column[best], kind="stable")]
-        motifs.append(build_pwm(decode_kmers(kmer_codes[best], k), name=f"{prefix}_{m:03d}"))
-    return motifs
+        kmers = decode_kmers(kmer_codes[best], k)
+        whole = build_pwm(kmers, name=f"{prefix}_{m:03d}")
+        sets.append([whole] + (split_motifs(kmers, name=whole.name) if split else []))
+    return sets
 
 
 def _log_topics(topic_word: np.ndarray) -> np.ndarray:
@@ -95,7 +99,7 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores))
 
 
-def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_names: list, truth: pd.DataFrame,
+def score_recovery(topic_motifs: list, peak_scores: np.ndarray, peak_names: list, truth: pd.DataFrame,
                    planted: dict, database: list[Motif], q_threshold: float = 0.05,
                    min_used_fraction: float = FlagRules().min_used_fraction,
                    signature_q: float = 0.0, extra_scores: dict | None = None,
@@ -103,7 +107,8 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
     """Which planted features a topic model recovered.
 
     Args:
-        topic_motifs: ``M`` motifs, topic order (from :func:`topic_motifs_from_scores`).
+        topic_motifs: per topic in topic order, its motif or a list of motifs (its motif, which makes its
+            signature, then its parts, :func:`topic_motifs_from_scores`); a planted motif is matched by the best of all.
         peak_scores: ``[n_peaks, M]`` per-peak topic proportions (rows sum to 1).
         peak_names: ``n_peaks`` names in the row order of ``peak_scores``.
         truth: the generator's truth table.
@@ -123,7 +128,8 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
 
     Returns:
         One row per planted feature: ``feature``, ``kind``, ``fraction`` (of peaks), ``matrix_id``,
-        ``topic`` (index), ``consensus`` (of the topic motif), ``q_value``, ``recovered``, ``auroc``,
+        ``topic`` (index), ``consensus`` (of the matched motif), ``part`` (that motif is one of the topic's
+        two sites), ``q_value``, ``recovered``, ``auroc``,
         ``topic_auroc`` (the topic alone) and ``lookalikes`` (indices added to its score, comma-separated);
         and one ``<name>_auroc`` per extra score.
         Motifs get the best-matching used topic; non-TF features the topic with the highest AUROC.
@@ -133,10 +139,13 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
     missing = [m.name for m in planted.values() if m.name not in names]
     if missing:
         raise ValueError(f"planted motifs {missing} are not in the comparison database")
-    table = compare_motifs(topic_motifs, database)
-    index = {m.name: i for i, m in enumerate(topic_motifs)}
+    sets = [list(entry) if isinstance(entry, (list, tuple)) else [entry] for entry in topic_motifs]
+    firsts = [motifs[0] for motifs in sets]
+    by_name = {motif.name: motif for motifs in sets for motif in motifs}
+    index = {motif.name: m for m, motifs in enumerate(sets) for motif in motifs}
+    table = compare_motifs(list(by_name.values()), database)
     used = topic_usage(peak_scores) >= min_used_fraction
-    alike = signature_partners(topic_motifs, used, signature_q, table if namesakes else None)
+    alike = signature_partners(firsts, used, signature_q, table if namesakes else None)
     signature = signature_scores(peak_scores, alike)
     extra_scores = dict(extra_scores or {})
     unknown = sorted(set(extra_scores) - set(EXTRA_SCORES))
@@ -144,7 +153,7 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
         raise ValueError(f"unknown extra scores {unknown}; known: {EXTRA_SCORES}")
     extra_signatures = {name: signature_scores(scores, alike) for name, scores in extra_scores.items()}
     if used.any():
-        table = table[table["query"].isin([m.name for m, kept in zip(topic_motifs, used) if kept])]
+        table = table[used[table["query"].map(index).to_numpy()]]
     rows = []
     n_peaks = len(peak_names)
     for feature, group in truth.groupby("feature", sort=False):
@@ -154,14 +163,16 @@ def score_recovery(topic_motifs: list[Motif], peak_scores: np.ndarray, peak_name
                "matrix_id": group["matrix_id"].iloc[0]}
         if kind in ("motif", "pair"):
             hits = table[table["target"] == row["matrix_id"]].sort_values(["q_value", "p_value"], kind="stable")
-            topic = index[hits["query"].iloc[0]]
+            motif = by_name[hits["query"].iloc[0]]
+            topic = index[motif.name]
             row.update(q_value=float(hits["q_value"].iloc[0]), recovered=bool(hits["q_value"].iloc[0] < q_threshold))
         else:
             aurocs = [auroc(peak_scores[:, m], labels) for m in range(peak_scores.shape[1])]
             topic = int(np.nanargmax(aurocs))
+            motif = firsts[topic]
             row.update(q_value=float("nan"), recovered=bool(aurocs[topic] >= 0.9))
         motif_row = kind in ("motif", "pair")
-        row.update(topic=topic, consensus=topic_motifs[topic].consensus,
+        row.update(topic=topic, consensus=motif.consensus, part=motif is not firsts[topic],
                    auroc=auroc((signature if motif_row else peak_scores)[:, topic], labels),
                    topic_auroc=auroc(peak_scores[:, topic], labels),
                    lookalikes=",".join(map(str, alike[topic])) if motif_row else "")

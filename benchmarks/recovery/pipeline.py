@@ -100,13 +100,13 @@ def _train_bindvae(config: RecoveryConfig, train_X, val_X, fingerprint: str, wor
 
 
 def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) -> tuple[pd.DataFrame, float]:
-    from bindvae.analysis.topics import topic_motifs
+    from bindvae.analysis.topics import topic_motif_sets
     from bindvae.infer import latent_scores, load_model
 
     start = time.perf_counter()
     model = load_model(workdir)
     peak_scores = latent_scores(model, X)
-    motifs, _ = topic_motifs(model, n_top=config.n_top, ranking=config.motif_ranking)
+    motifs, _ = topic_motif_sets(model, n_top=config.n_top, ranking=config.motif_ranking, split=config.split_motifs)
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold, signature_q=config.signature_q,
                                     namesakes=config.signature_namesakes,
@@ -168,7 +168,8 @@ def _run_lda(config: RecoveryConfig, train_X, val_X, X, dataset, database, probe
     start = time.perf_counter()
     codes, probe_X = probes.get()
     kmer_scores = peers.transform_in_chunks(lda.transform, probe_X, chunk=50_000)
-    motifs = recovery.topic_motifs_from_scores(kmer_scores, codes, top_k=config.n_top, prefix="lda_topic")
+    motifs = recovery.topic_motifs_from_scores(kmer_scores, codes, top_k=config.n_top, prefix="lda_topic",
+                                                 split=config.split_motifs)
     peak_scores = peers.transform_in_chunks(lda.transform, X)
     extra = {"scan": recovery.scan_topic_words(lda.components_, X),
              "counts": recovery.topic_word_counts(lda.components_, peak_scores, X)}
@@ -200,7 +201,8 @@ def _run_gibbs_lda(config: RecoveryConfig, X, val_rows: np.ndarray, dataset, dat
     codes, probe_X = probes.get()
     topic_word = peers.gibbs_topic_word(fitted)
     kmer_scores = peers.variational_transform(topic_word, fitted.model.alpha, probe_X)
-    motifs = recovery.topic_motifs_from_scores(kmer_scores, codes, top_k=config.n_top, prefix="gibbs_topic")
+    motifs = recovery.topic_motifs_from_scores(kmer_scores, codes, top_k=config.n_top, prefix="gibbs_topic",
+                                                 split=config.split_motifs)
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold, signature_q=config.signature_q,
                                     namesakes=config.signature_namesakes,

@@ -59,8 +59,13 @@ class TopicNames:
         flags: non-TF flags of every topic (:data:`bindvae.analysis.flags.FLAG_COLUMNS`).
         comparison: every (topic motif, database motif) pair compared, before any was kept or assigned
             (:func:`bindvae.analysis.compare.compare_motifs`); None without a database.
-        sites: peaks and background peaks with a site of each topic's motif
-            (:func:`bindvae.analysis.sites.site_table`); None when no sequences were given.
+        sites: peaks and background peaks with a site of each topic's motif, then of each part's (its
+            ``site_auroc`` measured with its topic's score) (:func:`bindvae.analysis.sites.site_table`);
+            None when no sequences were given.
+        part_motifs: the two sites of each topic whose 10-mers hold two (named like the topic plus
+            :data:`bindvae.analysis.motifs.PART_SUFFIXES`, :func:`bindvae.analysis.motifs.split_motifs`); their
+            database matches are in ``matches`` under their own names, listed but never assigned: titles,
+            flags, sites and signatures rest on each topic's motif and the probes.
     """
 
     motifs: list
@@ -72,12 +77,14 @@ class TopicNames:
     flags: pd.DataFrame | None = None
     comparison: pd.DataFrame | None = None
     sites: pd.DataFrame | None = None
+    part_motifs: list = dataclasses.field(default_factory=list)
 
 
 def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None, families: dict[str, str],
                 rules: NamingRules = NamingRules(), kind: str = "mean", ranking: str = "encoder",
                 bias_motifs: list[Motif] | None = None, usage: np.ndarray | None = None,
-                sequences: list[str] | None = None, seed: int = 0, peak_scores: np.ndarray | None = None) -> TopicNames:
+                sequences: list[str] | None = None, seed: int = 0, peak_scores: np.ndarray | None = None,
+                split_motifs: bool = False) -> TopicNames:
     """Motifs, database matches, Algorithm 1 and titles of every topic.
 
     Args:
@@ -97,17 +104,21 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
         seed: seed of the site count's peak sample and background peaks.
         peak_scores: ``[n_peaks, M]`` the same peaks' topic proportions, for each motif's ``site_auroc``
             (None: not measured).
+        split_motifs: ours: a topic whose 10-mers hold two sites also gets a motif of each
+            (:func:`bindvae.analysis.topics.topic_motif_sets`), compared with the database too.
 
     Returns:
         The evidence, the titles and the non-TF flags (a flagged topic's title is its flag).
     """
-    motifs, tenmers = topics.topic_motifs(model, kind=kind, ranking=ranking)
+    sets, tenmers = topics.topic_motif_sets(model, kind=kind, ranking=ranking, split=split_motifs)
+    motifs, parts = [whole for whole, *_ in sets], [part for _, *rest in sets for part in rest]
     matches, comparison = pd.DataFrame(columns=MATCH_COLUMNS), None
     if database:
-        matches = comparison = compare_motifs(motifs, database)
+        matches = comparison = compare_motifs(motifs + parts, database)
         repeats = {m.name for m in database if titles.is_repeat_motif(m)}
         matches["repeat"] = matches["target"].isin(repeats)
         matches = naming.assign_matches(matches, rules.motif_max_q, rules.max_tfs_per_topic)
+        matches.loc[matches["query"].isin({m.name for m in parts}), "assigned"] = False
         matches = matches[matches["rank"] <= MATCHES_KEPT].reset_index(drop=True)
     probe_data = None
     mapping = pd.DataFrame(columns=naming.MAPPING_COLUMNS).astype(
@@ -123,9 +134,15 @@ def name_topics(model: Model, database: list[Motif], probes: pd.DataFrame | None
     table, mapping = titles.title_topics(composition, mapping, matches, rules.titles)
     site_stats = None if sequences is None else sites.site_table(motifs, sequences, seed=seed, scores=peak_scores)
     flags = _flags(model, motifs, composition, matches, database, bias_motifs, rules, usage, site_stats)
+    if parts and sequences is not None:  # each part's sites, followed (site_auroc) by its topic's score
+        owner = {m.name: k for k, m in enumerate(motifs)}
+        columns = [owner[part.name[:-1]] for part in parts]
+        part_scores = None if peak_scores is None else np.asarray(peak_scores)[:, columns]
+        part_sites = sites.site_table(parts, sequences, seed=seed, scores=part_scores)
+        site_stats = pd.concat([site_stats, part_sites], ignore_index=True)
     table, mapping, matches = flags_lib.apply_flags(table, mapping, matches, flags)
     mapping.insert(2, "family", [family_of(tf, families) for tf in mapping["tf"]])
-    return TopicNames(motifs, tenmers, matches, mapping, table, probe_data, flags, comparison, site_stats)
+    return TopicNames(motifs, tenmers, matches, mapping, table, probe_data, flags, comparison, site_stats, parts)
 
 
 def _flags(model: Model, motifs, composition, matches, database, bias_motifs, rules: NamingRules,

@@ -122,6 +122,45 @@ def _place(onehot: np.ndarray, log_odds: np.ndarray, n_offsets: int) -> tuple[np
     return best // n_offsets, best % n_offsets
 
 
+def _refine(onehot: np.ndarray, w: np.ndarray, max_shift: int, n_iterations: int,
+            pseudocount: float) -> tuple[np.ndarray, np.ndarray]:
+    """Untrimmed profile ``[k + 2 max_shift, 4]`` and its coverage, seeded by the first k-mer (hard EM)."""
+    n, k = onehot.shape[:2]
+    width, n_offsets = k + 2 * max_shift, 2 * max_shift + 1
+    counts = np.zeros((width, 4))
+    counts[max_shift : max_shift + k] = onehot[0]
+    coverage = np.zeros(width)
+    for _ in range(n_iterations):
+        probs = (counts + pseudocount) / (counts + pseudocount).sum(axis=1, keepdims=True)
+        strand, offset = _place(onehot, np.log(probs / 0.25), n_offsets)
+        oriented = np.where(strand[:, None, None] == 0, onehot, onehot[:, ::-1, ::-1])
+        counts = np.zeros((width, 4))
+        coverage = np.zeros(width)
+        for o in range(n_offsets):
+            chosen = offset == o
+            counts[o : o + k] += np.einsum("n,nkb->kb", w[chosen], oriented[chosen])
+            coverage[o : o + k] += w[chosen].sum()
+    return (counts + pseudocount) / (counts + pseudocount).sum(axis=1, keepdims=True), coverage
+
+
+def _fit(onehot: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """``[n]`` each k-mer's best log-odds score against an untrimmed profile (either strand, any offset)."""
+    k = onehot.shape[1]
+    log_odds = np.log(probs / 0.25)
+    strands = np.stack([onehot, onehot[:, ::-1, ::-1]])
+    scores = [np.einsum("snkb,kb->sn", strands, log_odds[o : o + k]) for o in range(probs.shape[0] - k + 1)]
+    return np.stack(scores, axis=-1).max(axis=(0, 2))
+
+
+def _trimmed(probs: np.ndarray, coverage: np.ndarray, total: float, name: str, nsites: int, max_shift: int,
+             min_information: float) -> Motif:
+    keep = (information_content(probs) >= min_information) & (coverage >= 0.5 * total)
+    if not keep.any():
+        keep[max_shift : probs.shape[0] - max_shift] = True
+    first, last = np.flatnonzero(keep)[[0, -1]]
+    return Motif(name=name, pwm=probs[first : last + 1], nsites=nsites)
+
+
 def build_pwm(
     kmers: list[str],
     weights: np.ndarray | None = None,
@@ -153,25 +192,68 @@ def build_pwm(
     if not kmers:
         raise ValueError("build_pwm needs at least one k-mer")
     onehot = _one_hot(kmers)
-    n, k = onehot.shape[:2]
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    width, n_offsets = k + 2 * max_shift, 2 * max_shift + 1
-    counts = np.zeros((width, 4))
-    counts[max_shift : max_shift + k] = onehot[0]
-    coverage = np.zeros(width)
-    for _ in range(n_iterations):
-        probs = (counts + pseudocount) / (counts + pseudocount).sum(axis=1, keepdims=True)
-        strand, offset = _place(onehot, np.log(probs / 0.25), n_offsets)
-        oriented = np.where(strand[:, None, None] == 0, onehot, onehot[:, ::-1, ::-1])
-        counts = np.zeros((width, 4))
-        coverage = np.zeros(width)
-        for o in range(n_offsets):
-            chosen = offset == o
-            counts[o : o + k] += np.einsum("n,nkb->kb", w[chosen], oriented[chosen])
-            coverage[o : o + k] += w[chosen].sum()
-    probs = (counts + pseudocount) / (counts + pseudocount).sum(axis=1, keepdims=True)
-    keep = (information_content(probs) >= min_information) & (coverage >= 0.5 * w.sum())
-    if not keep.any():
-        keep[max_shift : max_shift + k] = True
-    first, last = np.flatnonzero(keep)[[0, -1]]
-    return Motif(name=name, pwm=probs[first : last + 1], nsites=n)
+    w = np.ones(len(kmers)) if weights is None else np.asarray(weights, dtype=np.float64)
+    probs, coverage = _refine(onehot, w, max_shift, n_iterations, pseudocount)
+    return _trimmed(probs, coverage, w.sum(), name, len(kmers), max_shift, min_information)
+
+
+PART_SUFFIXES = ("a", "b")  # a topic's two sites are named like its motif plus these
+
+
+def split_motifs(
+    kmers: list[str],
+    name: str = "motif",
+    split_fit: float = 0.5,
+    min_share: float = 0.25,
+    n_rounds: int = 5,
+    max_shift: int = 3,
+    n_iterations: int = 5,
+    pseudocount: float = 0.25,
+    min_information: float = 0.3,
+) -> list[Motif]:
+    """The two sites in a topic's k-mers, when it holds two, as two PWMs (ours).
+
+    A topic can hold two unrelated sites (e.g. an NF-kB and a forkhead site); the one PWM that
+    :func:`build_pwm` aligns to the best k-mer then blurs both and matches neither. Here the k-mers
+    that fit the best k-mer alone poorly (best log-odds score under ``split_fit`` times the seed's own,
+    either strand, any offset up to ``max_shift``) seed a second group; the two groups are then refined
+    as a two-profile hard EM (each k-mer goes to the profile it fits better, each profile is rebuilt as
+    :func:`build_pwm` builds one, seeded by its best-ranked k-mer) for up to ``n_rounds`` rounds. No
+    split when fewer than ``min_share`` of the k-mers fit the seed poorly or either group ends below
+    that share.
+
+    Args:
+        kmers: ``n`` equal-length ACGT strings, best first.
+        name: the parts are named ``name`` plus :data:`PART_SUFFIXES`.
+        split_fit: fraction of the seed k-mer's score below which a k-mer fits it poorly.
+        min_share: smallest share of the k-mers a part is built from.
+        n_rounds: rounds of the two-profile assignment.
+        max_shift, n_iterations, pseudocount, min_information: as :func:`build_pwm`.
+
+    Returns:
+        ``[]`` (one site) or the two parts; the first is built from the group that holds the best
+        k-mer. ``nsites`` is the number of k-mers each was built from.
+    """
+    if not kmers:
+        raise ValueError("split_motifs needs at least one k-mer")
+    onehot = _one_hot(kmers)
+    n = len(kmers)
+    seed_fit = _fit(onehot, _refine(onehot[:1], np.ones(1), max_shift, 1, pseudocount)[0])
+    group = (seed_fit < split_fit * seed_fit[0]).astype(int)
+    for _ in range(n_rounds):
+        members = [np.flatnonzero(group == g) for g in (0, 1)]
+        if min(len(m) for m in members) < min_share * n:
+            return []
+        profiles = [_refine(onehot[m], np.ones(len(m)), max_shift, n_iterations, pseudocount) for m in members]
+        new = np.argmax(np.stack([_fit(onehot, probs) for probs, _ in profiles]), axis=0)
+        if new[0] != 0:  # the group holding the best k-mer stays first
+            new = 1 - new
+        if np.array_equal(new, group):
+            break
+        group = new
+    members = [np.flatnonzero(group == g) for g in (0, 1)]
+    if min(len(m) for m in members) < min_share * n:
+        return []
+    profiles = [_refine(onehot[m], np.ones(len(m)), max_shift, n_iterations, pseudocount) for m in members]
+    return [_trimmed(probs, coverage, len(m), name + suffix, len(m), max_shift, min_information)
+            for (probs, coverage), m, suffix in zip(profiles, members, PART_SUFFIXES)]

@@ -73,6 +73,10 @@ class AnalysisOptions:
             and with a database so are the topics matching a topic's best database motif at it (namesakes,
             :mod:`bindvae.analysis.signatures`); the per-peak TF calls score each topic together with
             them. 0 scores every topic alone.
+        split_motifs: ours: a topic whose 10-mers hold two unrelated sites also gets a motif of each,
+            ``topic_NNNa`` and ``topic_NNNb`` (:func:`bindvae.analysis.motifs.split_motifs`), written and
+            compared with the database beside its motif; listed, never used for names. False: one motif
+            per topic, as the paper.
     """
 
     peaks: str | None = None
@@ -92,6 +96,7 @@ class AnalysisOptions:
     n_15mers: int = cooperative.N_15MERS
     bias_motifs: str | None = None
     signature_q: float = signatures.DEFAULT_MAX_Q
+    split_motifs: bool = True
 
 
 def check_options(options: AnalysisOptions) -> None:
@@ -242,13 +247,14 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     scores = proportions if options.kind == "mean" else latent_scores(model, peak_set.data, kind=options.kind)
     named = evidence.name_topics(model, database, _probe_table(options, database, probe_table), tf_families,
                                  options.rules, options.kind, options.motif_ranking, bias,
-                                 peaks.topic_usage(proportions), peak_set.sequences, options.seed, proportions)
+                                 peaks.topic_usage(proportions), peak_set.sequences, options.seed, proportions,
+                                 options.split_motifs)
     flags.write_flags(named.flags, out / "topic_flags.tsv", options.rules.flags, options.rules.titles,
                       os.path.basename(options.bias_motifs or flags.BIAS_MEME))
     _write_tsv(named.tenmers, out / "topic_10mers.tsv")
-    write_meme(out / "motifs.meme", named.motifs,
+    write_meme(out / "motifs.meme", named.motifs + named.part_motifs,
                comment=f"BindVAE topic motifs of {Path(run_dir).name} (top 200 10-mers)")
-    for motif in named.motifs:
+    for motif in named.motifs + named.part_motifs:
         plotting.save_figure(plotting.logo_figure(motif.pwm, motif.name), out / "logos" / f"{motif.name}.png")
     paired_logos = pair_logos(named, database, out)
     _write_tsv(named.matches, out / "motif_matches.tsv", source)
@@ -304,7 +310,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
         tables.update(pair_tables)
         figures += pair_figures
 
-    sections = topic_sections(names, named, kmer_table, acc, alike)
+    sections = topic_sections(names, named, kmer_table, acc, alike, options.rules.flags.min_site_auroc)
     facts = {"run directory": Path(run_dir).name, "checkpoint step": model.step, "topics": model.num_topics,
              "latent score": options.kind, "motif database": source, "probes": probe_source,
              "peaks": peak_set.label, "site counts": sites_fact(site_stats),

@@ -74,6 +74,9 @@ class TopicSection:
         flag_evidence: the measures behind the flags, in words.
         lookalikes: the used, unflagged topics whose motif matches this one's
             (:mod:`bindvae.analysis.signatures`); the peak calls score the topic with them.
+        parts: the two sites of a topic whose 10-mers hold two, each ``(name, logo path, consensus,
+            matches, sites)`` with matches as ``matches`` (listed, never used for the title) and its site
+            counts in words (empty without sequences); empty otherwise.
     """
 
     topic: str
@@ -89,6 +92,7 @@ class TopicSection:
     flag: str = ""
     flag_evidence: str = ""
     lookalikes: tuple = ()
+    parts: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,6 +269,16 @@ def _topic_html(section: TopicSection) -> str:
                      " match; peak calls add them)")
     rest = (f'<p class="muted">{n_tfs - TABLE_TFS} more assigned TFs in tf_mapping.tsv</p>'
             if n_tfs > TABLE_TFS else "")
+    parts = ""
+    if section.parts:
+        parts = ('<p class="muted">two sites in this topic\'s 10-mers, split into a motif each (their matches are '
+                 'listed, not used for the title):</p><div class="grid">')
+        for name, logo, consensus, matches, sites in section.parts:
+            sites = f"; {sites}" if sites else ""
+            parts += (f'<div><img class="logo" src="{escape(logo)}" alt="logo of {escape(name)}"><p class="muted">'
+                      f'{escape(name)}: <code>{escape(consensus)}</code>{escape(sites)}</p></div>'
+                      f"<div><b>{escape(name)} matches</b>{_table(['id', 'name', 'q'], matches)}</div>")
+        parts += "</div>"
     return (
         f'<section class="topic" id="{escape(section.topic)}"><h3>{escape(section.topic)}: {escape(tfs)}</h3>'
         f'<p class="muted">consensus <code>{escape(section.consensus)}</code>{escape(acc)}{escape(evidence)}</p>'
@@ -273,7 +287,8 @@ def _topic_html(section: TopicSection) -> str:
         f"<div><b>top 8-mers</b>{_table(['k-mer', 'phi'], section.top_kmers)}</div>"
         f"<div><b>top 10-mers</b>{_table(['10-mer', 'score'], section.top_10mers)}</div>"
         f"<div><b>database matches</b>{_table(['id', 'name', 'q'], section.matches)}</div>"
-        f"<div><b>Algorithm 1</b>{_table(['TF', 'q', 'effect'], section.tfs[:TABLE_TFS])}{rest}</div></div></section>"
+        f"<div><b>Algorithm 1</b>{_table(['TF', 'q', 'effect'], section.tfs[:TABLE_TFS])}{rest}</div></div>"
+        f"{parts}</section>"
     )
 
 

@@ -12,10 +12,12 @@ import pandas as pd
 
 from bindvae import plotting
 from bindvae.analysis import evidence, flags, report, sites
+from bindvae.analysis.motifs import PART_SUFFIXES
 from bindvae.motif import Motif
 
 FILES = [  # what the report's Files section links, in this order, with what each holds
-    ("motifs.meme", "one motif per topic (MEME format), built from its top 200 10-mers"),
+    ("motifs.meme", "one motif per topic (MEME format), built from its top 200 10-mers, and for a topic whose 10-mers "
+                    "hold two sites a motif of each (topic_NNNa, topic_NNNb)"),
     ("topic_titles.tsv", "each topic's title, the evidence it rests on, its composition measures and look-alikes"),
     ("motif_matches.tsv", "each topic's best database matches: offset, strand, p, E, q, assigned"),
     ("tf_mapping.tsv", "Algorithm 1: every (topic, TF) test with p, q, effect size, status, assigned"),
@@ -139,8 +141,8 @@ def _q(value: float) -> str:
     return "-" if pd.isna(value) else f"{value:.2g}"
 
 
-def topic_sections(names, named: evidence.TopicNames, kmer_table, acc,
-                   alike: list[list[int]] | None = None) -> list[report.TopicSection]:
+def topic_sections(names, named: evidence.TopicNames, kmer_table, acc, alike: list[list[int]] | None = None,
+                   min_site_auroc: float = flags.FlagRules().min_site_auroc) -> list[report.TopicSection]:
     sections = []
     alike = alike or [[] for _ in names]
     for m, name in enumerate(names):
@@ -160,5 +162,26 @@ def topic_sections(names, named: evidence.TopicNames, kmer_table, acc,
             title=str(title["title"]), evidence=str(title["evidence"]),
             flag=str(named.flags["flag"].iloc[m]), flag_evidence=str(named.flags["evidence"].iloc[m]),
             lookalikes=tuple(names[j] for j in alike[m]),
+            parts=_parts(named, name, min_site_auroc),
         ))
     return sections
+
+
+def _parts(named: evidence.TopicNames, topic: str, min_site_auroc: float) -> tuple:
+    """``(name, logo, consensus, best 3 matches, sites in words)`` of each of the topic's two sites (empty: one)."""
+    names = {topic + suffix for suffix in PART_SUFFIXES}
+    site = named.sites.set_index("topic") if named.sites is not None else None
+    out = []
+    for part in (m for m in named.part_motifs if m.name in names):
+        hits = named.matches[(named.matches["query"] == part.name) & (named.matches["rank"] <= 3)]
+        words = ""
+        if site is not None and part.name in site.index:
+            row = site.loc[part.name]
+            auroc = float(row["site_auroc"])
+            words = (f"sites in {float(row['pct_peaks']):.1f}% of peaks, {float(row['pct_background']):.1f}% of "
+                     f"background; site AUROC {auroc:.2f}")
+            if not auroc >= min_site_auroc:
+                words += f" (under {min_site_auroc:g}: the topic does not follow these sites)"
+        out.append((part.name, f"logos/{part.name}.png", part.consensus,
+                    list(zip(hits["target"], hits["target_name"], hits["q_value"].astype(float))), words))
+    return tuple(out)

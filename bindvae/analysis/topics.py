@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from bindvae.analysis.motifs import build_pwm, canonical_kmer_codes, decode_kmers, window_codes_of_kmers
+from bindvae.analysis.motifs import build_pwm, canonical_kmer_codes, decode_kmers, split_motifs, window_codes_of_kmers
 from bindvae.infer import Model, concentration_from_windows, to_scores
 from bindvae.motif import Motif
 from bindvae.vae import network as model_lib
@@ -130,31 +130,46 @@ def top_kmers_per_topic(codes: np.ndarray, scores: np.ndarray, n_top: int = 200)
     return np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
 
 
-def topic_motifs(model: Model, n_top: int = 200, k: int = 10, kind: str = "mean",
-                 ranking: str = "encoder") -> tuple[list[Motif], pd.DataFrame]:
-    """Score every canonical k-mer, build one PWM per topic from its top ``n_top``.
+def topic_motif_sets(model: Model, n_top: int = 200, k: int = 10, kind: str = "mean", ranking: str = "encoder",
+                     split: bool = False) -> tuple[list[list[Motif]], pd.DataFrame]:
+    """Score every canonical k-mer, build each topic's motif(s) from its top ``n_top``.
 
     Args:
         model: the model.
-        n_top: k-mers per topic used for the PWM.
+        n_top: k-mers per topic used for the PWMs.
         k: k-mer length.
         kind: encoder score used for the ranking (``ranking="encoder"``).
         ranking: ``encoder`` (:func:`score_kmers`, the paper's probes through the encoder) or
             ``decoder`` (:func:`decoder_kmer_scores`, the topic's k-mer log-ratios).
+        split: ours: also the two sites of a topic whose k-mers hold two
+            (:func:`bindvae.analysis.motifs.split_motifs`).
 
     Returns:
-        ``(motifs, table)``: one motif per topic (named like :func:`topic_name`), and a long table
-        ``topic, rank, kmer, score`` of the k-mers used.
+        ``(sets, table)``: per topic its motif (:func:`bindvae.analysis.motifs.build_pwm`, named like
+        :func:`topic_name`), followed, with ``split`` and two sites, by its two parts (the name plus
+        :data:`bindvae.analysis.motifs.PART_SUFFIXES`); and a long table ``topic, rank, kmer, score`` of
+        the k-mers used.
     """
     if ranking not in RANKINGS:
         raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
     codes, scores = decoder_kmer_scores(model, k) if ranking == "decoder" else score_kmers(model, k, kind)
     top = top_kmers_per_topic(codes, scores, n_top)
-    motifs, frames = [], []
+    sets, frames = [], []
     for m in range(scores.shape[1]):
         kmers = decode_kmers(codes[top[m]], k)
-        motifs.append(build_pwm(kmers, name=topic_name(m)))
+        whole = build_pwm(kmers, name=topic_name(m))
+        sets.append([whole] + (split_motifs(kmers, name=whole.name) if split else []))
         frames.append(pd.DataFrame({"topic": topic_name(m), "rank": np.arange(1, len(kmers) + 1),
                                     "kmer": kmers, "score": scores[top[m], m]}))
-    return motifs, pd.concat(frames, ignore_index=True)
+    return sets, pd.concat(frames, ignore_index=True)
 
+
+def topic_motifs(model: Model, n_top: int = 200, k: int = 10, kind: str = "mean",
+                 ranking: str = "encoder") -> tuple[list[Motif], pd.DataFrame]:
+    """One PWM per topic from its top ``n_top`` k-mers (:func:`topic_motif_sets` without the split).
+
+    Returns:
+        ``(motifs, table)``: one motif per topic (named like :func:`topic_name`), and the k-mer table.
+    """
+    sets, table = topic_motif_sets(model, n_top, k, kind, ranking)
+    return [whole for whole, *_ in sets], table

@@ -106,6 +106,28 @@ def test_score_recovery_pair_in_one_topic(small_set, database):
     assert recovery.summarize(frame)["pair"].startswith("one topic")
 
 
+def test_score_recovery_matches_a_topics_parts_to_that_topic(small_set, database):
+    # FOXA1's topic also ranks NFKB1's carriers and NFKB1's own topic is blurred: NFKB1 is found only
+    # through one of the two sites split from FOXA1's topic, and is credited to it with its AUROC.
+    topics, scores = _oracle(small_set)
+    names = [m.alt_name for m in small_set.motifs.values()]
+    foxa, nfkb = names.index("FOXA1"), names.index("NFKB1")
+    scores[:, foxa] += scores[:, nfkb]
+    nfkb_pwm = topics[nfkb].pwm
+    topics[nfkb] = Motif(topics[nfkb].name, np.full((10, 4), 0.25))
+    alone = recovery.score_recovery(topics, scores, small_set.names, small_set.truth, small_set.motifs, database)
+    assert not alone.set_index("feature").loc["NFKB1", "recovered"]
+    sets = [[motif] for motif in topics]
+    sets[foxa] += [Motif(topics[foxa].name + "a", topics[foxa].pwm), Motif(topics[foxa].name + "b", nfkb_pwm)]
+    frame = recovery.score_recovery(sets, scores, small_set.names, small_set.truth, small_set.motifs, database)
+    rows = frame.set_index("feature")
+    assert rows.loc["NFKB1", "recovered"] and rows.loc["NFKB1", "topic"] == foxa and rows.loc["NFKB1", "part"]
+    assert rows.loc["NFKB1", "auroc"] > 0.95 and rows.loc["NFKB1", "consensus"] == sets[foxa][2].consensus
+    assert rows.loc["FOXA1", "topic"] == foxa and not rows.loc["FOXA1", "part"]
+    assert rows.loc["FOXA1", "auroc"] == alone.set_index("feature").loc["FOXA1", "auroc"]
+    assert recovery.summarize(frame)["n_recovered"] == recovery.summarize(alone)["n_recovered"] + 1
+
+
 def test_score_recovery_does_not_match_topics_no_peak_uses(small_set, database):
     # CTCF's topic holds a blurred CTCF motif and ranks its carriers; a topic no peak uses holds the exact
     # PWM (as an unused topic's motif can match by chance). The used topic must be the one matched.
@@ -214,8 +236,9 @@ def test_topic_motifs_from_scores_builds_the_favoured_motif():
     hits = np.array([target in k or "TGAGTCA" in k for k in kmers])
     scores = np.random.default_rng(1).random((len(codes), 2)) * 0.1
     scores[hits, 0] += 1.0
-    motifs = recovery.topic_motifs_from_scores(scores, codes, top_k=min(200, int(hits.sum())), prefix="lda")
-    assert [m.name for m in motifs] == ["lda_000", "lda_001"]
+    sets = recovery.topic_motifs_from_scores(scores, codes, top_k=min(200, int(hits.sum())), prefix="lda")
+    assert [[m.name for m in motifs] for motifs in sets] == [["lda_000"], ["lda_001"]]
+    motifs = [first for first, in sets]
     consensus = motifs[0].consensus
     assert target in consensus or "TGAGTCA" in consensus
     assert encode_kmers([kmers[0]])[0] == codes[0]
