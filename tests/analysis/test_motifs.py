@@ -79,13 +79,20 @@ def vocab():
     return Vocabulary.gapped8()
 
 
-def test_topic_motif_sets_split_a_decoder_topic_that_holds_two_sites(vocab):
-    """A decoder topic made of two sites' gapped 8-mers gets a motif of each; a topic of one site none."""
+@pytest.fixture(scope="module")
+def two_site_model(vocab):
+    """Decoder topic 0 is made of the NF-kB and the forkhead site's gapped 8-mers, topic 1 of an E-box's,
+    topic 2 of nothing."""
     model = random_model(vocab, num_topics=3, hidden_sizes=(8,))
     theta = np.zeros((3, len(vocab)), np.float32)
     theta[0, featurize([NFKB, FORKHEAD], vocab).indices] = 4.0
     theta[1, featurize(["CACGTGAC"], vocab).indices] = 4.0
-    model = dataclasses.replace(model, params={**model.params, "topic_kmer": {"theta": theta}})
+    return dataclasses.replace(model, params={**model.params, "topic_kmer": {"theta": theta}})
+
+
+def test_topic_motif_sets_split_a_decoder_topic_that_holds_two_sites(two_site_model):
+    """A decoder topic made of two sites' gapped 8-mers gets a motif of each; a topic of one site none."""
+    model = two_site_model
     sets, table = topic_motif_sets(model, ranking="decoder", split=True)
     single, _ = topic_motifs(model, ranking="decoder")
     assert [s[0].name for s in sets] == [m.name for m in single] == ["topic_000", "topic_001", "topic_002"]
@@ -100,16 +107,12 @@ def test_topic_motif_sets_split_a_decoder_topic_that_holds_two_sites(vocab):
     assert [len(s) for s in unsplit] == [1, 1, 1]
 
 
-def test_name_topics_lists_a_split_topics_parts_with_their_matches_and_sites_but_names_by_its_motif(vocab):
+def test_name_topics_lists_a_split_topics_parts_with_their_matches_and_sites_but_names_by_its_motif(two_site_model):
     from bindvae.analysis.evidence import name_topics
     from bindvae.analysis.flags import consensus_pwm
     from bindvae.motif import Motif
 
-    model = random_model(vocab, num_topics=3, hidden_sizes=(8,))
-    theta = np.zeros((3, len(vocab)), np.float32)
-    theta[0, featurize([NFKB, FORKHEAD], vocab).indices] = 4.0
-    theta[1, featurize(["CACGTGAC"], vocab).indices] = 4.0
-    model = dataclasses.replace(model, params={**model.params, "topic_kmer": {"theta": theta}})
+    model = two_site_model
     rng = np.random.default_rng(2)
     database = [Motif(f"DB{i}", consensus_pwm(site), alt_name=tf) for i, (site, tf) in
                 enumerate([(NFKB, "NFKB1"), (FORKHEAD, "FOXA1"), ("CACGTGAC", "USF1"), ("TTGCGCAA", "CEBPB")])]
