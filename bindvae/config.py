@@ -391,6 +391,17 @@ def to_dict(config: Any) -> dict:
     return convert(dataclasses.asdict(config))
 
 
+def check_switches(cls, values: dict, section: str = "") -> None:
+    """Raise ConfigError when a ``bool`` field of dataclass ``cls`` is given anything but true or false.
+
+    A switch given a word (``overwrite=maybe``, ``resume=no``) would otherwise read as true.
+    """
+    for spec in dataclasses.fields(cls):
+        if spec.type in ("bool", bool) and spec.name in values and not isinstance(values[spec.name], bool):
+            key = f"{section}.{spec.name}" if section else spec.name
+            raise ConfigError(key, f"must be true or false, got {values[spec.name]!r}")
+
+
 def from_dict(values: dict) -> RunConfig:
     """Rebuild a :class:`RunConfig` from :func:`to_dict` output (e.g. a checkpoint's config).
 
@@ -407,5 +418,6 @@ def from_dict(values: dict) -> RunConfig:
         for key in ("hidden_sizes", "tags"):
             if key in section and isinstance(section[key], list):
                 section[key] = tuple(section[key])
+        check_switches(cls, section, name)
         parts[name] = cls(**section)
     return RunConfig(**parts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from bindvae.config import RunConfig, from_dict
+from bindvae.config import RunConfig, check_switches, from_dict
 from bindvae.data import synthetic
 from bindvae.errors import ConfigError
 
@@ -130,6 +130,7 @@ def _strict(cls, values: dict, section: str, convert: dict | None = None):
     for key, fn in (convert or {}).items():
         if key in values:
             values[key] = fn(values[key])
+    check_switches(cls, values, section)
     return cls(**values)
 
 

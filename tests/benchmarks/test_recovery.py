@@ -261,6 +261,11 @@ def test_config_from_dict_rejects_unknown_keys():
         recovery_config.config_from_dict({"lda": {"rate": 1}})
     with pytest.raises(ConfigError, match="data.pair"):
         recovery_config.config_from_dict({"data": {"pair": [{"name": "SOX2", "matrix_id": "MA0143.5"}]}})
+    with pytest.raises(ConfigError, match="split_motifs: must be true or false, got 'maybe'"):
+        recovery_config.config_from_dict({"split_motifs": "maybe"})
+    with pytest.raises(ConfigError, match="gibbs_lda.enabled: must be true or false"):
+        recovery_config.config_from_dict({"gibbs_lda": {"enabled": "no"}})
+    assert not recovery_config.config_from_dict({"split_motifs": False}).split_motifs
 
 
 def _tiny(tmp_path, **lda) -> recovery_config.RecoveryConfig:

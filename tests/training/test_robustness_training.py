@@ -57,6 +57,7 @@ def cli_train(*args, cwd) -> subprocess.CompletedProcess:
         (lambda: DataConfig(source="bam"), "data.source"),
         (lambda: DataConfig(source="npz"), "data.path"),
         (lambda: from_dict({"train": {"stpes": 3}}), "train.stpes"),
+        (lambda: from_dict({"train": {"overwrite": "maybe"}}), "train.overwrite"),  # a word would read as true
     ],
 )
 def test_invalid_config_names_the_key(build, key):
