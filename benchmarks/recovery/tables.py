@@ -27,7 +27,7 @@ def side_by_side(methods: dict, yardsticks: pd.DataFrame | None = None) -> pd.Da
         merged["limit AUROC"] = merged["feature"].map(part["limit_auroc"])
     for name, result in methods.items():
         part = result.table.set_index("feature")
-        for column, label in (("topic", "topic"), ("consensus", "motif"), ("q_value", "q"),
+        for column, label in (("topic", "topic"), ("consensus", "motif"), ("part", "part"), ("q_value", "q"),
                               ("recovered", "recovered"), ("auroc", "AUROC"), ("topic_auroc", "topic AUROC"),
                               ("lookalikes", "lookalikes"), *((f"{s}_auroc", f"{s} AUROC") for s in EXTRA_SCORES),
                               ("auroc_vs_limit", "auroc_vs_limit"), *((f"{s}_vs_limit",) * 2 for s in EXTRA_SCORES)):

@@ -286,7 +286,7 @@ def test_run_recovery_writes_tables(tmp_path):
     result = recovery_pipeline.run_recovery(config, tmp_path / "out", machine="Machine: test.")
     features = pd.read_csv(result.paths["features"], sep="\t", keep_default_na=False)
     assert list(features["feature"][:2]) == ["FOS::JUN", "CTCF"]
-    assert len(features) == 15 and "BindVAE q" in features.columns
+    assert len(features) == 15 and "BindVAE q" in features.columns and "BindVAE part" in features.columns
     motifs = features[features["kind"] == "motif"]
     assert motifs["BindVAE concentration AUROC"].between(0, 1).all()  # the reference's output, scored too
     markdown = Path(result.paths["markdown"]).read_text()
