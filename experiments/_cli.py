@@ -156,7 +156,24 @@ def check_overrides(config_name: str, overrides: list[str], multirun: bool = Fal
         if base is None:
             base = _base_config(config_name, groups)
         _check_key(base, name, arg.lstrip("~"), _groups(config_name))
+    if base is not None and not multirun:
+        _check_values(config_name, parsed)
     return checked
+
+
+def _check_values(config_name: str, parsed: list) -> None:
+    """Compose once with every override, so a value of the wrong type (``train.overwrite=maybe``) is one
+    line naming its key rather than Hydra's merge report."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    args = [arg for arg, *_ in parsed]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name=config_name):
+            compose(config_name, overrides=args)
+    except HydraException as err:
+        culprit = next((name for arg, name, *_ in parsed if arg in str(err)), "overrides")
+        raise ConfigError(culprit, _first_line(err.__cause__ or err)) from None
 
 
 def text(value) -> str | None:

@@ -70,6 +70,13 @@ def test_train_unknown_nested_key_names_it(tmp_path):
     assert "num_topics" in result.stderr and result.stderr.count("\n") == 1, result.stderr
 
 
+def test_a_value_of_the_wrong_type_is_one_line_naming_its_key(tmp_path):
+    result = _cli("train", "tiny=smoke", "train.overwrite=maybe", cwd=tmp_path)  # a word would read as true
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: config train.overwrite: Value 'maybe' is not a valid bool"), result.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_list_valued_keys_keep_their_comma_form(tmp_path):
     result = _cli("project", "run_dir=R", "sets=CTCF:ctcf.fa,MAFK:mafk.fa", "chip=CTCF=x.bed",
                   "tf_per_block=A,B", "--cfg", "job", cwd=tmp_path)
