@@ -66,6 +66,7 @@ import dataclasses
 import logging
 import sys
 
+from bindvae.config import check_switches
 from bindvae.errors import ConfigError
 from experiments._cli import App, items, text
 
@@ -85,13 +86,6 @@ def _number(args: dict, key: str, kind=int):
         return kind(value)
     except (TypeError, ValueError):
         raise ConfigError(key, f"must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
-
-
-def _flag(args: dict, key: str) -> bool:
-    value = args[key]
-    if not isinstance(value, bool):
-        raise ConfigError(key, f"must be true or false, got {value!r}")
-    return value
 
 
 def _rules(args: dict, defaults):
@@ -119,6 +113,7 @@ def run(args: dict) -> int:
     from bindvae.analysis.report_content import summary_text
 
     defaults = AnalysisOptions()
+    check_switches(AnalysisOptions, {"split_motifs": args["split_motifs"]})
     options = AnalysisOptions(
         peaks=text(args["peaks"]),
         probes=text(args["probes"]),
@@ -137,7 +132,7 @@ def run(args: dict) -> int:
         n_15mers=_number(args, "n_15mers"),
         bias_motifs=text(args["bias_motifs"]),
         signature_q=_number(args, "signature_q", float),
-        split_motifs=_flag(args, "split_motifs"),
+        split_motifs=args["split_motifs"],
     )
     if text(args["sweep_dir"]):
         out = analyze_sweep(text(args["sweep_dir"]), options, n_best=_number(args, "n_best"))

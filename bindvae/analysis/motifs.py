@@ -110,22 +110,26 @@ def _one_hot(kmers: list[str]) -> np.ndarray:
     return np.eye(4)[digits]  # [n, k, 4]
 
 
-def _place(onehot: np.ndarray, log_odds: np.ndarray, n_offsets: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best (strand, offset) of each k-mer against the profile's log-odds ``[width, 4]``."""
+def _placement_scores(onehot: np.ndarray, log_odds: np.ndarray, n_offsets: int) -> np.ndarray:
+    """``[n, 2 * n_offsets]`` each k-mer's score against the log-odds ``[width, 4]``, strand-major."""
     k = onehot.shape[1]
     strands = np.stack([onehot, onehot[:, ::-1, ::-1]])  # [2, n, k, 4]
     scores = np.stack(
         [np.einsum("snkb,kb->sn", strands, log_odds[o : o + k]) for o in range(n_offsets)], axis=-1
     )  # [2, n, n_offsets]
-    flat = scores.transpose(1, 0, 2).reshape(onehot.shape[0], -1)
-    best = np.argmax(flat, axis=1)
+    return scores.transpose(1, 0, 2).reshape(onehot.shape[0], -1)
+
+
+def _place(onehot: np.ndarray, log_odds: np.ndarray, n_offsets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best (strand, offset) of each k-mer against the profile's log-odds ``[width, 4]``."""
+    best = np.argmax(_placement_scores(onehot, log_odds, n_offsets), axis=1)
     return best // n_offsets, best % n_offsets
 
 
 def _refine(onehot: np.ndarray, w: np.ndarray, max_shift: int, n_iterations: int,
             pseudocount: float) -> tuple[np.ndarray, np.ndarray]:
     """Untrimmed profile ``[k + 2 max_shift, 4]`` and its coverage, seeded by the first k-mer (hard EM)."""
-    n, k = onehot.shape[:2]
+    k = onehot.shape[1]
     width, n_offsets = k + 2 * max_shift, 2 * max_shift + 1
     counts = np.zeros((width, 4))
     counts[max_shift : max_shift + k] = onehot[0]
@@ -145,11 +149,8 @@ def _refine(onehot: np.ndarray, w: np.ndarray, max_shift: int, n_iterations: int
 
 def _fit(onehot: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """``[n]`` each k-mer's best log-odds score against an untrimmed profile (either strand, any offset)."""
-    k = onehot.shape[1]
-    log_odds = np.log(probs / 0.25)
-    strands = np.stack([onehot, onehot[:, ::-1, ::-1]])
-    scores = [np.einsum("snkb,kb->sn", strands, log_odds[o : o + k]) for o in range(probs.shape[0] - k + 1)]
-    return np.stack(scores, axis=-1).max(axis=(0, 2))
+    n_offsets = probs.shape[0] - onehot.shape[1] + 1
+    return _placement_scores(onehot, np.log(probs / 0.25), n_offsets).max(axis=1)
 
 
 def _trimmed(probs: np.ndarray, coverage: np.ndarray, total: float, name: str, nsites: int, max_shift: int,
@@ -240,20 +241,29 @@ def split_motifs(
     n = len(kmers)
     seed_fit = _fit(onehot, _refine(onehot[:1], np.ones(1), max_shift, 1, pseudocount)[0])
     group = (seed_fit < split_fit * seed_fit[0]).astype(int)
-    for _ in range(n_rounds):
+
+    def profiles_of(group: np.ndarray):
+        """The two groups' members and profiles, or None when either is under ``min_share``."""
         members = [np.flatnonzero(group == g) for g in (0, 1)]
         if min(len(m) for m in members) < min_share * n:
+            return None
+        return members, [_refine(onehot[m], np.ones(len(m)), max_shift, n_iterations, pseudocount) for m in members]
+
+    for _ in range(n_rounds):
+        built = profiles_of(group)
+        if built is None:
             return []
-        profiles = [_refine(onehot[m], np.ones(len(m)), max_shift, n_iterations, pseudocount) for m in members]
+        members, profiles = built
         new = np.argmax(np.stack([_fit(onehot, probs) for probs, _ in profiles]), axis=0)
         if new[0] != 0:  # the group holding the best k-mer stays first
             new = 1 - new
         if np.array_equal(new, group):
             break
         group = new
-    members = [np.flatnonzero(group == g) for g in (0, 1)]
-    if min(len(m) for m in members) < min_share * n:
-        return []
-    profiles = [_refine(onehot[m], np.ones(len(m)), max_shift, n_iterations, pseudocount) for m in members]
+    else:  # not settled in n_rounds: the profiles of the last assignment
+        built = profiles_of(group)
+        if built is None:
+            return []
+        members, profiles = built
     return [_trimmed(probs, coverage, len(m), name + suffix, len(m), max_shift, min_information)
             for (probs, coverage), m, suffix in zip(profiles, members, PART_SUFFIXES)]
