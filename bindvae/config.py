@@ -25,6 +25,7 @@ OPTIMIZERS = ("adam", "adamw")
 THETA_INITS = ("glorot", "background")
 INPUT_TRANSFORMS = ("counts", "log1p", "binary")
 KMER_SELECTIONS = ("none", "dispersion")
+DECODERS = ("mixture", "product")
 DATA_SOURCES = ("synthetic", "npz", "fasta", "reference", "shards")
 LOGGER_KINDS = ("wandb", "none")
 
@@ -68,6 +69,19 @@ class ModelConfig:
             The chosen columns are saved with every checkpoint; inference on sequences or on full
             gapped 8-mer features uses them. Measured in BENCHMARKS.md ("Choosing the k-mers").
         kmer_selection_size: k-mers kept by ``kmer_selection=dispersion``.
+        decoder: how a peak's topic proportions z make its k-mer distribution: ``mixture`` (the paper's,
+            p = z @ softmax(theta)) or ``product`` (ours, a product of experts as in ProdLDA:
+            p = softmax(z @ theta), so each topic adds log-odds to the k-mers it favours instead of
+            owning a share of the peak's k-mers). Each topic's own distribution (``softmax(theta_m)``,
+            what the analysis reads) is the peak's distribution when it is all that topic, and
+            ``latent_scores(kind="counts")`` shares a peak's k-mers among those distributions as for
+            the mixture. Only the
+            XLA paths implement ``product`` (``auto`` picks ``sparse`` on the CPU). Measured in
+            BENCHMARKS.md ("Three decoder variants"): not a gain on the planted set.
+        background_topic: ours: the last topic is the corpus itself: it starts at the training
+            k-mer frequencies without noise (needs ``theta_init=background``) and is put back there
+            after every update, so that the other topics need only hold what a peak has beyond the
+            background. Measured in BENCHMARKS.md ("Three decoder variants"): not a gain.
     """
 
     num_topics: int = 100
@@ -81,6 +95,8 @@ class ModelConfig:
     topic_eta: float = 0.0
     kmer_selection: str = "none"
     kmer_selection_size: int = 5000
+    decoder: str = "mixture"
+    background_topic: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
@@ -105,6 +121,11 @@ class ModelConfig:
                  f"unknown {self.kmer_selection!r}; one of {KMER_SELECTIONS}")
         _require(int(self.kmer_selection_size) >= 1, "model.kmer_selection_size",
                  f"must be >= 1, got {self.kmer_selection_size}")
+        _require(self.decoder in DECODERS, "model.decoder", f"unknown {self.decoder!r}; one of {DECODERS}")
+        _require(not self.background_topic or self.theta_init == "background", "model.background_topic",
+                 f"needs model.theta_init=background (the corpus frequencies it is held at), got {self.theta_init!r}")
+        _require(not self.background_topic or int(self.num_topics) >= 2, "model.background_topic",
+                 f"needs model.num_topics >= 2 (one topic is the background), got {self.num_topics}")
         _require(
             0 < self.min_concentration < self.max_concentration,
             "model.min_concentration",
@@ -361,12 +382,23 @@ class RunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
     def __post_init__(self):
-        _require(
-            not (self.model.topic_eta and self.train.compute_path in NUMBA_COMPUTE_PATHS),
-            "model.topic_eta",
-            f"the topic prior (topic_eta={self.model.topic_eta}) is implemented on the XLA paths only; "
-            f"train.compute_path={self.train.compute_path} does not apply it: use auto, sparse or dense",
-        )
+        variant = xla_only_variant(self.model)
+        if variant is not None and self.train.compute_path in NUMBA_COMPUTE_PATHS:
+            key, what = variant
+            raise ConfigError(key, f"{what} is implemented on the XLA paths only; train.compute_path="
+                                   f"{self.train.compute_path} does not apply it: use auto, sparse or dense")
+
+
+def xla_only_variant(model) -> tuple[str, str] | None:
+    """``(config key, what)`` of a model variant that the numba CPU paths do not implement, or None.
+
+    ``model`` is a :class:`ModelConfig` or a built ``BindVAE`` (both carry ``topic_eta`` and ``decoder``).
+    """
+    if model.topic_eta:
+        return "model.topic_eta", f"the topic prior (topic_eta={model.topic_eta})"
+    if model.decoder != "mixture":
+        return "model.decoder", f"the {model.decoder} decoder (decoder={model.decoder})"
+    return None
 
 
 def run_name(config: RunConfig) -> str:

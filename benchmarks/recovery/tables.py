@@ -173,6 +173,15 @@ def _kmers_text(model) -> str:
             f"(`model.kmer_selection`, ours; the peers see the same k-mers, the yardsticks all)")
 
 
+def _decoder_text(model) -> str:
+    parts = []
+    if model.decoder != "mixture":
+        parts.append(f"{model.decoder} decoder (`model.decoder`, ours)")
+    if model.background_topic:
+        parts.append("the last topic held at the corpus frequencies (`model.background_topic`, ours)")
+    return "".join(f", {part}" for part in parts)
+
+
 def _yardsticks_text(config: RecoveryConfig, yardsticks: pd.DataFrame | None) -> str:
     if yardsticks is None or yardsticks.empty:
         return ""
@@ -199,7 +208,8 @@ def markdown_report(config: RecoveryConfig, features: pd.DataFrame, summary: pd.
     head = (
         f"### Planted-motif recovery: `{config.name}`\n\n"
         f"{data.n_peaks:,} peaks x {data.length} bp (seed {config.seed}), M = {model.num_topics} topics, "
-        f"hidden {list(model.hidden_sizes)}, alpha {model.alpha:g}, {train.steps:,} steps of batch {train.batch_size}, "
+        f"hidden {list(model.hidden_sizes)}, alpha {model.alpha:g}{_decoder_text(model)}, "
+        f"{train.steps:,} steps of batch {train.batch_size}, "
         f"lr {train.learning_rate:g}{_kmers_text(model)}; {lda}. Motif database: {database}. {machine}\n\n"
         f"{_yardsticks_text(config, yardsticks)}"
     )

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 import bindvae.training.parallel as parallel
 import bindvae.training.rundir as rundir
 from bindvae import checkpoint as ckpt
-from bindvae.config import RunConfig, TrainConfig, run_name, to_dict
+from bindvae.config import RunConfig, TrainConfig, run_name, to_dict, xla_only_variant
 from bindvae.data import datasets as data_lib
 from bindvae.errors import BindVAEError, ConfigError
 from bindvae.features.shards import ShardIndex
@@ -269,7 +269,8 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
     def fresh_state(key):
         if totals is None:
             return create_train_state(model, tc, key)
-        theta = background_theta(totals, config.model.num_topics, jax.random.fold_in(key, 1))
+        theta = background_theta(totals, config.model.num_topics, jax.random.fold_in(key, 1),
+                                 exact_last=config.model.background_topic)
         return create_train_state(model, tc, key, theta)
 
     state = fresh_state(init_key)
@@ -294,7 +295,7 @@ def _fit(config: RunConfig, train_X, val_X, vocab_fingerprint: str, workdir: Pat
     val_data = data_lib.pad_rows(val_X, tc.n_length_buckets) if val_X is not None and val_X.shape[0] else None
     mesh = parallel.make_mesh(tc.devices)
     path = resolve_compute_path(tc.compute_path, n_devices=int(mesh.devices.size), optimizer=optimizer_spec(tc),
-                                topic_eta=config.model.topic_eta)
+                                variant=xla_only_variant(config.model))
     loop, eval_step = make_train_loop(model, path, tc.sampler), make_eval_step(model, path, tc.sampler)
     if mesh.devices.size == 1 and not isinstance(train_X, ShardIndex):
         feed, n_train, close_feed = resident_feed(tc, train_X, loop)

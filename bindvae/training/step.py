@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bindvae.config import xla_only_variant
 from bindvae.errors import ConfigError
 from bindvae.training.optim import OptimizerSpec
 from bindvae.training.state import TrainState
@@ -17,14 +18,12 @@ from bindvae.vae.network import BindVAE
 
 logger = logging.getLogger(__name__)
 
-logger = logging.getLogger(__name__)
-
 METRIC_KEYS = ("loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean", "l2_grads")
 
 def resolve_compute_path(
     path: str, backend: str | None = None, *, moment_dtype: str = "float32", n_devices: int = 1,
     optimizer: OptimizerSpec | None = None,
-    topic_eta: float = 0.0,
+    variant: tuple[str, str] | None = None,
 ) -> str:
     """``fused_cpu``, ``sparse_cpu``, ``sparse`` or ``dense`` for a configured path; ``auto`` picks per backend.
 
@@ -35,8 +34,8 @@ def resolve_compute_path(
     of ``sparse``, whose XLA gathers and scatter-adds run elementwise. The numba kernels exist only
     on the CPU; on GPUs the dense path's matmuls win. ``fused_cpu`` implements Adam with float32
     moments on one device only, so ``auto`` picks ``sparse_cpu`` on the CPU otherwise (e.g. AdamW).
-    The numba kernels do not apply the topic prior (``model.topic_eta``): with it set, ``auto`` picks
-    ``sparse`` on the CPU.
+    The numba kernels implement the paper's mixture decoder without a topic prior: with
+    ``model.topic_eta`` or ``model.decoder=product`` set, ``auto`` picks ``sparse`` on the CPU.
 
     Args:
         path: ``train.compute_path``.
@@ -44,29 +43,26 @@ def resolve_compute_path(
         moment_dtype: ``train.optimizer_state_dtype`` (used when ``optimizer`` is not given).
         n_devices: data-parallel devices.
         optimizer: the run's :class:`bindvae.training.optim.OptimizerSpec`.
-        topic_eta: ``model.topic_eta`` (a model variant the numba paths do not implement).
+        variant: :func:`bindvae.config.xla_only_variant` of the model (a variant the numba paths do not
+            implement), or None.
 
     Raises:
         ConfigError: a CPU path asked for on another backend, or ``fused_cpu`` with an optimiser it does
-            not implement (naming that key) or several devices, or a numba path with ``model.topic_eta``.
+            not implement (naming that key) or several devices, or a numba path with such a variant.
     """
     backend = backend or jax.default_backend()
     optimizer = optimizer or OptimizerSpec(moment_dtype=moment_dtype)
-    if topic_eta and path in ("sparse_cpu", "fused_cpu"):
-        raise ConfigError(
-            "model.topic_eta",
-            f"the topic prior (topic_eta={topic_eta}) is implemented on the XLA paths only; "
-            f"train.compute_path={path} does not apply it: use auto, sparse or dense",
-        )
+    if variant is not None and path in ("sparse_cpu", "fused_cpu"):
+        raise ConfigError(variant[0], f"{variant[1]} is implemented on the XLA paths only; "
+                                      f"train.compute_path={path} does not apply it: use auto, sparse or dense")
     if path in ("sparse_cpu", "fused_cpu") and backend != "cpu":
         raise ConfigError(
             "train.compute_path", f"{path} runs on the CPU backend only, not {backend}; use auto, sparse or dense"
         )
     if path in ("sparse", "dense") or (path == "auto" and backend != "cpu"):
         return "dense" if path == "auto" else path
-    if topic_eta:  # auto on the CPU: the numba paths do not apply the topic prior
-        logger.info("compute path: sparse (XLA), not the numba CPU paths, which do not apply model.topic_eta=%g",
-                    topic_eta)
+    if variant is not None:  # auto on the CPU: the numba paths do not implement the variant
+        logger.info("compute path: sparse (XLA), not the numba CPU paths, which do not implement %s", variant[1])
         return "sparse"
     kernels_off = backends.get("sparse_cpu").unsupported(optimizer)
     if kernels_off is not None:
@@ -131,14 +127,20 @@ def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str, sa
         (loss, {"loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean"}).
         ``reconstruction`` is the mean log-likelihood (<= 0).
     """
+    _refuse_on_numba(model, path)
     loss, metrics = batch_metrics(*row_terms(model, params, indices, counts, key, path, sampler), counts)
     if model.topic_eta:
-        if path in ("sparse_cpu", "fused_cpu"):
-            raise ConfigError("model.topic_eta", f"not implemented on train.compute_path={path}; use sparse or dense")
         log_prior = objectives.topic_log_prior(params["topic_kmer"]["theta"], model.topic_eta)
         loss = loss - model.topic_prior_weight * log_prior
         metrics = {**metrics, "loss": loss}
     return loss, metrics
+
+
+def _refuse_on_numba(model: BindVAE, path: str) -> None:
+    variant = xla_only_variant(model)
+    if variant is not None and path in ("sparse_cpu", "fused_cpu"):
+        raise ConfigError(variant[0], f"{variant[1]} is not implemented on train.compute_path={path}; "
+                                      "use sparse or dense")
 
 
 def batch_metrics(ll, kl, prior, counts):
@@ -182,9 +184,9 @@ def _update_if(ok, state: TrainState, grads):
 def apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, key, sampler: str = "fast"):
     step_key = jax.random.fold_in(key, state.step)
     compute = backends.get(path)
+    held = state.params["topic_kmer"]["theta"][-1] if model.background_topic else None
     if compute.fuses_update:
-        if model.topic_eta:
-            raise ConfigError("model.topic_eta", "not implemented on train.compute_path=fused_cpu; use sparse or dense")
+        _refuse_on_numba(model, path)
         refused = compute.unsupported(state.optimizer)
         if refused is not None or not state.learning_rate:
             key_name, why = refused or ("train.compute_path", "the fused step needs a state from create_train_state")
@@ -201,6 +203,9 @@ def apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, ke
         grad_norm = optax.global_norm(grads)
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         params, opt_state = _update_if(ok, state, grads)
+    if held is not None:  # model.background_topic: the last topic stays the corpus (its update is undone)
+        topic_kmer = {**params["topic_kmer"], "theta": params["topic_kmer"]["theta"].at[-1].set(held)}
+        params = {**params, "topic_kmer": topic_kmer}
     state = state.replace(
         step=state.step + 1,
         params=params,

@@ -60,7 +60,8 @@ class Dense(Backend):
         x = objectives.densify(indices, counts, model.n_kmers)
         conc, theta, prior = model.apply({"params": params}, x)
         z = objectives.sample_topics(key, conc, sampler)
-        return objectives.log_likelihood_dense(z, theta, x), objectives.dirichlet_kl(conc, prior), prior
+        ll = objectives.log_likelihood_dense(z, theta, x, model.decoder)
+        return ll, objectives.dirichlet_kl(conc, prior), prior
 
 
 class Sparse(Backend):
@@ -69,7 +70,7 @@ class Sparse(Backend):
     def row_terms(self, model, params, indices, counts, key, sampler="fast"):
         conc, theta, prior = model.apply({"params": params}, indices, counts, method=BindVAE.sparse)
         z = objectives.sample_topics(key, conc, sampler)
-        ll = objectives.log_likelihood_sparse(z, theta, indices, counts)
+        ll = objectives.log_likelihood_sparse(z, theta, indices, counts, model.decoder)
         return ll, objectives.dirichlet_kl(conc, prior), prior
 
 

@@ -160,6 +160,8 @@ class BindVAE(nn.Module):
     input_transform: str = "counts"
     topic_eta: float = 0.0  # Dirichlet prior on the topics (0 = off); see ModelConfig.topic_eta
     topic_prior_weight: float = 0.0  # its weight per batch, 1 / n_train (set by the training loop)
+    decoder: str = "mixture"  # mixture (the paper's) or product; see ModelConfig.decoder
+    background_topic: bool = False  # the last topic is held at the corpus frequencies; see ModelConfig
 
     def setup(self):
         clip = dict(min_concentration=self.min_concentration, max_concentration=self.max_concentration)
@@ -195,11 +197,13 @@ def build_model(model_config: ModelConfig, n_kmers: int, n_train: int = 0) -> Bi
         input_transform=model_config.input_transform,
         topic_eta=float(model_config.topic_eta),
         topic_prior_weight=1.0 / n_train if n_train > 0 else 0.0,
+        decoder=model_config.decoder,
+        background_topic=bool(model_config.background_topic),
     )
 
 
 def background_theta(kmer_counts: np.ndarray, num_topics: int, key: jax.Array, noise: float = 0.01,
-                     pseudocount: float = 0.5) -> jax.Array:
+                     pseudocount: float = 0.5, exact_last: bool = False) -> jax.Array:
     """Decoder logits that start every topic at the corpus background (``model.theta_init=background``).
 
     theta[m, j] = log((c_j + pseudocount) / sum(c + pseudocount)) + noise * N(0, 1). With Glorot logits
@@ -214,13 +218,15 @@ def background_theta(kmer_counts: np.ndarray, num_topics: int, key: jax.Array, n
         key: PRNG key for the noise.
         noise: standard deviation of the Gaussian noise on the logits.
         pseudocount: added to every count (k-mers never seen keep a finite logit).
+        exact_last: the last topic gets no noise (``model.background_topic``: it is the corpus itself).
 
     Returns:
         float32 [num_topics, n_kmers] logits.
     """
     counts = np.asarray(kmer_counts, dtype=np.float64).ravel() + pseudocount
     base = jnp.asarray(np.log(counts / counts.sum()), jnp.float32)
-    return base[None, :] + noise * jax.random.normal(key, (num_topics, base.shape[0]), jnp.float32)
+    theta = base[None, :] + noise * jax.random.normal(key, (num_topics, base.shape[0]), jnp.float32)
+    return theta.at[-1].set(base) if exact_last else theta
 
 
 def init_params(model: BindVAE, key: jax.Array) -> dict:

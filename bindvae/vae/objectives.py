@@ -1,7 +1,8 @@
 """ELBO terms of the Dirichlet VAE (SPEC section 3), as pure jax.numpy functions.
 
 Notation: z [B, M] topic proportions (a Dirichlet sample), theta [M, D] decoder logits,
-phi = softmax(theta, axis=-1) [M, D], p = z @ phi [B, D] the mixture over k-mers, x [B, D] counts.
+phi = softmax(theta, axis=-1) [M, D], p = z @ phi [B, D] the mixture over k-mers, x [B, D] counts
+(with ``model.decoder=product``, ours: p = softmax(z @ theta), a product of experts).
 
     log-likelihood  sum_j x_j log p_j             (the reference's OneHotCategorical on counts)
     KL              KL(Dir(q) || Dir(prior))      (closed form)
@@ -73,22 +74,28 @@ def _safe_log(p: jax.Array) -> jax.Array:
     return jnp.log(jnp.maximum(p, jnp.finfo(p.dtype).tiny))
 
 
-def log_likelihood_dense(z: jax.Array, theta: jax.Array, x: jax.Array) -> jax.Array:
+def log_likelihood_dense(z: jax.Array, theta: jax.Array, x: jax.Array, decoder: str = "mixture") -> jax.Array:
     """sum_j x_j log (z @ softmax(theta))_j per row; the dense reference implementation.
 
     Args:
         z: [B, M] topic proportions.
         theta: [M, D] decoder logits.
         x: [B, D] counts.
+        decoder: ``mixture`` (the paper's) or ``product`` (ours: log p = log_softmax(z @ theta), a
+            product of experts; ``model.decoder``).
 
     Returns:
         [B] log-likelihoods.
     """
-    p = z @ jax.nn.softmax(theta, axis=-1)
-    return jnp.sum(jnp.where(x > 0, x * _safe_log(p), 0.0), axis=-1)
+    if decoder == "product":
+        log_p = jax.nn.log_softmax(z @ theta, axis=-1)
+    else:
+        log_p = _safe_log(z @ jax.nn.softmax(theta, axis=-1))
+    return jnp.sum(jnp.where(x > 0, x * log_p, 0.0), axis=-1)
 
 
-def log_likelihood_sparse(z: jax.Array, theta: jax.Array, indices: jax.Array, counts: jax.Array) -> jax.Array:
+def log_likelihood_sparse(z: jax.Array, theta: jax.Array, indices: jax.Array, counts: jax.Array,
+                          decoder: str = "mixture") -> jax.Array:
     """Same as :func:`log_likelihood_dense`, evaluated only at the nonzero k-mers.
 
     phi = exp(theta - logsumexp(theta, axis=-1)) is formed once (the log-normaliser of theta's rows)
@@ -99,10 +106,16 @@ def log_likelihood_sparse(z: jax.Array, theta: jax.Array, indices: jax.Array, co
         theta: [M, D] decoder logits.
         indices: int32 [B, K] k-mer ids; padding slots may hold any valid id.
         counts: [B, K] counts; padding slots hold 0.
+        decoder: ``mixture`` or ``product``; the product's normaliser needs every k-mer's logit, so it
+            forms z @ theta [B, D] once per batch and gathers at the nonzero k-mers.
 
     Returns:
         [B] log-likelihoods.
     """
+    if decoder == "product":
+        logits = z @ theta  # [B, D]
+        log_p = jnp.take_along_axis(logits, indices, axis=1) - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+        return jnp.sum(jnp.where(counts > 0, counts * log_p, 0.0), axis=-1)
     phi_t = jax.nn.softmax(theta, axis=-1).T  # [D, M]
     rows = jnp.take(phi_t, indices, axis=0)  # [B, K, M]
     p = jnp.einsum("bkm,bm->bk", rows, z)

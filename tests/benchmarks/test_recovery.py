@@ -650,3 +650,12 @@ def test_peers_see_the_kmers_bindvae_chose(tmp_path, monkeypatch):
     assert widths == {"lda": 700, "limit": 112_800}
     assert "the peers see the same k-mers" in Path(result.paths["markdown"]).read_text()
     assert set(result.methods) == {"BindVAE", "LDA"}
+
+
+def test_the_tables_header_names_a_decoder_variant():
+    from benchmarks.recovery.tables import _decoder_text
+    from bindvae.config import ModelConfig
+
+    assert _decoder_text(ModelConfig()) == ""  # the paper's decoder goes unmentioned
+    assert "product decoder" in _decoder_text(ModelConfig(decoder="product"))
+    assert "corpus frequencies" in _decoder_text(ModelConfig(background_topic=True))

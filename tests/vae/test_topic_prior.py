@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bindvae import training as train
-from bindvae.config import ModelConfig, RunConfig, TrainConfig
+from bindvae.config import ModelConfig, RunConfig, TrainConfig, xla_only_variant
 from bindvae.errors import ConfigError
 from bindvae.training.step import batch_metrics, loss_and_metrics, resolve_compute_path, row_terms
 from bindvae.vae import objectives
@@ -98,7 +98,7 @@ def test_default_loss_is_the_negative_elbo_bit_for_bit(path):
 def test_numba_paths_refuse_the_prior_and_auto_falls_back(caplog):
     for path in ("sparse_cpu", "fused_cpu"):
         with pytest.raises(ConfigError, match="model.topic_eta"):
-            resolve_compute_path(path, "cpu", topic_eta=0.5)
+            resolve_compute_path(path, "cpu", variant=xla_only_variant(ModelConfig(topic_eta=0.5)))
         with pytest.raises(ConfigError, match="model.topic_eta"):
             RunConfig(model=ModelConfig(topic_eta=0.5), train=TrainConfig(compute_path=path))
         RunConfig(model=ModelConfig(), train=TrainConfig(compute_path=path))  # off: fine
@@ -107,11 +107,11 @@ def test_numba_paths_refuse_the_prior_and_auto_falls_back(caplog):
     with pytest.raises(ConfigError, match="model.topic_eta"):
         ModelConfig(topic_eta=-1.0)
     with caplog.at_level(logging.INFO, logger="bindvae.training.step"):
-        assert resolve_compute_path("auto", "cpu", topic_eta=0.5) == "sparse"
+        assert resolve_compute_path("auto", "cpu", variant=xla_only_variant(ModelConfig(topic_eta=0.5))) == "sparse"
     lines = [r.getMessage() for r in caplog.records if "topic_eta" in r.getMessage()]
     assert len(lines) == 1 and "sparse" in lines[0]
     assert resolve_compute_path("auto", "cpu") == "fused_cpu"
-    assert resolve_compute_path("auto", "gpu", topic_eta=0.5) == "dense"
+    assert resolve_compute_path("auto", "gpu", variant=xla_only_variant(ModelConfig(topic_eta=0.5))) == "dense"
 
 
 def test_training_with_a_sparse_prior_on_auto_gives_sparser_topics(tmp_path):
