@@ -16,6 +16,7 @@ from bindvae.errors import ConfigError
 from bindvae.training.step import batch_metrics, loss_and_metrics, resolve_compute_path, row_terms
 from bindvae.vae import objectives
 from bindvae.vae.network import build_model, init_params
+from tests.helpers.numeric import central_differences
 from tests.helpers.training import random_counts, small_config
 
 N_KMERS = 50
@@ -42,13 +43,7 @@ def test_log_prior_gradient_matches_finite_differences(eta):
     with jax.enable_x64(True):
         value = lambda t: float(objectives.topic_log_prior(jnp.asarray(t, jnp.float64), eta))  # noqa: E731
         grad = np.asarray(jax.grad(lambda t: objectives.topic_log_prior(t, eta))(jnp.asarray(theta, jnp.float64)))
-        fd = np.zeros_like(theta)
-        h = 1e-6
-        for idx in np.ndindex(theta.shape):
-            up, down = theta.copy(), theta.copy()
-            up[idx] += h
-            down[idx] -= h
-            fd[idx] = (value(up) - value(down)) / (2 * h)
+        fd = central_differences(value, theta)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
     # ... and the closed form (eta - 1) * (1 - D * phi) the docstring states.
     phi = np.exp(theta - theta.max(-1, keepdims=True))
