@@ -75,9 +75,8 @@ class ModelConfig:
             owning a share of the peak's k-mers). Each topic's own distribution (``softmax(theta_m)``,
             what the analysis reads) is the peak's distribution when it is all that topic, and
             ``latent_scores(kind="counts")`` shares a peak's k-mers among those distributions as for
-            the mixture. Only the
-            XLA paths implement ``product`` (``auto`` picks ``sparse`` on the CPU). Measured in
-            BENCHMARKS.md ("Three decoder variants"): not a gain on the planted set.
+            the mixture. Only the XLA paths implement ``product`` (``auto`` picks ``sparse`` on the
+            CPU). Measured in BENCHMARKS.md ("Three decoder variants"): not a gain on the planted set.
         background_topic: ours: the last topic is the corpus itself: it starts at the training
             k-mer frequencies without noise (needs ``theta_init=background``) and is put back there
             after every update, so that the other topics need only hold what a peak has beyond the
@@ -382,11 +381,7 @@ class RunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
     def __post_init__(self):
-        variant = xla_only_variant(self.model)
-        if variant is not None and self.train.compute_path in NUMBA_COMPUTE_PATHS:
-            key, what = variant
-            raise ConfigError(key, f"{what} is implemented on the XLA paths only; train.compute_path="
-                                   f"{self.train.compute_path} does not apply it: use auto, sparse or dense")
+        refuse_on_numba(xla_only_variant(self.model), self.train.compute_path)
 
 
 def xla_only_variant(model) -> tuple[str, str] | None:
@@ -399,6 +394,13 @@ def xla_only_variant(model) -> tuple[str, str] | None:
     if model.decoder != "mixture":
         return "model.decoder", f"the {model.decoder} decoder (decoder={model.decoder})"
     return None
+
+
+def refuse_on_numba(variant: tuple[str, str] | None, path: str) -> None:
+    """Raise ConfigError naming the variant's key when ``path`` is a numba path, which does not implement it."""
+    if variant is not None and path in NUMBA_COMPUTE_PATHS:
+        raise ConfigError(variant[0], f"{variant[1]} is implemented on the XLA paths only; "
+                                      f"train.compute_path={path} does not apply it: use auto, sparse or dense")
 
 
 def run_name(config: RunConfig) -> str:

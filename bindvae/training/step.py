@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bindvae.config import xla_only_variant
+from bindvae.config import refuse_on_numba, xla_only_variant
 from bindvae.errors import ConfigError
 from bindvae.training.optim import OptimizerSpec
 from bindvae.training.state import TrainState
@@ -52,9 +52,7 @@ def resolve_compute_path(
     """
     backend = backend or jax.default_backend()
     optimizer = optimizer or OptimizerSpec(moment_dtype=moment_dtype)
-    if variant is not None and path in ("sparse_cpu", "fused_cpu"):
-        raise ConfigError(variant[0], f"{variant[1]} is implemented on the XLA paths only; "
-                                      f"train.compute_path={path} does not apply it: use auto, sparse or dense")
+    refuse_on_numba(variant, path)
     if path in ("sparse_cpu", "fused_cpu") and backend != "cpu":
         raise ConfigError(
             "train.compute_path", f"{path} runs on the CPU backend only, not {backend}; use auto, sparse or dense"
@@ -127,20 +125,13 @@ def loss_and_metrics(model: BindVAE, params, indices, counts, key, path: str, sa
         (loss, {"loss", "elbo", "reconstruction", "kl", "perplexity", "prior_alpha_mean"}).
         ``reconstruction`` is the mean log-likelihood (<= 0).
     """
-    _refuse_on_numba(model, path)
+    refuse_on_numba(xla_only_variant(model), path)
     loss, metrics = batch_metrics(*row_terms(model, params, indices, counts, key, path, sampler), counts)
     if model.topic_eta:
         log_prior = objectives.topic_log_prior(params["topic_kmer"]["theta"], model.topic_eta)
         loss = loss - model.topic_prior_weight * log_prior
         metrics = {**metrics, "loss": loss}
     return loss, metrics
-
-
-def _refuse_on_numba(model: BindVAE, path: str) -> None:
-    variant = xla_only_variant(model)
-    if variant is not None and path in ("sparse_cpu", "fused_cpu"):
-        raise ConfigError(variant[0], f"{variant[1]} is not implemented on train.compute_path={path}; "
-                                      "use sparse or dense")
 
 
 def batch_metrics(ll, kl, prior, counts):
@@ -186,7 +177,7 @@ def apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, ke
     compute = backends.get(path)
     held = state.params["topic_kmer"]["theta"][-1] if model.background_topic else None
     if compute.fuses_update:
-        _refuse_on_numba(model, path)
+        refuse_on_numba(xla_only_variant(model), path)
         refused = compute.unsupported(state.optimizer)
         if refused is not None or not state.learning_rate:
             key_name, why = refused or ("train.compute_path", "the fused step needs a state from create_train_state")
