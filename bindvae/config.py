@@ -26,6 +26,8 @@ THETA_INITS = ("glorot", "background")
 INPUT_TRANSFORMS = ("counts", "log1p", "binary")
 KMER_SELECTIONS = ("none", "dispersion")
 DECODERS = ("mixture", "product")
+DECODER_UPDATES = ("adam", "online_em")
+EM_ESTEPS = ("sample", "mean")
 DATA_SOURCES = ("synthetic", "npz", "fasta", "reference", "shards")
 LOGGER_KINDS = ("wandb", "none")
 
@@ -200,6 +202,17 @@ class TrainConfig:
         learn_prior: learn the prior concentration after ``prior_burn_in_steps`` (the paper's
             schedule). False (ours) keeps it at ``model.alpha`` for the whole run: a learned prior lets
             a topic's concentration fall to ``model.min_concentration``, after which no peak uses it.
+        decoder_update: how the topics (decoder logits theta) learn: ``adam`` (the paper's: the
+            optimiser on the ELBO's gradient) or ``online_em`` (ours, online LDA's stochastic EM:
+            each step's expected topic-k-mer counts, scaled to the training set, are blended into
+            the topics with weight ``(em_offset + step) ** -em_decay``; the encoder and prior keep
+            the optimiser; ``bindvae.vae.objectives.online_em_logits``). ``fused_cpu`` implements
+            Adam only: with ``online_em`` it is refused and ``auto`` picks ``sparse_cpu``.
+        em_eta: ``online_em``'s pseudo-count per topic and k-mer (LDA's eta), > 0.
+        em_offset: ``online_em``'s step-size offset (online LDA's tau0), >= 1.
+        em_decay: ``online_em``'s step-size decay (online LDA's kappa), in [0.5, 1].
+        em_estep: the topic proportions of ``online_em``'s E-step: ``sample`` (the ELBO's own
+            Dirichlet sample of the step) or ``mean`` (the encoder's posterior mean).
     """
 
     steps: int = 300_000
@@ -240,6 +253,11 @@ class TrainConfig:
     restarts: int = 1
     restart_steps: int = 2_000
     learn_prior: bool = True
+    decoder_update: str = "adam"
+    em_eta: float = 0.01
+    em_offset: float = 10.0
+    em_decay: float = 0.5
+    em_estep: str = "sample"
 
     def __post_init__(self):
         _require(self.steps >= 1, "train.steps", f"must be >= 1, got {self.steps}")
@@ -273,6 +291,12 @@ class TrainConfig:
         )
         _require(self.optimizer in OPTIMIZERS, "train.optimizer", f"unknown {self.optimizer!r}; one of {OPTIMIZERS}")
         _require(float(self.weight_decay) >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(self.decoder_update in DECODER_UPDATES, "train.decoder_update",
+                 f"unknown {self.decoder_update!r}; one of {DECODER_UPDATES}")
+        _require(float(self.em_eta) > 0, "train.em_eta", f"must be > 0, got {self.em_eta}")
+        _require(float(self.em_offset) >= 1, "train.em_offset", f"must be >= 1, got {self.em_offset}")
+        _require(0.5 <= float(self.em_decay) <= 1, "train.em_decay", f"must be in [0.5, 1], got {self.em_decay}")
+        _require(self.em_estep in EM_ESTEPS, "train.em_estep", f"unknown {self.em_estep!r}; one of {EM_ESTEPS}")
         _require(not (self.resume and self.overwrite), "train.resume", "resume and overwrite cannot both be true")
         _require(self.devices >= 0, "train.devices", f"must be >= 0 (0 = all), got {self.devices}")
         _require(self.num_processes >= 0, "train.num_processes", f"must be >= 0 (0 = detect), got {self.num_processes}")
@@ -382,6 +406,12 @@ class RunConfig:
 
     def __post_init__(self):
         refuse_on_numba(xla_only_variant(self.model), self.train.compute_path)
+        if self.train.decoder_update == "online_em":
+            _require(self.model.decoder == "mixture", "train.decoder_update",
+                     f"online_em fits the paper's mixture decoder, not model.decoder={self.model.decoder}")
+            _require(not self.model.topic_eta, "train.decoder_update",
+                     "online_em replaces the topics' gradient, so model.topic_eta (a prior in that gradient) "
+                     "would be ignored; its own pseudo-count is train.em_eta")
 
 
 def xla_only_variant(model) -> tuple[str, str] | None:

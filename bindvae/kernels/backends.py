@@ -47,6 +47,9 @@ class FusedCpu(SparseCpu):
             return ("train.optimizer", f"fused_cpu applies Adam itself and does not implement {optimizer.name}")
         if optimizer.moment_dtype != "float32":
             return ("train.optimizer_state_dtype", "fused_cpu needs float32 Adam moments")
+        if optimizer.decoder_update != "adam":
+            return ("train.decoder_update",
+                    f"fused_cpu applies Adam to the topics itself, not {optimizer.decoder_update}")
         return None
 
     def update(self, model, state, indices, counts, key, sampler, metrics_fn):

@@ -77,12 +77,21 @@ class OptimizerSpec:
     eps: float = 1e-8
     weight_decay: float = 0.0  # decoupled (AdamW); 0 for adam
     moment_dtype: str = "float32"
+    # How the topics learn (train.decoder_update): adam (the rule above) or online_em (ours), whose
+    # step-size schedule and pseudo-count are the em_* fields.
+    decoder_update: str = "adam"
+    em_eta: float = 0.01
+    em_offset: float = 10.0
+    em_decay: float = 0.5
+    em_estep: str = "sample"
 
 
 def optimizer_spec(config: TrainConfig) -> OptimizerSpec:
     """What :func:`make_optimizer` applies to the network's parameters for this config."""
     decay = float(config.weight_decay) if config.optimizer == "adamw" else 0.0
-    return OptimizerSpec(name=config.optimizer, weight_decay=decay, moment_dtype=config.optimizer_state_dtype)
+    return OptimizerSpec(name=config.optimizer, weight_decay=decay, moment_dtype=config.optimizer_state_dtype,
+                         decoder_update=config.decoder_update, em_eta=float(config.em_eta),
+                         em_offset=float(config.em_offset), em_decay=float(config.em_decay), em_estep=config.em_estep)
 
 
 def _network_rule(spec: OptimizerSpec, learning_rate) -> optax.GradientTransformation:

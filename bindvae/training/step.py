@@ -14,7 +14,7 @@ from bindvae.errors import ConfigError
 from bindvae.training.optim import OptimizerSpec
 from bindvae.training.state import TrainState
 from bindvae.vae import backends, objectives
-from bindvae.vae.network import BindVAE
+from bindvae.vae.network import BindVAE, posterior_concentration_sparse
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +172,34 @@ def _update_if(ok, state: TrainState, grads):
     return jax.tree.map(keep, params, state.params), jax.tree.map(keep, opt_state, state.opt_state)
 
 
+def _with_theta(tree, theta):
+    return {**tree, "topic_kmer": {**tree["topic_kmer"], "theta": theta}}
+
+
+def online_em_step(model: BindVAE, state: TrainState, indices, counts, key, sampler: str = "fast"):
+    """The topics' logits after one online-EM step on a batch (``train.decoder_update=online_em``, ours).
+
+    The E-step shares each k-mer count out over the topics (:func:`bindvae.vae.objectives.topic_kmer_counts`)
+    by the step's topic proportions: with ``em_estep=sample`` the same Dirichlet sample as the step's
+    ELBO (same key), with ``mean`` the encoder's posterior mean; the M-step blends the counts, scaled
+    from the batch to the training set (``model.topic_prior_weight`` is 1 / n_train), into the topics
+    (:func:`bindvae.vae.objectives.online_em_logits`). Reads the parameters before the step's update.
+    """
+    spec, params = state.optimizer, state.params
+    concentration = posterior_concentration_sparse(model, params, indices, counts)
+    if spec.em_estep == "sample":
+        z = objectives.sample_topics(key, concentration, sampler)
+    else:
+        z = concentration / jnp.sum(concentration, axis=-1, keepdims=True)
+    theta = params["topic_kmer"]["theta"]
+    batch_counts = objectives.topic_kmer_counts(jax.lax.stop_gradient(z), theta, indices, counts)
+    if not model.topic_prior_weight:
+        raise ValueError("online_em scales a batch to the training set: build the model with n_train (build_model)")
+    scale = 1.0 / (model.topic_prior_weight * indices.shape[0])
+    return objectives.online_em_logits(theta, batch_counts, state.step, scale, spec.em_eta, spec.em_offset,
+                                       spec.em_decay)
+
+
 def apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, key, sampler: str = "fast"):
     step_key = jax.random.fold_in(key, state.step)
     compute = backends.get(path)
@@ -191,12 +219,18 @@ def apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, ke
             lambda p: loss_and_metrics(model, p, indices, counts, step_key, path, sampler), has_aux=True
         )
         (loss, metrics), grads = grad_fn(state.params)
+        em = state.optimizer.decoder_update == "online_em"
+        if em:  # the topics learn by EM below, not by the optimiser (their Adam moments stay zero)
+            grads = _with_theta(grads, jnp.zeros_like(grads["topic_kmer"]["theta"]))
         grad_norm = optax.global_norm(grads)
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         params, opt_state = _update_if(ok, state, grads)
+        if em:
+            theta = online_em_step(model, state, indices, counts, step_key, sampler)
+            ok = ok & jnp.all(jnp.isfinite(theta))
+            params = _with_theta(params, jnp.where(ok, theta, state.params["topic_kmer"]["theta"]))
     if held is not None:  # model.background_topic: the last topic stays the corpus (its update is undone)
-        topic_kmer = {**params["topic_kmer"], "theta": params["topic_kmer"]["theta"].at[-1].set(held)}
-        params = {**params, "topic_kmer": topic_kmer}
+        params = _with_theta(params, params["topic_kmer"]["theta"].at[-1].set(held))
     state = state.replace(
         step=state.step + 1,
         params=params,

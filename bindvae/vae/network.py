@@ -159,7 +159,8 @@ class BindVAE(nn.Module):
     max_concentration: float = 1000.0
     input_transform: str = "counts"
     topic_eta: float = 0.0  # Dirichlet prior on the topics (0 = off); see ModelConfig.topic_eta
-    topic_prior_weight: float = 0.0  # its weight per batch, 1 / n_train (set by the training loop)
+    topic_prior_weight: float = 0.0  # 1 / n_train (set by the training loop): the topic prior's weight per batch
+    # and, with train.decoder_update=online_em, the batch-to-training-set scale
     decoder: str = "mixture"  # mixture (the paper's) or product; see ModelConfig.decoder
     background_topic: bool = False  # the last topic is held at the corpus frequencies; see ModelConfig
 
@@ -184,7 +185,7 @@ def build_model(model_config: ModelConfig, n_kmers: int, n_train: int = 0) -> Bi
     """The :class:`BindVAE` for a config and a vocabulary size (n_kmers = D, from the data).
 
     ``n_train`` (training sequences) sets the topic prior's weight per batch (1 / n_train); only
-    training needs it, and only when ``model_config.topic_eta`` is set.
+    training needs it, and only with ``model.topic_eta`` or ``train.decoder_update=online_em``.
     """
     return BindVAE(
         n_kmers=int(n_kmers),

@@ -140,6 +140,51 @@ def topic_log_prior(theta: jax.Array, eta: float) -> jax.Array:
     return (eta - 1.0) * jnp.sum(jax.nn.log_softmax(theta, axis=-1))
 
 
+def topic_kmer_counts(z: jax.Array, theta: jax.Array, indices: jax.Array, counts: jax.Array) -> jax.Array:
+    """Expected counts of each k-mer drawn from each topic in a batch, [M, D] (the mixture's E-step).
+
+    Each count x_bk of k-mer j = indices[b, k] is shared out over the topics by its responsibility
+    r_bkm = z_bm phi_mj / sum_m' z_bm' phi_m'j, and s_mj = sum over the batch of x_bk r_bkm. The
+    entries sum to the batch's total count. Equal to phi_mj times the gradient of the summed
+    log-likelihood with respect to phi_mj.
+
+    Args:
+        z: [B, M] topic proportions.
+        theta: [M, D] decoder logits (phi = softmax(theta, axis=-1)).
+        indices: int32 [B, K] k-mer ids (padding: any id, count 0).
+        counts: [B, K] counts.
+    """
+    phi_t = jax.nn.softmax(theta, axis=-1).T  # [D, M]
+    joint = jnp.take(phi_t, indices, axis=0) * z[:, None, :]  # [B, K, M]: z_bm phi_mj
+    share = counts[..., None] * joint / jnp.maximum(jnp.sum(joint, axis=-1, keepdims=True), jnp.finfo(z.dtype).tiny)
+    return jnp.zeros(phi_t.shape, theta.dtype).at[indices].add(share).T
+
+
+def online_em_logits(theta: jax.Array, batch_counts: jax.Array, step: jax.Array, scale: float, eta: float,
+                     offset: float, decay: float) -> jax.Array:
+    """Decoder logits after one online-EM step (online LDA's update of the topics, ours).
+
+    With lambda = exp(theta) (unnormalised topics, phi = lambda / sum lambda),
+    lambda' = (1 - rho) lambda + rho (eta + scale * s), rho = (offset + step) ** -decay, where s
+    (:func:`topic_kmer_counts`) are the batch's expected counts and scale = n_train / batch size
+    makes them an estimate for the whole training set. Computed in log space.
+
+    Args:
+        theta: [M, D] logits.
+        batch_counts: [M, D] expected counts s of the batch.
+        step: the update count (0 for the first).
+        scale: training sequences per batch sequence.
+        eta: pseudo-count (LDA's eta), > 0.
+        offset: rho's offset (tau0), >= 1.
+        decay: rho's decay (kappa), in [0.5, 1].
+
+    Returns:
+        [M, D] logits log lambda'.
+    """
+    rho = (offset + jnp.asarray(step, theta.dtype)) ** (-decay)
+    return jnp.logaddexp(jnp.log1p(-rho) + theta, jnp.log(rho) + jnp.log(eta + scale * batch_counts))
+
+
 def densify(indices: jax.Array, counts: jax.Array, n_kmers: int) -> jax.Array:
     """Dense counts [B, n_kmers] from a padded sparse batch (indices/counts [B, K], pad count 0)."""
     batch = indices.shape[0]
