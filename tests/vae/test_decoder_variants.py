@@ -16,20 +16,8 @@ from bindvae.training.step import loss_and_metrics, resolve_compute_path
 from bindvae.vae import objectives
 from bindvae.vae.network import background_theta, build_model, init_params
 from tests.helpers.numeric import central_differences
+from tests.helpers.numeric import decoder_problem as _problem
 from tests.helpers.training import random_counts, small_config
-
-
-def _problem(seed=0, batch=5, n_kmers=30, n_topics=4, width=9):
-    rng = np.random.default_rng(seed)
-    z = rng.dirichlet(np.ones(n_topics), batch)
-    theta = rng.normal(size=(n_topics, n_kmers))
-    indices = np.stack([rng.choice(n_kmers, width, replace=False) for _ in range(batch)]).astype(np.int32)
-    counts = rng.integers(1, 4, (batch, width)).astype(np.float64)
-    counts[:, width - 2:] = 0.0  # padding
-    dense = np.zeros((batch, n_kmers))
-    for b in range(batch):
-        np.add.at(dense[b], indices[b], counts[b])
-    return z, theta, indices, counts, dense
 
 
 def _product_log_likelihood(z, theta, dense):

@@ -17,17 +17,12 @@ from bindvae.training.state import create_train_state
 from bindvae.training.step import apply_step, resolve_compute_path
 from bindvae.vae import objectives
 from bindvae.vae.network import build_model, posterior_concentration_sparse
+from tests.helpers.numeric import decoder_problem
 from tests.helpers.training import random_counts, small_config
 
 
-def _problem(seed=0, batch=4, n_kmers=12, n_topics=3, width=6):
-    rng = np.random.default_rng(seed)
-    z = rng.dirichlet(np.ones(n_topics), batch)
-    theta = rng.normal(size=(n_topics, n_kmers))
-    indices = np.stack([rng.choice(n_kmers, width, replace=False) for _ in range(batch)]).astype(np.int32)
-    counts = rng.integers(1, 4, (batch, width)).astype(np.float64)
-    counts[:, width - 2:] = 0.0  # padding
-    return z, theta, indices, counts
+def _problem(seed=0, batch=4):
+    return decoder_problem(seed, batch, n_kmers=12, n_topics=3, width=6)[:4]
 
 
 def _shared_out(z, theta, indices, counts):
