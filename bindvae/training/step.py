@@ -185,6 +185,8 @@ def online_em_step(model: BindVAE, state: TrainState, indices, counts, key, samp
     from the batch to the training set (``model.topic_prior_weight`` is 1 / n_train), into the topics
     (:func:`bindvae.vae.objectives.online_em_logits`). Reads the parameters before the step's update.
     """
+    if not model.topic_prior_weight:
+        raise ValueError("online_em scales a batch to the training set: build the model with n_train (build_model)")
     spec, params = state.optimizer, state.params
     concentration = posterior_concentration_sparse(model, params, indices, counts)
     if spec.em_estep == "sample":
@@ -193,8 +195,6 @@ def online_em_step(model: BindVAE, state: TrainState, indices, counts, key, samp
         z = concentration / jnp.sum(concentration, axis=-1, keepdims=True)
     theta = params["topic_kmer"]["theta"]
     batch_counts = objectives.topic_kmer_counts(jax.lax.stop_gradient(z), theta, indices, counts)
-    if not model.topic_prior_weight:
-        raise ValueError("online_em scales a batch to the training set: build the model with n_train (build_model)")
     scale = 1.0 / (model.topic_prior_weight * indices.shape[0])
     return objectives.online_em_logits(theta, batch_counts, state.step, scale, spec.em_eta, spec.em_offset,
                                        spec.em_decay)
@@ -219,16 +219,17 @@ def apply_step(model: BindVAE, path: str, state: TrainState, indices, counts, ke
             lambda p: loss_and_metrics(model, p, indices, counts, step_key, path, sampler), has_aux=True
         )
         (loss, metrics), grads = grad_fn(state.params)
-        em = state.optimizer.decoder_update == "online_em"
-        if em:  # the topics learn by EM below, not by the optimiser (their Adam moments stay zero)
-            grads = _with_theta(grads, jnp.zeros_like(grads["topic_kmer"]["theta"]))
+        em_theta = None
+        if state.optimizer.decoder_update == "online_em":  # the topics learn by EM, not by the optimiser
+            em_theta = online_em_step(model, state, indices, counts, step_key, sampler)
+            grads = _with_theta(grads, jnp.zeros_like(em_theta))  # their Adam moments stay zero
         grad_norm = optax.global_norm(grads)
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        if em_theta is not None:  # a non-finite EM update skips the whole step, as a non-finite gradient does
+            ok = ok & jnp.all(jnp.isfinite(em_theta))
         params, opt_state = _update_if(ok, state, grads)
-        if em:
-            theta = online_em_step(model, state, indices, counts, step_key, sampler)
-            ok = ok & jnp.all(jnp.isfinite(theta))
-            params = _with_theta(params, jnp.where(ok, theta, state.params["topic_kmer"]["theta"]))
+        if em_theta is not None:
+            params = _with_theta(params, jnp.where(ok, em_theta, state.params["topic_kmer"]["theta"]))
     if held is not None:  # model.background_topic: the last topic stays the corpus (its update is undone)
         params = _with_theta(params, params["topic_kmer"]["theta"].at[-1].set(held))
     state = state.replace(
