@@ -24,6 +24,7 @@ SAMPLERS = ("fast", "exact")
 OPTIMIZERS = ("adam", "adamw")
 THETA_INITS = ("glorot", "background")
 INPUT_TRANSFORMS = ("counts", "log1p", "binary")
+INPUT_NORMS = ("none", "l1", "l2")
 KMER_SELECTIONS = ("none", "dispersion")
 DECODERS = ("mixture", "product")
 DECODER_UPDATES = ("adam", "online_em")
@@ -59,6 +60,9 @@ class ModelConfig:
         input_transform: what the encoder's first layer reads of each k-mer count c: ``counts``
             (c, the paper's), ``log1p`` (log(1 + c)) or ``binary`` (1 where c > 0); ours, behind
             config. The likelihood always uses the counts themselves.
+        input_norm: how each peak's transformed counts are then scaled before the encoder reads them:
+            ``none`` (the paper's), ``l1`` (they sum to 1) or ``l2`` (unit Euclidean length), so that
+            the encoder sees a peak's k-mer make-up and not its number of k-mers; ours, behind config.
         topic_eta: a symmetric Dirichlet(eta) prior on each topic's k-mer distribution phi_m (LDA's
             eta), MAP treatment: the loss gains -(eta - 1) * sum_m sum_v log phi_mv / n_train per batch
             (the prior counts once per epoch). 0 (the default) = off = the paper's model; eta < 1
@@ -93,6 +97,7 @@ class ModelConfig:
     max_concentration: float = 1000.0
     theta_init: str = "background"
     input_transform: str = "counts"
+    input_norm: str = "none"
     topic_eta: float = 0.0
     kmer_selection: str = "none"
     kmer_selection_size: int = 5000
@@ -117,6 +122,8 @@ class ModelConfig:
         )
         _require(self.input_transform in INPUT_TRANSFORMS, "model.input_transform",
                  f"unknown {self.input_transform!r}; one of {INPUT_TRANSFORMS}")
+        _require(self.input_norm in INPUT_NORMS, "model.input_norm",
+                 f"unknown {self.input_norm!r}; one of {INPUT_NORMS}")
         _require(float(self.topic_eta) >= 0, "model.topic_eta", f"must be >= 0 (0 = off), got {self.topic_eta}")
         _require(self.kmer_selection in KMER_SELECTIONS, "model.kmer_selection",
                  f"unknown {self.kmer_selection!r}; one of {KMER_SELECTIONS}")

@@ -239,7 +239,7 @@ def concentration_from_windows(model: Model, codes: np.ndarray, batch_size: int 
     Returns:
         ``[n, M]`` float32 concentration.
     """
-    if model.network.input_transform != "counts":
+    if model.network.input_transform != "counts" or model.network.input_norm != "none":
         # The sum over windows holds only for counts as they are: transformed inputs go through
         # the counts themselves.
         return _concentration_from_csr(model, _counts_from_windows(model, codes), batch_size)
@@ -274,10 +274,15 @@ def _concentration_from_csr(model: Model, features: sp.csr_matrix, batch_size: i
     kernel, bias = model.first_layer_host
     h1 = np.empty((features.shape[0], kernel.shape[1]), np.float32)
     # copy=False: a featurized matrix already has these dtypes, and a copy of 150M nonzeros costs seconds.
+    values = model_lib.transform_counts(features.data.astype(np.float32, copy=False), model.network.input_transform)
+    if model.network.input_norm != "none":
+        rows = sp.csr_matrix((values, features.indices, features.indptr), shape=features.shape)
+        scale = model_lib.row_scale(rows, model.network.input_norm)
+        values = (values * np.repeat(scale, np.diff(features.indptr))).astype(np.float32)
     _csr_times_dense(
         features.indptr.astype(np.int64, copy=False),
         features.indices.astype(np.int32, copy=False),
-        model_lib.transform_counts(features.data.astype(np.float32, copy=False), model.network.input_transform),
+        values,
         kernel,
         bias,
         h1,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bindvae.kernels import _ffi_layout, sparse_ops
 from bindvae.vae import backends, objectives
-from bindvae.vae.network import BindVAE, prior_alpha, transform_counts
+from bindvae.vae.network import BindVAE, encoder_order, prior_alpha
 
 
 class SparseCpu(backends.Backend):
@@ -25,7 +25,7 @@ class SparseCpu(backends.Backend):
     def row_terms(self, model, params, indices, counts, key, sampler="fast"):
         order = sparse_ops.column_order(indices, counts, model.n_kmers)
         enc = params["encoder"]
-        enc_order = order._replace(values=transform_counts(order.values, model.input_transform))
+        enc_order = encoder_order(order, counts, model.input_transform, model.input_norm)
         h1 = sparse_ops.first_layer(enc["input_kernel"], enc_order, indices.shape[0]) + enc["input_bias"]
         conc = model.apply({"params": params}, h1, method=BindVAE.from_preactivation)
         prior = prior_alpha(params, model.min_concentration, model.max_concentration)

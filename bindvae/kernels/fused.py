@@ -34,7 +34,7 @@ import optax
 
 from bindvae.kernels import sparse_ops
 from bindvae.vae import objectives
-from bindvae.vae.network import BindVAE, prior_alpha, transform_counts
+from bindvae.vae.network import BindVAE, encoder_order, prior_alpha
 
 _W1 = ("encoder", "input_kernel")
 _THETA = ("topic_kmer", "theta")
@@ -104,7 +104,7 @@ def fused_step(model: BindVAE, state, indices, counts, key, sampler: str, learni
     n_batch, width = indices.shape
     order = sparse_ops.column_order(indices, counts, model.n_kmers)
     # The encoder reads transformed counts (model.input_transform); the likelihood the counts.
-    enc_order = order._replace(values=transform_counts(order.values, model.input_transform))
+    enc_order = encoder_order(order, counts, model.input_transform, model.input_norm)
     h1 = sparse_ops.first_layer_value(w1, enc_order, n_batch)
     frozen_w1, frozen_theta = jax.lax.stop_gradient(w1), jax.lax.stop_gradient(theta)
 

@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 
 from bindvae.config import ModelConfig
 
@@ -55,6 +56,52 @@ def transform_counts(counts, kind: str):
     raise ValueError(f"unknown input transform {kind!r}")
 
 
+def row_scale(values, norm: str):
+    """Per-row factor that normalises already transformed inputs (``model.input_norm``), or None.
+
+    Args:
+        values: transformed inputs, one row per leading index ([..., K], padding slots hold 0), or a
+            scipy CSR matrix of rows.
+        norm: ``none``, ``l1`` (rows sum to 1) or ``l2`` (rows of unit Euclidean length).
+
+    Returns:
+        ``[...]`` factors (an empty row keeps factor 1), or None for ``none``.
+    """
+    if norm == "none":
+        return None
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"unknown input norm {norm!r}")
+    if sp.issparse(values):
+        parts = values.multiply(values) if norm == "l2" else abs(values)
+        total = np.asarray(parts.sum(axis=1), np.float32).ravel()
+        xp = np
+    else:
+        xp = jnp if isinstance(values, jax.Array) else np
+        total = xp.sum(values * values if norm == "l2" else xp.abs(values), axis=-1)
+    total = xp.sqrt(total) if norm == "l2" else total
+    return 1.0 / xp.where(total > 0, total, 1.0)
+
+
+def encoder_input(counts, kind: str, norm: str = "none"):
+    """What the encoder's first layer reads of rows of counts [..., K]: transformed, then normalised."""
+    values = transform_counts(counts, kind)
+    scale = row_scale(values, norm)
+    return values if scale is None else values * scale[..., None]
+
+
+def encoder_order(order, counts, kind: str, norm: str = "none"):
+    """A batch's column order (``bindvae.kernels.sparse_ops.ColumnOrder``) with the values the encoder reads.
+
+    ``counts`` is the padded batch [B, K] the order was built from; each entry's row factor is looked
+    up by its batch row.
+    """
+    values = transform_counts(order.values, kind)
+    scale = row_scale(transform_counts(counts, kind), norm)
+    if scale is not None:
+        values = values * jnp.take(scale, order.rows, mode="clip")
+    return order._replace(values=values)
+
+
 def softplus_inverse(value: float) -> float:
     """x such that softplus(x) = value (value > 0), computed stably in float64."""
     value = float(value)
@@ -72,6 +119,7 @@ class Encoder(nn.Module):
         min_concentration: lower clip of the output.
         max_concentration: upper clip of the output.
         input_transform: what the first layer reads of the counts (:func:`transform_counts`).
+        input_norm: how each row of transformed counts is then normalised (:func:`row_scale`).
     """
 
     n_kmers: int
@@ -81,6 +129,7 @@ class Encoder(nn.Module):
     min_concentration: float = 0.1
     max_concentration: float = 1000.0
     input_transform: str = "counts"
+    input_norm: str = "none"
 
     def setup(self):
         init = nn.initializers.glorot_normal()
@@ -103,7 +152,8 @@ class Encoder(nn.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Concentration [batch, M] from dense counts x [batch, n_kmers]."""
-        return self.from_preactivation(transform_counts(x, self.input_transform) @ self.input_kernel + self.input_bias)
+        x = encoder_input(x, self.input_transform, self.input_norm)
+        return self.from_preactivation(x @ self.input_kernel + self.input_bias)
 
     def sparse(self, indices: jax.Array, counts: jax.Array) -> jax.Array:
         """Concentration [batch, M] from padded sparse counts.
@@ -113,7 +163,8 @@ class Encoder(nn.Module):
             counts: float32 [batch, K] counts; padding slots hold 0.
         """
         rows = jnp.take(self.input_kernel, indices, axis=0)  # [batch, K, H0]
-        h1 = jnp.einsum("bk,bkh->bh", transform_counts(counts, self.input_transform), rows) + self.input_bias
+        x = encoder_input(counts, self.input_transform, self.input_norm)
+        h1 = jnp.einsum("bk,bkh->bh", x, rows) + self.input_bias
         return self.from_preactivation(h1)
 
 
@@ -158,6 +209,7 @@ class BindVAE(nn.Module):
     min_concentration: float = 0.1
     max_concentration: float = 1000.0
     input_transform: str = "counts"
+    input_norm: str = "none"  # see ModelConfig.input_norm
     topic_eta: float = 0.0  # Dirichlet prior on the topics (0 = off); see ModelConfig.topic_eta
     topic_prior_weight: float = 0.0  # 1 / n_train (set by the training loop): the topic prior's weight per batch
     # and, with train.decoder_update=online_em, the batch-to-training-set scale
@@ -167,7 +219,7 @@ class BindVAE(nn.Module):
     def setup(self):
         clip = dict(min_concentration=self.min_concentration, max_concentration=self.max_concentration)
         self.encoder = Encoder(self.n_kmers, self.num_topics, tuple(self.hidden_sizes), self.activation, **clip,
-                               input_transform=self.input_transform)
+                               input_transform=self.input_transform, input_norm=self.input_norm)
         self.topic_kmer = TopicKmer(self.n_kmers, self.num_topics)
         self.prior = Prior(self.num_topics, self.alpha, **clip)
 
@@ -196,6 +248,7 @@ def build_model(model_config: ModelConfig, n_kmers: int, n_train: int = 0) -> Bi
         min_concentration=model_config.min_concentration,
         max_concentration=model_config.max_concentration,
         input_transform=model_config.input_transform,
+        input_norm=model_config.input_norm,
         topic_eta=float(model_config.topic_eta),
         topic_prior_weight=1.0 / n_train if n_train > 0 else 0.0,
         decoder=model_config.decoder,

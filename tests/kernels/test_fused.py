@@ -32,8 +32,9 @@ def _batches(n, seed=0, batch=8, width=40):
     return out
 
 
-def _run(path, batches, config, threads=None, input_transform="counts"):
-    model = build_model(ModelConfig(num_topics=6, hidden_sizes=(32, 16), input_transform=input_transform), N_KMERS)
+def _run(path, batches, config, threads=None, input_transform="counts", input_norm="none"):
+    network = ModelConfig(num_topics=6, hidden_sizes=(32, 16), input_transform=input_transform, input_norm=input_norm)
+    model = build_model(network, N_KMERS)
     state = train.create_train_state(model, config, jax.random.key(0))
     previous = numba.get_num_threads()
     if threads:

@@ -1,5 +1,6 @@
-"""model.input_transform (ours): the encoder reads log1p or binary counts, the same on every
-compute path and in inference; the likelihood keeps the counts."""
+"""model.input_transform and model.input_norm (ours): the encoder reads log1p or binary counts,
+each peak's row optionally normalised, the same on every compute path and in inference; the
+likelihood keeps the counts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from bindvae.config import ModelConfig, TrainConfig
 from bindvae.errors import ConfigError
 from bindvae.features.kmers import Vocabulary, featurize
 from bindvae.infer import latent_scores, model_from_params
-from bindvae.vae.network import build_model, init_params, transform_counts
+from bindvae.vae.network import build_model, encoder_input, init_params, transform_counts
 
 
 def _sequences():
@@ -20,11 +21,14 @@ def _sequences():
     return ["".join(rng.choice(list("ACGT"), 80)) for _ in range(12)] + ["CACACACACACACACACACACACAGT", "A" * 40]
 
 
-@pytest.mark.parametrize("kind", ["log1p", "binary"])
-def test_inference_from_sequences_csr_and_dense_agree(kind):
+_VARIANTS = [("log1p", "none"), ("binary", "none"), ("counts", "l1"), ("binary", "l2"), ("log1p", "l2")]
+
+
+@pytest.mark.parametrize("kind,norm", _VARIANTS)
+def test_inference_from_sequences_csr_and_dense_agree(kind, norm):
     sequences = _sequences()
     X = featurize(sequences)
-    config = ModelConfig(num_topics=4, hidden_sizes=(8,), input_transform=kind)
+    config = ModelConfig(num_topics=4, hidden_sizes=(8,), input_transform=kind, input_norm=norm)
     network = build_model(config, len(Vocabulary.gapped8()))
     params = init_params(network, jax.random.key(0))
     model = model_from_params(params, config)
@@ -36,10 +40,16 @@ def test_inference_from_sequences_csr_and_dense_agree(kind):
     # ... and the dense network reads the transformed counts, not the counts.
     counts_model = model_from_params(params, ModelConfig(num_topics=4, hidden_sizes=(8,)))
     assert np.abs(latent_scores(counts_model, X, kind="concentration") - from_csr).max() > 1e-3
-    expected = dense if kind == "binary" else None
-    if expected is not None:
+    if (kind, norm) == ("binary", "none"):
         binary = (X.toarray() > 0).astype(np.float32)
         np.testing.assert_allclose(np.asarray(network.apply({"params": params}, binary)[0]), dense, rtol=1e-6)
+    if norm != "none":
+        # A normalised row reads the same whatever multiple of it the peak holds.
+        doubled = latent_scores(model, X * 2.0, kind="concentration")
+        if kind == "counts":
+            np.testing.assert_allclose(doubled, from_csr, rtol=1e-5, atol=1e-6)
+        plain = model_from_params(params, ModelConfig(num_topics=4, hidden_sizes=(8,), input_transform=kind))
+        assert np.abs(latent_scores(plain, X, kind="concentration") - from_csr).max() > 1e-3
 
 
 def _unique_batches(n, batch=8, width=40):
@@ -62,16 +72,24 @@ def test_transform_values():
     assert transform_counts(counts, "counts") is counts
     with pytest.raises(ConfigError, match="model.input_transform"):
         ModelConfig(input_transform="tfidf")
+    rows = np.array([[0.0, 3.0, 4.0], [0.0, 0.0, 0.0]], np.float32)
+    np.testing.assert_allclose(encoder_input(rows, "counts", "l2"), [[0.0, 0.6, 0.8], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(encoder_input(rows, "counts", "l1"), [[0.0, 3 / 7, 4 / 7], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(encoder_input(rows, "binary", "l1"), [[0.0, 0.5, 0.5], [0.0, 0.0, 0.0]])
+    assert encoder_input(rows, "counts", "none") is rows
+    with pytest.raises(ConfigError, match="model.input_norm"):
+        ModelConfig(input_norm="max")
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU kernel paths")
-@pytest.mark.parametrize("kind", ["log1p", "binary"])
-def test_every_compute_path_reads_the_transformed_counts(kind):
+@pytest.mark.parametrize("kind,norm", _VARIANTS)
+def test_every_compute_path_reads_the_transformed_counts(kind, norm):
     from bindvae import training as train
     from tests.kernels.test_fused import N_KMERS, _assert_trees_close, _run
 
     # The ELBO terms of one batch at the same parameters agree on every path ...
-    model = build_model(ModelConfig(num_topics=6, hidden_sizes=(32, 16), input_transform=kind), N_KMERS)
+    model = build_model(ModelConfig(num_topics=6, hidden_sizes=(32, 16), input_transform=kind, input_norm=norm),
+                        N_KMERS)
     params = init_params(model, jax.random.key(1))
     batch = _unique_batches(1)[0]
     key = jax.random.key(2)
@@ -86,6 +104,6 @@ def test_every_compute_path_reads_the_transformed_counts(kind):
     # ... and the fused step (its own kernels for W1) trains as the unfused one does.
     config = TrainConfig(batch_size=8, prior_burn_in_steps=3, learning_rate=0.01)
     batches = _unique_batches(4)
-    reference, _ = _run("sparse_cpu", batches, config, input_transform=kind)
-    fused, _ = _run("fused_cpu", batches, config, input_transform=kind)
+    reference, _ = _run("sparse_cpu", batches, config, input_transform=kind, input_norm=norm)
+    fused, _ = _run("fused_cpu", batches, config, input_transform=kind, input_norm=norm)
     _assert_trees_close(reference.params, fused.params, "params")
