@@ -63,6 +63,8 @@ class ModelConfig:
         input_norm: how each peak's transformed counts are then scaled before the encoder reads them:
             ``none`` (the paper's), ``l1`` (they sum to 1) or ``l2`` (unit Euclidean length), so that
             the encoder sees a peak's k-mer make-up and not its number of k-mers; ours, behind config.
+            Measured in BENCHMARKS.md ("The encoder's input and depth"): more motifs recovered, CTCF's
+            and FOS::JUN's carriers ranked worse; not a gain.
         topic_eta: a symmetric Dirichlet(eta) prior on each topic's k-mer distribution phi_m (LDA's
             eta), MAP treatment: the loss gains -(eta - 1) * sum_m sum_v log phi_mv / n_train per batch
             (the prior counts once per epoch). 0 (the default) = off = the paper's model; eta < 1
