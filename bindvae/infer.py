@@ -275,10 +275,12 @@ def _concentration_from_csr(model: Model, features: sp.csr_matrix, batch_size: i
     h1 = np.empty((features.shape[0], kernel.shape[1]), np.float32)
     # copy=False: a featurized matrix already has these dtypes, and a copy of 150M nonzeros costs seconds.
     values = model_lib.transform_counts(features.data.astype(np.float32, copy=False), model.network.input_transform)
-    if model.network.input_norm != "none":
-        rows = sp.csr_matrix((values, features.indices, features.indptr), shape=features.shape)
-        scale = model_lib.row_scale(rows, model.network.input_norm)
-        values = (values * np.repeat(scale, np.diff(features.indptr))).astype(np.float32)
+    norm = model.network.input_norm
+    if norm != "none":
+        row_of = np.repeat(np.arange(features.shape[0]), np.diff(features.indptr))
+        total = np.bincount(row_of, weights=values * values if norm == "l2" else np.abs(values),
+                            minlength=features.shape[0])
+        values = (values * model_lib.norm_scale(total, norm)[row_of]).astype(np.float32)
     _csr_times_dense(
         features.indptr.astype(np.int64, copy=False),
         features.indices.astype(np.int32, copy=False),

@@ -25,7 +25,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse as sp
 
 from bindvae.config import ModelConfig
 
@@ -56,30 +55,29 @@ def transform_counts(counts, kind: str):
     raise ValueError(f"unknown input transform {kind!r}")
 
 
+def norm_scale(total, norm: str):
+    """Per-row factors from each row's sum of |values| (``l1``) or of squared values (``l2``); empty rows keep 1."""
+    xp = jnp if isinstance(total, jax.Array) else np
+    total = xp.sqrt(total) if norm == "l2" else total
+    return 1.0 / xp.where(total > 0, total, 1.0)
+
+
 def row_scale(values, norm: str):
     """Per-row factor that normalises already transformed inputs (``model.input_norm``), or None.
 
     Args:
-        values: transformed inputs, one row per leading index ([..., K], padding slots hold 0), or a
-            scipy CSR matrix of rows.
+        values: transformed inputs, one row per leading index ([..., K]; padding slots hold 0).
         norm: ``none``, ``l1`` (rows sum to 1) or ``l2`` (rows of unit Euclidean length).
 
     Returns:
-        ``[...]`` factors (an empty row keeps factor 1), or None for ``none``.
+        ``[...]`` factors, or None for ``none``.
     """
     if norm == "none":
         return None
     if norm not in ("l1", "l2"):
         raise ValueError(f"unknown input norm {norm!r}")
-    if sp.issparse(values):
-        parts = values.multiply(values) if norm == "l2" else abs(values)
-        total = np.asarray(parts.sum(axis=1), np.float32).ravel()
-        xp = np
-    else:
-        xp = jnp if isinstance(values, jax.Array) else np
-        total = xp.sum(values * values if norm == "l2" else xp.abs(values), axis=-1)
-    total = xp.sqrt(total) if norm == "l2" else total
-    return 1.0 / xp.where(total > 0, total, 1.0)
+    xp = jnp if isinstance(values, jax.Array) else np
+    return norm_scale(xp.sum(values * values if norm == "l2" else xp.abs(values), axis=-1), norm)
 
 
 def encoder_input(counts, kind: str, norm: str = "none"):
