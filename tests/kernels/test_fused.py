@@ -50,11 +50,11 @@ def _run(path, batches, config, threads=None, input_transform="counts", input_no
     return state, metrics
 
 
-def _assert_trees_close(a, b, what):
+def _assert_trees_close(a, b, what, atol=2e-6):
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         scale = max(float(np.abs(x).max()), 1e-30)
-        np.testing.assert_allclose(x / scale, y / scale, atol=2e-6, err_msg=f"{what}{jax.tree_util.keystr(path)}")
+        np.testing.assert_allclose(x / scale, y / scale, atol=atol, err_msg=f"{what}{jax.tree_util.keystr(path)}")
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -106,4 +106,7 @@ def test_every_compute_path_reads_the_transformed_counts(kind, norm):
     batches = _unique_batches(4)
     reference, _ = _run("sparse_cpu", batches, config, input_transform=kind, input_norm=norm)
     fused, _ = _run("fused_cpu", batches, config, input_transform=kind, input_norm=norm)
-    _assert_trees_close(reference.params, fused.params, "params")
+    # Transformed inputs are not whole numbers, so the kernels' sums and XLA's round differently, and
+    # Adam's normalisation can lift that above the counts' 2e-6 after four steps (2.04e-6 on one
+    # machine's log1p run); a fused path that reads the raw counts instead misses by 0.03-0.04.
+    _assert_trees_close(reference.params, fused.params, "params", atol=1e-5)
