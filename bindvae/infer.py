@@ -33,9 +33,9 @@ logger = logging.getLogger(__name__)
 _N_WINDOWS = 4**8
 _POW4 = 4 ** np.arange(7, -1, -1, dtype=np.int64)
 KINDS = ("mean", "concentration")
-# What latent_scores can return: the encoder's two, a scan with each topic's own k-mers, or the expected
-# k-mer counts of each topic (the last two ours).
-SCORE_KINDS = KINDS + ("decoder", "counts")
+# What latent_scores can return: the encoder's two, a scan with each topic's own k-mers, the expected
+# k-mer counts of each topic, or those counts as shares of the sequence's k-mers (the last three ours).
+SCORE_KINDS = KINDS + ("decoder", "counts", "shares")
 # k-mers per topic in the decoder scan (1,000 gave about the same AUROCs on planted peaks).
 DECODER_SCAN_KMERS = 300
 
@@ -392,7 +392,10 @@ def latent_scores(model: Model, X, kind: str = "mean", batch_size: int = 4096) -
             bypasses the encoder; measured in BENCHMARKS.md: better than the encoder mean on
             planted peaks, not on the real ChIP-seq sets measured so far), or ``"counts"`` (ours:
             :func:`expected_topic_counts` from the encoder's mean and the decoder's topics, how many
-            of the sequence's k-mers each topic generated; rows sum to the k-mer count).
+            of the sequence's k-mers each topic generated; rows sum to the k-mer count), or ``"shares"``
+            (ours: :func:`topic_shares`, those counts divided by the sequence's k-mer count, so rows sum
+            to 1: the proportions after one E-step of the model, with no prior; measured in
+            BENCHMARKS.md, "Pieces of a long site, and each topic's share of a peak's k-mers").
         batch_size: rows per jitted call.
 
     Returns:
@@ -416,10 +419,26 @@ def latent_scores(model: Model, X, kind: str = "mean", batch_size: int = 4096) -
             logger.warning("%d of %d sequences have no valid 8 bp window; they get the empty input's scores",
                            empty, len(sequences))
         concentration = concentration_from_windows(model, codes, batch_size)
-    if kind == "counts":
+    if kind in ("counts", "shares"):
         counts = X if codes is None else _counts_from_windows(model, codes)
-        return expected_topic_counts(counts, to_scores(concentration, "mean"), decoder_log_phi(model))
+        mean = to_scores(concentration, "mean")
+        expected = expected_topic_counts(counts, mean, decoder_log_phi(model))
+        return expected if kind == "counts" else topic_shares(expected, mean)
     return to_scores(concentration, kind)
+
+
+def topic_shares(expected_counts: np.ndarray, proportions: np.ndarray) -> np.ndarray:
+    """Each topic's share of a row's k-mers: ``[n, M]`` float32 rows summing to 1.
+
+    ``expected_counts`` (:func:`expected_topic_counts`) divided by the row's k-mer count: the topic
+    proportions after one E-step from ``proportions`` with the topics fixed and no prior (LDA's
+    responsibilities, averaged over the row's k-mer occurrences). A row with no k-mers keeps its
+    ``proportions``.
+    """
+    expected = np.asarray(expected_counts, dtype=np.float64)
+    totals = expected.sum(axis=1, keepdims=True)
+    shares = np.where(totals > 0, expected / np.where(totals > 0, totals, 1.0), proportions)
+    return shares.astype(np.float32)
 
 
 def decoder_log_phi(model: Model) -> np.ndarray:

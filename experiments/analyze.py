@@ -39,8 +39,9 @@ with an assigned pair, composite.meme and logos from n_15mers sampled 15-mers. E
 topic_flags.tsv (unused, low complexity, GC-/AT-rich background, background, cutting bias).
 
 signature_q= (ours): topics whose motifs match each other at this q-value are look-alikes, and so are
-topics that match a topic's best database motif at it (namesakes: the pieces of a long site); listed in
-topic_titles.tsv and the report; peak_tfs.tsv scores each topic together with them (a signature split
+topics that match a topic's best database motif at it (namesakes: the pieces of a long site), and
+topics whose own best database match is that motif too at q < signature_piece_q (0.25; 0: off); listed
+in topic_titles.tsv and the report; peak_tfs.tsv scores each topic together with them (a signature split
 over several topics). 0 scores every topic alone.
 
 split_motifs= (ours, default true): a topic whose 10-mers hold two unrelated sites (a quarter or more
@@ -132,6 +133,7 @@ def run(args: dict) -> int:
         n_15mers=_number(args, "n_15mers"),
         bias_motifs=text(args["bias_motifs"]),
         signature_q=_number(args, "signature_q", float),
+        signature_piece_q=_number(args, "signature_piece_q", float),
         split_motifs=args["split_motifs"],
     )
     if text(args["sweep_dir"]):

@@ -197,3 +197,23 @@ def test_latent_scores_counts_are_the_encoders_mean_shared_out_by_the_decoder(mo
     np.testing.assert_allclose(counts.sum(axis=1), np.asarray(X.sum(axis=1)).ravel(), rtol=1e-4)
     np.testing.assert_allclose(counts, expected_topic_counts(X, latent_scores(model, X), decoder_log_phi(model)),
                                rtol=1e-5)
+
+
+def test_latent_scores_shares_are_the_counts_over_the_rows_kmer_count(model, vocab):
+    # Shares: each topic's expected counts divided by the row's k-mer count (rows sum to 1, one E-step
+    # from the encoder's mean); a sequence with no 8 bp window keeps the mean.
+    from bindvae.features.kmers import featurize
+    from bindvae.infer import topic_shares
+
+    rng = np.random.default_rng(2)
+    sequences = ["".join(rng.choice(list("ACGT"), int(n))) for n in rng.integers(20, 120, 12)] + ["ACGT"]
+    X = featurize(sequences, vocab)
+    shares = latent_scores(model, X, kind="shares")
+    counts, mean = latent_scores(model, X, kind="counts"), latent_scores(model, X)
+    n = np.asarray(X.sum(axis=1)).ravel()
+    np.testing.assert_allclose(shares[:-1], counts[:-1] / n[:-1, None], rtol=1e-5)
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(shares[-1], mean[-1], rtol=1e-6)  # no k-mers: the encoder's mean
+    np.testing.assert_allclose(latent_scores(model, sequences, kind="shares"), shares, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(topic_shares(np.array([[1.0, 3.0], [0.0, 0.0]]), np.array([[0.9, 0.1], [0.3, 0.7]])),
+                               [[0.25, 0.75], [0.3, 0.7]])

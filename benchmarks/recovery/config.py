@@ -96,7 +96,9 @@ class RecoveryConfig:
             topics whose motif matches its motif at this q-value, :mod:`bindvae.analysis.signatures`;
             ours, the same rule for every method); 0 scores the matched topic alone.
         signature_namesakes: signatures also add each topic's namesakes (the used topics whose motif
-            matches the topic's best database motif at ``signature_q``; ours, as the analysis does).
+            matches the topic's best database motif at ``signature_q``, and those whose own best
+            database match is that motif too at ``signature_piece_q``; ours, as the analysis does).
+        signature_piece_q: see ``signature_namesakes`` (0: that second rule off).
         split_motifs: ours: a topic whose 10-mers hold two sites also gets a PWM of each
             (:func:`bindvae.analysis.motifs.split_motifs`), and a planted motif matches the best of a topic's
             motifs, for every method alike; false: one PWM per topic (the paper's).
@@ -118,6 +120,7 @@ class RecoveryConfig:
     motif_ranking: str = "decoder"
     signature_q: float = 0.05
     signature_namesakes: bool = True
+    signature_piece_q: float = 0.25
     split_motifs: bool = True
 
 
@@ -171,6 +174,8 @@ def config_from_dict(values: dict) -> RecoveryConfig:
         raise ConfigError("motif_ranking", f"unknown {config.motif_ranking!r}; encoder or decoder")
     if not 0.0 <= config.signature_q <= 1.0:
         raise ConfigError("signature_q", f"must be in [0, 1], got {config.signature_q}")
+    if not 0.0 <= config.signature_piece_q <= 1.0:
+        raise ConfigError("signature_piece_q", f"must be in [0, 1], got {config.signature_piece_q}")
     if config.n_top < 10:
         raise ConfigError("n_top", f"must be >= 10, got {config.n_top}")
     if config.lda.passes < 1 or config.lda.batch_size < 1:

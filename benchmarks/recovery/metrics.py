@@ -26,7 +26,7 @@ from bindvae.analysis.compare import compare_motifs
 from bindvae.analysis.flags import FlagRules
 from bindvae.analysis.motifs import build_pwm, decode_kmers, split_motifs
 from bindvae.analysis.peaks import topic_usage
-from bindvae.analysis.signatures import signature_partners, signature_scores
+from bindvae.analysis.signatures import DEFAULT_PIECE_Q, signature_partners, signature_scores
 from bindvae.data.synthetic import planted_labels
 from bindvae.motif import COMPOSITE_ID, Motif
 
@@ -88,9 +88,17 @@ def topic_word_counts(topic_word: np.ndarray, proportions: np.ndarray, counts) -
     return expected_topic_counts(counts, proportions, log_phi)
 
 
+def counts_and_shares(counts: np.ndarray, proportions: np.ndarray) -> dict:
+    """``{"counts": counts, "shares": ...}``: a model's expected k-mer counts per topic and those counts
+    as shares of each peak's k-mers (:func:`bindvae.infer.topic_shares`; rows sum to 1)."""
+    from bindvae.infer import topic_shares
+
+    return {"counts": counts, "shares": topic_shares(counts, proportions)}
+
+
 # Per-peak scores besides the proportions that every method is also measured with (ours): a scan with
-# each topic's most enriched k-mers, and each topic's expected k-mer counts.
-EXTRA_SCORES = ("scan", "counts", "concentration")  # concentration: BindVAE's encoder output only
+# each topic's most enriched k-mers, each topic's expected k-mer counts, and those counts as shares.
+EXTRA_SCORES = ("scan", "counts", "shares", "concentration")  # concentration: BindVAE's encoder output only
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -103,7 +111,7 @@ def score_recovery(topic_motifs: list, peak_scores: np.ndarray, peak_names: list
                    planted: dict, database: list[Motif], q_threshold: float = 0.05,
                    min_used_fraction: float = FlagRules().min_used_fraction,
                    signature_q: float = 0.0, extra_scores: dict | None = None,
-                   namesakes: bool = True) -> pd.DataFrame:
+                   namesakes: bool = True, piece_q: float = DEFAULT_PIECE_Q) -> pd.DataFrame:
     """Which planted features a topic model recovered.
 
     Args:
@@ -121,8 +129,11 @@ def score_recovery(topic_motifs: list, peak_scores: np.ndarray, peak_names: list
             0 scores the matched topic alone.
         namesakes: the signature also adds the topic's namesakes (the used topics whose motif matches the
             topic's best database motif, :func:`bindvae.analysis.signatures.namesakes`), as the analysis does.
+        piece_q: namesakes also take the used topics whose own best database match (of their motif or
+            its parts) is the topic's best too, at this q-value (0: off).
         extra_scores: ``{name: [n_peaks, M]}`` other per-peak scores of the same topics, names from
             :data:`EXTRA_SCORES` (``scan``: :func:`scan_topic_words`; ``counts``: :func:`topic_word_counts`;
+            ``shares``: those counts as shares of each peak's k-mers, :func:`bindvae.infer.topic_shares`;
             ``concentration``: BindVAE's Dirichlet concentration, what the reference implementation outputs);
             each gives ``<name>_auroc`` (with the same look-alikes).
 
@@ -145,7 +156,7 @@ def score_recovery(topic_motifs: list, peak_scores: np.ndarray, peak_names: list
     index = {motif.name: m for m, motifs in enumerate(sets) for motif in motifs}
     table = compare_motifs(list(by_name.values()), database)
     used = topic_usage(peak_scores) >= min_used_fraction
-    alike = signature_partners(firsts, used, signature_q, table if namesakes else None)
+    alike = signature_partners(firsts, used, signature_q, table if namesakes else None, piece_q)
     signature = signature_scores(peak_scores, alike)
     extra_scores = dict(extra_scores or {})
     unknown = sorted(set(extra_scores) - set(EXTRA_SCORES))

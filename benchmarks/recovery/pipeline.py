@@ -109,9 +109,10 @@ def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) 
     motifs, _ = topic_motif_sets(model, n_top=config.n_top, ranking=config.motif_ranking, split=config.split_motifs)
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold, signature_q=config.signature_q,
-                                    namesakes=config.signature_namesakes,
+                                    namesakes=config.signature_namesakes, piece_q=config.signature_piece_q,
                                     extra_scores={"scan": latent_scores(model, X, kind="decoder"),
-                                                  "counts": latent_scores(model, X, kind="counts"),
+                                                  **recovery.counts_and_shares(latent_scores(model, X, kind="counts"),
+                                                                               peak_scores),
                                                   "concentration": latent_scores(model, X, kind="concentration")})
     table.attrs["pair_probes"] = _pair_by_probes(model, dataset, config.seed)
     return table, time.perf_counter() - start
@@ -172,10 +173,11 @@ def _run_lda(config: RecoveryConfig, train_X, val_X, X, dataset, database, probe
                                                  split=config.split_motifs)
     peak_scores = peers.transform_in_chunks(lda.transform, X)
     extra = {"scan": recovery.scan_topic_words(lda.components_, X),
-             "counts": recovery.topic_word_counts(lda.components_, peak_scores, X)}
+             **recovery.counts_and_shares(recovery.topic_word_counts(lda.components_, peak_scores, X), peak_scores)}
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold, signature_q=config.signature_q,
-                                    namesakes=config.signature_namesakes, extra_scores=extra)
+                                    namesakes=config.signature_namesakes, piece_q=config.signature_piece_q,
+                                    extra_scores=extra)
     analysis_s = time.perf_counter() - start
     return MethodResult(table, recovery.summarize(table, config.q_threshold), perplexity, train_s, analysis_s,
                         config.lda.passes, "passes")
@@ -205,9 +207,11 @@ def _run_gibbs_lda(config: RecoveryConfig, X, val_rows: np.ndarray, dataset, dat
                                                  split=config.split_motifs)
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold, signature_q=config.signature_q,
-                                    namesakes=config.signature_namesakes,
+                                    namesakes=config.signature_namesakes, piece_q=config.signature_piece_q,
                                     extra_scores={"scan": recovery.scan_topic_words(topic_word, X),
-                                                  "counts": recovery.topic_word_counts(topic_word, peak_scores, X)})
+                                                  **recovery.counts_and_shares(
+                                                      recovery.topic_word_counts(topic_word, peak_scores, X),
+                                                      peak_scores)})
     analysis_s = time.perf_counter() - start
     return MethodResult(table, recovery.summarize(table, config.q_threshold), perplexity, fitted.seconds,
                         analysis_s, fitted.iterations, "sweeps")

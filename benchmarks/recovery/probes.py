@@ -27,8 +27,8 @@ from benchmarks.recovery.metrics import auroc
 from bindvae.config import DataConfig, RunConfig, from_dict
 from bindvae.errors import ConfigError
 
-# latent_scores kinds: topic proportions, the Dirichlet concentration, expected k-mer counts, the scan
-SCORES = ("mean", "concentration", "counts", "decoder")
+# latent_scores kinds: topic proportions, the Dirichlet concentration, expected k-mer counts, their shares, the scan
+SCORES = ("mean", "concentration", "counts", "shares", "decoder")
 
 
 @dataclasses.dataclass(frozen=True)

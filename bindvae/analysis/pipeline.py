@@ -73,6 +73,9 @@ class AnalysisOptions:
             and with a database so are the topics matching a topic's best database motif at it (namesakes,
             :mod:`bindvae.analysis.signatures`); the per-peak TF calls score each topic together with
             them. 0 scores every topic alone.
+        signature_piece_q: ours: a topic whose best database match is another topic's best too, at a
+            q-value below this, joins that topic's signature as a piece of the same long site
+            (:func:`bindvae.analysis.signatures.namesakes`); 0: off.
         split_motifs: ours: a topic whose 10-mers hold two unrelated sites also gets a motif of each,
             ``topic_NNNa`` and ``topic_NNNb`` (:func:`bindvae.analysis.motifs.split_motifs`), written and
             compared with the database beside its motif; listed, never used for names. False: one motif
@@ -96,6 +99,7 @@ class AnalysisOptions:
     n_15mers: int = cooperative.N_15MERS
     bias_motifs: str | None = None
     signature_q: float = signatures.DEFAULT_MAX_Q
+    signature_piece_q: float = signatures.DEFAULT_PIECE_Q
     split_motifs: bool = True
 
 
@@ -109,7 +113,8 @@ def check_options(options: AnalysisOptions) -> None:
     fractions = [("max_q", rules.max_q), ("motif_max_q", rules.motif_max_q), ("min_effect", rules.min_effect),
                  ("min_repeat_share", rules.titles.min_repeat_share), ("min_gc_shift", rules.titles.min_gc_shift),
                  ("min_low_entropy_share", rules.flags.min_low_entropy_share), ("bias_max_q", rules.flags.bias_max_q),
-                 ("min_used_fraction", rules.flags.min_used_fraction), ("signature_q", options.signature_q)]
+                 ("min_used_fraction", rules.flags.min_used_fraction), ("signature_q", options.signature_q),
+                 ("signature_piece_q", options.signature_piece_q)]
     for key, value in fractions:
         if not 0.0 <= value <= 1.0:
             raise ConfigError(key, f"must be in [0, 1], got {value}")
@@ -276,7 +281,8 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     matches = None
     if database and options.signature_q > 0:
         matches = named.comparison if by_decoder else compare_motifs(decoder_motifs, database)
-    alike = signatures.signature_partners(decoder_motifs, usable, options.signature_q, matches)
+    alike = signatures.signature_partners(decoder_motifs, usable, options.signature_q, matches,
+                                          options.signature_piece_q)
     _write_tsv(named.titles.assign(lookalikes=signatures.lookalikes_column(names, alike)), out / "topic_titles.tsv")
     mapping = naming.assigned_tfs(mapping_table)
     tables = {}

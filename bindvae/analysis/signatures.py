@@ -7,11 +7,14 @@ gives its share to whichever of the look-alikes explains it best. The signature 
 adds the proportions of ``m`` and of its look-alikes: the used topics whose motif matches ``m``'s
 motif, Tomtom-style, at ``q < max_q`` in either direction, and, where a motif database is given, its
 namesakes: the used topics whose motif matches the database motif that ``m``'s motif matches best,
-both at ``q < max_q``. Namesakes join the pieces of a long site that do not overlap enough to look
-like each other (the two ends of CTCF's long site) but each match the whole site in the database. It
-is each topic's own neighbourhood, not a partition: a chain of weak resemblances (A like B, B like C)
-does not join A with C, nor do two topics that share only a lesser database match (a forkhead and an
-ETS topic that both match a composite FOX::ETS motif).
+both at ``q < max_q``, and the used topics whose own best database match (of their motif or either of
+its two parts, ties included) is also ``m``'s best, at ``q < piece_q`` (:data:`DEFAULT_PIECE_Q`, 0.25):
+a piece of a long site matches the whole site weakly, but matches it better than anything else.
+Namesakes join the pieces of a long site that do not overlap enough to look like each other (the
+ends of CTCF's long site) but each match the whole site in the database. It is each topic's own
+neighbourhood, not a partition: a chain of weak resemblances (A like B, B like C) does not join A
+with C, nor do two topics that share only a lesser database match (a forkhead and an ETS topic that
+both match a composite FOX::ETS motif).
 
 The motifs compared are the decoder's (each topic's most enriched 10-mers,
 ``topic_motifs(model, ranking="decoder")``): motifs built from probes through the encoder are blurrier and
@@ -26,9 +29,14 @@ import numpy as np
 import pandas as pd
 
 from bindvae.analysis.compare import compare_motifs
+from bindvae.analysis.motifs import PART_SUFFIXES
 from bindvae.motif import Motif
 
 DEFAULT_MAX_Q = 0.05
+# A topic whose best database match (at any q below this) is another topic's best joins that topic's
+# signature as a piece of the same long site. Measured in BENCHMARKS.md ("Pieces of a long site"): on
+# eight planted-set checkpoints 0.25 joined every piece of CTCF's site (0.10: 4 of 8 seeds short).
+DEFAULT_PIECE_Q = 0.25
 
 
 def lookalikes(motifs: list[Motif], used: np.ndarray | None = None, max_q: float = DEFAULT_MAX_Q) -> list[list[int]]:
@@ -56,16 +64,22 @@ def lookalikes(motifs: list[Motif], used: np.ndarray | None = None, max_q: float
 
 
 def namesakes(matches: pd.DataFrame, names: list[str], used: np.ndarray | None = None,
-              max_q: float = DEFAULT_MAX_Q) -> list[list[int]]:
+              max_q: float = DEFAULT_MAX_Q, piece_q: float = DEFAULT_PIECE_Q) -> list[list[int]]:
     """Each topic's namesakes: the other used topics whose motif matches this topic's best database
-    motif at ``q < max_q``, when this topic's own best match is at ``q < max_q`` (else none).
+    motif at ``q < max_q``, when this topic's own best match is at ``q < max_q`` (else none); and the
+    used topics whose best database match is this topic's best too, at ``q < piece_q`` (a piece of
+    the same long site; module docstring).
 
     Args:
         matches: topic motifs against a database, every pair (:func:`bindvae.analysis.compare.compare_motifs`:
-            ``query``, ``target``, ``p_value``, ``q_value``); queries are topic names.
+            ``query``, ``target``, ``p_value``, ``q_value``); queries are topic names, or a topic's
+            name plus a :data:`bindvae.analysis.motifs.PART_SUFFIXES` letter for its two parts.
         names: the topic names, topic order.
         used: ``[M]`` booleans, as :func:`lookalikes`.
-        max_q: q-value of both matches; 0 turns namesakes off.
+        max_q: q-value of both matches of the first rule, and of this topic's best match; 0 turns
+            namesakes off.
+        piece_q: q-value below which the other topic's best match counts (second rule); 0 turns the
+            second rule off.
 
     Returns:
         ``M`` sorted lists of topic indices, the topic itself left out.
@@ -86,6 +100,29 @@ def namesakes(matches: pd.DataFrame, names: list[str], used: np.ndarray | None =
         m = index[query]
         if used[m]:
             out[m] = sorted(holders[target] - {m})
+    if piece_q > 0:
+        tops = best_matches(matches, names)
+        for m, (q_m, targets_m) in tops.items():
+            if not used[m] or q_m >= max_q:
+                continue
+            pieces = {j for j, (q_j, targets_j) in tops.items()
+                      if j != m and used[j] and q_j < piece_q and targets_j & targets_m}
+            out[m] = sorted(set(out[m]) | pieces)
+    return out
+
+
+def best_matches(matches: pd.DataFrame, names: list[str]) -> dict[int, tuple[float, set[str]]]:
+    """Per topic with any match: its smallest q-value over its motif and its parts, and the database
+    motifs matched at that q-value (ties: within a relative 1e-9)."""
+    index = {name: i for i, name in enumerate(names)}
+    index.update({name + suffix: i for i, name in enumerate(names) for suffix in PART_SUFFIXES
+                  if name + suffix not in index})
+    topic = matches["query"].map(index)
+    frame = matches.assign(topic=topic)[topic.notna()]
+    out: dict[int, tuple[float, set[str]]] = {}
+    for m, group in frame.groupby("topic"):
+        q = float(group["q_value"].min())
+        out[int(m)] = (q, set(group.loc[group["q_value"] <= q * (1 + 1e-9), "target"]))
     return out
 
 
@@ -95,13 +132,14 @@ def combine(*partners: list[list[int]]) -> list[list[int]]:
 
 
 def signature_partners(motifs: list[Motif], used: np.ndarray | None = None, max_q: float = DEFAULT_MAX_Q,
-                       matches: pd.DataFrame | None = None) -> list[list[int]]:
-    """Each topic's partners in its signature: its look-alikes and, given ``matches`` (the same motifs
-    against a database, every pair), its namesakes. Arguments as :func:`lookalikes` and :func:`namesakes`."""
+                       matches: pd.DataFrame | None = None, piece_q: float = DEFAULT_PIECE_Q) -> list[list[int]]:
+    """Each topic's partners in its signature: its look-alikes and, given ``matches`` (the same motifs,
+    and their parts, against a database, every pair), its namesakes. Arguments as :func:`lookalikes`
+    and :func:`namesakes`."""
     alike = lookalikes(motifs, used, max_q)
     if matches is None:
         return alike
-    return combine(alike, namesakes(matches, [m.name for m in motifs], used, max_q))
+    return combine(alike, namesakes(matches, [m.name for m in motifs], used, max_q, piece_q))
 
 
 def motif_q_matrix(motifs: list[Motif]) -> np.ndarray:

@@ -52,13 +52,38 @@ def test_namesakes_join_the_pieces_of_a_long_site_that_do_not_look_alike(jaspar)
     assert signatures.namesakes(matches, ["t0", "t1", "t2", "t3"], np.array([True, False, True, True])) == [[]] * 4
     assert signatures.namesakes(matches, ["t0", "t1", "t2", "t3"], max_q=0.0) == [[]] * 4
     # Only the best database match joins: t0 and t1 share D2, but D2 is the best of neither; t2 matches
-    # t0's best (D1) too weakly; t3's best (D3) is matched by t0 as well, so t3 has t0 while t0 has not t3.
+    # t0's best (D1) too weakly for the first rule; t3's best (D3) is matched by t0 as well, so t3 has t0
+    # while t0 has not t3. The second rule (pieces): t2's own best is D1, t0's best, at q 0.2 < 0.25.
     table = pd.DataFrame({"query": ["t0", "t0", "t0", "t1", "t1", "t2", "t3"],
                           "target": ["D1", "D2", "D3", "D2", "D4", "D1", "D3"],
                           "p_value": [1e-9, 1e-6, 1e-5, 1e-6, 1e-8, 0.01, 1e-7],
                           "q_value": [1e-8, 1e-5, 1e-4, 1e-5, 1e-7, 0.2, 1e-6]})
-    assert signatures.namesakes(table, ["t0", "t1", "t2", "t3"]) == [[], [], [], [0]]
+    assert signatures.namesakes(table, ["t0", "t1", "t2", "t3"], piece_q=0.0) == [[], [], [], [0]]
+    assert signatures.namesakes(table, ["t0", "t1", "t2", "t3"]) == [[2], [], [], [0]]
+    assert signatures.namesakes(table, ["t0", "t1", "t2", "t3"], piece_q=0.1) == [[], [], [], [0]]
     assert signatures.combine([[1], [], [], []], [[2], [], [], [0]]) == [[1, 2], [], [], [0]]
+
+
+def test_pieces_of_a_long_site_join_by_their_best_database_match():
+    # t0 is a CTCF topic (best: D1 at q 1e-3, tied with D5). t1's motif matches D1 weakly but best
+    # (q 0.15): a piece. t2's best is D2 at 0.1, D1 only second: not a piece. t3's part "t3b" has D5,
+    # tied with t0's best, as its best (0.2): a piece through its part and the tie. t4's best is D1
+    # at 0.3, above piece_q. t5 is a piece but unused. A topic whose own best is not at q < max_q
+    # (t1) gets no pieces; the relation is each topic's own (t1 is t0's, t0 is not t1's).
+    import pandas as pd
+
+    table = pd.DataFrame({"query": ["t0", "t0", "t1", "t2", "t2", "t3", "t3b", "t4", "t5"],
+                          "target": ["D1", "D5", "D1", "D2", "D1", "D3", "D5", "D1", "D1"],
+                          "p_value": [1e-4, 2e-4, 0.01, 0.005, 0.02, 0.3, 0.02, 0.05, 0.01],
+                          "q_value": [1e-3, 1e-3, 0.15, 0.1, 0.18, 0.5, 0.2, 0.3, 0.12]})
+    names = ["t0", "t1", "t2", "t3", "t4", "t5"]
+    used = np.array([True, True, True, True, True, False])
+    assert signatures.namesakes(table, names, used) == [[1, 3], [], [], [], [], []]
+    assert signatures.namesakes(table, names, used, piece_q=0.16) == [[1], [], [], [], [], []]
+    assert signatures.namesakes(table, names, used, piece_q=0.0) == [[]] * 6
+    assert signatures.namesakes(table, names) == [[1, 3, 5], [], [], [], [], []]
+    best = signatures.best_matches(table, names)
+    assert best[0] == (1e-3, {"D1", "D5"}) and best[3] == (0.2, {"D5"}) and best[2] == (0.1, {"D2"})
 
 
 def test_lookalikes_need_distinct_names(jaspar):
