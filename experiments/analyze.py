@@ -4,7 +4,8 @@
         [motif_ranking=encoder|decoder]
         [motif_db=jaspar|none|FILE.meme] [jaspar_release=JASPAR2024] [compare=OTHER_RUN_DIR]
         [kind=mean|concentration] [seed=0] [gold=TFS.txt] [pairs=jaspar|FILE.tsv] [n_15mers=1000000]
-        [bias_motifs=FILE.meme] [signature_q=0.05] [split_motifs=true] [naming thresholds, below]
+        [bias_motifs=FILE.meme] [signature_q=0.05] [signature_piece_q=0.25] [split_motifs=true]
+        [naming thresholds, below]
     python -m experiments.analyze sweep_dir=DIR [probes=TSV] [motif_db=...] [n_best=3] [max_topics_per_tf=3]
         [gold=TFS.txt]
 

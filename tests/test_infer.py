@@ -88,7 +88,8 @@ def test_score_kmers_matches_sequence_path(model):
     codes, scores = score_kmers(model, k=10, kind="mean")
     assert len(codes) == 524_800 and scores.shape == (524_800, model.num_topics)
     pick = np.random.default_rng(1).choice(len(codes), 50, replace=False)
-    np.testing.assert_allclose(scores[pick], latent_scores(model, decode_kmers(codes[pick], 10)), rtol=1e-5)
+    np.testing.assert_allclose(scores[pick], latent_scores(model, decode_kmers(codes[pick], 10), kind="mean"),
+                               rtol=1e-5)
 
 
 def test_topic_motif_consensus_is_planted_10mer(vocab):
@@ -195,8 +196,8 @@ def test_latent_scores_counts_are_the_encoders_mean_shared_out_by_the_decoder(mo
     counts = latent_scores(model, sequences, kind="counts")
     np.testing.assert_allclose(counts, latent_scores(model, X, kind="counts"), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(counts.sum(axis=1), np.asarray(X.sum(axis=1)).ravel(), rtol=1e-4)
-    np.testing.assert_allclose(counts, expected_topic_counts(X, latent_scores(model, X), decoder_log_phi(model)),
-                               rtol=1e-5)
+    mean = latent_scores(model, X, kind="mean")
+    np.testing.assert_allclose(counts, expected_topic_counts(X, mean, decoder_log_phi(model)), rtol=1e-5)
 
 
 def test_latent_scores_shares_are_the_counts_over_the_rows_kmer_count(model, vocab):
@@ -209,7 +210,8 @@ def test_latent_scores_shares_are_the_counts_over_the_rows_kmer_count(model, voc
     sequences = ["".join(rng.choice(list("ACGT"), int(n))) for n in rng.integers(20, 120, 12)] + ["ACGT"]
     X = featurize(sequences, vocab)
     shares = latent_scores(model, X, kind="shares")
-    counts, mean = latent_scores(model, X, kind="counts"), latent_scores(model, X)
+    counts, mean = latent_scores(model, X, kind="counts"), latent_scores(model, X, kind="mean")
+    np.testing.assert_array_equal(latent_scores(model, X), shares)  # the default
     n = np.asarray(X.sum(axis=1)).ravel()
     np.testing.assert_allclose(shares[:-1], counts[:-1] / n[:-1, None], rtol=1e-5)
     np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-5)

@@ -105,7 +105,7 @@ def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) 
 
     start = time.perf_counter()
     model = load_model(workdir)
-    peak_scores = latent_scores(model, X)
+    peak_scores = latent_scores(model, X, kind="mean")  # proportions, as every method's headline; shares beside
     motifs, _ = topic_motif_sets(model, n_top=config.n_top, ranking=config.motif_ranking, split=config.split_motifs)
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold, signature_q=config.signature_q,

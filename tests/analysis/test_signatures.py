@@ -142,7 +142,7 @@ def test_analyze_lists_lookalikes_and_calls_peaks_with_the_whole_signature(tmp_p
     assert titles.loc["topic_002", "lookalikes"] == "" and titles.loc["topic_003", "lookalikes"] == ""
     assert "same signature as topic_001" in (out / "report.html").read_text()
 
-    proportions = np.asarray(latent_scores(load_model(run_dir), probes["sequence"].tolist()))
+    proportions = np.asarray(latent_scores(load_model(run_dir), probes["sequence"].tolist(), kind="mean"))
     calls = pd.read_csv(out / "peak_tfs.tsv", sep="\t", keep_default_na=False)
     ebox = calls.index[40:60][calls.loc[40:59, "tf_1"] == "EBOX"]
     assert len(ebox) > 10
