@@ -35,7 +35,7 @@ from bindvae.motif import Motif
 DEFAULT_MAX_Q = 0.05
 # A topic whose best database match (at any q below this) is another topic's best joins that topic's
 # signature as a piece of the same long site. Measured in BENCHMARKS.md ("Pieces of a long site"): on
-# eight planted-set checkpoints 0.25 raised CTCF to >= 0.93 of its supervised limit on every seed
+# eight planted-set checkpoints 0.25 raised CTCF to 0.928-0.959 of its supervised limit on every seed
 # (0.10: to 0.92 on average, every planted motif in >= 5% of peaks at 0.9 x its limit on 4 of 8 seeds
 # against 5 at 0.25); four fresh seeds confirmed it.
 DEFAULT_PIECE_Q = 0.25
