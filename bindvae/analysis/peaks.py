@@ -25,6 +25,23 @@ def topic_usage(proportions: np.ndarray) -> np.ndarray:
     return (proportions >= 1.0 / proportions.shape[1]).mean(axis=0)
 
 
+DEFAULT_CALL_RATIO = 1.5
+
+
+def relative_scores(scores: np.ndarray) -> np.ndarray:
+    """Each topic's score in each peak over its mean over the peaks: ``[n_peaks, M]`` (ours).
+
+    A peak where a topic holds twice its usual share of the peaks scores 2. The per-peak TF calls
+    read this rather than the score itself: under a strong prior (``train=budget``'s fixed alpha of
+    10) every topic holds about an even share (1 / M) of every peak, so "more than an even share"
+    says little, while a binding signature holds several times its average share of the peaks that
+    carry its site (``BENCHMARKS.md``, "Per-peak TF calls"). A topic with mean 0 scores 0.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    mean = scores.mean(axis=0, keepdims=True) if scores.shape[0] else np.ones((1, scores.shape[1]))
+    return np.divide(scores, mean, out=np.zeros_like(scores), where=mean > 0)
+
+
 def tf_scores(scores: np.ndarray, strengths: dict[str, dict[str, float]], topic_names: list[str] | None = None,
               min_topic_score: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each assigned TF's score per peak: topic score times assignment strength, best topic.

@@ -30,6 +30,7 @@ from bindvae.analysis import (
 )
 from bindvae.analysis.compare import compare_motifs
 from bindvae.analysis.peak_input import read_peaks, training_peaks
+from bindvae.analysis.peaks import DEFAULT_CALL_RATIO
 from bindvae.analysis.report_content import FILES, pair_logos, sites_fact, summary_rows, topic_sections
 from bindvae.errors import ConfigError, InputError
 from bindvae.infer import Model, latent_scores, load_model
@@ -76,6 +77,9 @@ class AnalysisOptions:
         signature_piece_q: ours: a topic whose best database match is another topic's best too, at a
             q-value below this, joins that topic's signature as a piece of the same long site
             (:func:`bindvae.analysis.signatures.namesakes`); 0: off.
+        call_ratio: ours: a topic calls its TF in a peak (``peak_tfs.tsv``) only where its signature
+            score is at least this many times its mean over the analysed peaks
+            (:func:`bindvae.analysis.peaks.relative_scores`); 0 calls wherever the topic is assigned.
         split_motifs: ours: a topic whose 10-mers hold two unrelated sites also gets a motif of each,
             ``topic_NNNa`` and ``topic_NNNb`` (:func:`bindvae.analysis.motifs.split_motifs`), written and
             compared with the database beside its motif; listed, never used for names. False: one motif
@@ -100,6 +104,7 @@ class AnalysisOptions:
     bias_motifs: str | None = None
     signature_q: float = signatures.DEFAULT_MAX_Q
     signature_piece_q: float = signatures.DEFAULT_PIECE_Q
+    call_ratio: float = DEFAULT_CALL_RATIO  # (the field `peaks` hides the module here)
     split_motifs: bool = True
 
 
@@ -122,6 +127,8 @@ def check_options(options: AnalysisOptions) -> None:
                        ("max_topics_per_tf", options.max_topics_per_tf), ("n_15mers", options.n_15mers)]:
         if value < 1:
             raise ConfigError(key, f"must be at least 1, got {value}")
+    if not options.call_ratio >= 0:
+        raise ConfigError("call_ratio", f"must be at least 0, got {options.call_ratio}")
     if rules.titles.min_fold < 0:
         raise ConfigError("min_fold", f"must be at least 0, got {rules.titles.min_fold}")
 
@@ -193,7 +200,8 @@ def _rules_line(options: AnalysisOptions) -> str:
     r, t = options.rules, options.rules.titles
     return (f"Algorithm 1: q < {r.max_q}, effect size >= {r.min_effect}, at most {r.max_tfs_per_topic} TFs per "
             f"topic; motif similarity: q < {r.motif_max_q}, at most {r.max_tfs_per_topic}; composition: repeat share "
-            f">= {t.min_repeat_share}, fold < {t.min_fold}, |GC - corpus| >= {t.min_gc_shift} (top {t.n_top} k-mers)")
+            f">= {t.min_repeat_share}, fold < {t.min_fold}, |GC - corpus| >= {t.min_gc_shift} (top {t.n_top} k-mers); "
+            f"per-peak calls: signature score >= {options.call_ratio:g} x its mean over the peaks")
 
 
 def _compared_accessibility(compare: str) -> Path:
@@ -293,8 +301,9 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
 
     ids = peak_set.ids
     strengths = naming.assignment_strengths(mapping_table)
-    calls = peaks.top_tfs_per_peak(signatures.signature_scores(scores, alike), strengths, ids,
-                                   min_topic_score=1.0 / model.num_topics)
+    # A topic calls its TF where its signature holds at least call_ratio times its mean over these peaks.
+    calls = peaks.top_tfs_per_peak(peaks.relative_scores(signatures.signature_scores(scores, alike)), strengths,
+                                   ids, min_topic_score=options.call_ratio)
     _write_tsv(calls, out / "peak_tfs.tsv")
     acc = peaks.accessibility(scores, mapping)
     _write_tsv(acc, out / "accessibility.tsv")

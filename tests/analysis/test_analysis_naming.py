@@ -201,6 +201,23 @@ def test_top_tfs_per_peak_one_tf_per_topic_and_only_assigned_topics():
     assert strict.loc[1, ["tf_1", "tf_2", "tf_3"]].tolist() == ["", "", ""] and np.isnan(strict.loc[1, "score_1"])
 
 
+def test_calls_follow_a_topic_above_its_usual_share_not_an_even_share():
+    # Under a strong prior every topic holds about 1/M of every peak: topic 0 (AP-1) stands out in
+    # peaks 0-1 only, topic 1 holds a steady 0.35 everywhere (above 1/M = 0.33).
+    scores = np.array([[0.60, 0.35, 0.05], [0.55, 0.35, 0.10], [0.10, 0.35, 0.55], [0.10, 0.35, 0.55]])
+    ratio = peaks.relative_scores(scores)
+    np.testing.assert_allclose(ratio[:, 0], scores[:, 0] / 0.3375)
+    np.testing.assert_allclose(ratio[:, 1], 1.0)
+    strengths = {"topic_000": {"AP1": 0.9}, "topic_001": {"STEADY": 0.95}}
+    even = peaks.top_tfs_per_peak(scores, strengths, min_topic_score=1 / 3)
+    assert ((even["tf_1"] == "STEADY") | (even["tf_2"] == "STEADY")).all()  # an even share: called everywhere
+    calls = peaks.top_tfs_per_peak(ratio, strengths, min_topic_score=1.5)
+    assert calls["tf_1"].tolist() == ["AP1", "AP1", "", ""] and (calls["tf_2"] == "").all()
+    assert calls.loc[0, "score_1"] == pytest.approx(0.60 / 0.3375 * 0.9)
+    # A topic no peak uses scores 0, not NaN.
+    assert (peaks.relative_scores(np.array([[0.5, 0.0], [0.5, 0.0]]))[:, 1] == 0).all()
+
+
 def test_top_tfs_per_peak_breaks_ties_deterministically_and_flags_them():
     scores = np.array([[0.5, 0.5, 0.0], [0.6, 0.3, 0.1]])
     strengths = {"topic_000": {"B": 0.8}, "topic_001": {"A": 0.8}, "topic_002": {"C": 0.9}}

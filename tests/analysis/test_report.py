@@ -183,6 +183,9 @@ def test_analyze_motif_ranking_is_an_accepted_argument(tmp_path, capsys):
     assert analyze.main([f"run_dir={tmp_path / 'run'}", "motif_ranking=sideways", "motif_db=none"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: config motif_ranking") and "sideways" in err and err.count("\n") == 1
+    assert analyze.main([f"run_dir={tmp_path / 'run'}", "call_ratio=-1", "motif_db=none"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: config call_ratio") and err.count("\n") == 1
 
 
 def _expected_ranking(analysis) -> tuple[list[str], list[str]]:
