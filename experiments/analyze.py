@@ -47,8 +47,9 @@ in topic_titles.tsv and the report; peak_tfs.tsv scores each topic together with
 over several topics). 0 scores every topic alone.
 
 call_ratio= (ours, default 1.5): peak_tfs.tsv calls a topic's TF in a peak only where the topic's
-signature score is at least this many times its mean over the analysed peaks; score_i is that ratio
-times the assignment's effect size. 0 calls wherever an assigned topic scores anything.
+signature score is at least this many times its mean over the run's training peaks (the analysed
+peaks' own when the training data cannot be read); score_i is that ratio times the assignment's
+effect size. 0 calls wherever an assigned topic scores anything.
 
 split_motifs= (ours, default true): a topic whose 10-mers hold two unrelated sites (a quarter or more
 of them fitting the best 10-mer poorly) also gets a motif of each, topic_NNNa and topic_NNNb, in

@@ -28,18 +28,25 @@ def topic_usage(proportions: np.ndarray) -> np.ndarray:
 DEFAULT_CALL_RATIO = 1.5
 
 
-def relative_scores(scores: np.ndarray) -> np.ndarray:
-    """Each topic's score in each peak over its mean over the peaks: ``[n_peaks, M]`` (ours).
+def relative_scores(scores: np.ndarray, baseline: np.ndarray | None = None) -> np.ndarray:
+    """Each topic's score in each peak over its usual score: ``[n_peaks, M]`` (ours).
 
-    A peak where a topic holds twice its usual share of the peaks scores 2. The per-peak TF calls
-    read this rather than the score itself: under a strong prior (``train=budget``'s fixed alpha of
-    10) every topic holds about an even share (1 / M) of every peak, so "more than an even share"
-    says little, while a binding signature holds several times its average share of the peaks that
-    carry its site (``BENCHMARKS.md``, "Per-peak TF calls"). A topic with mean 0 scores 0.
+    A peak where a topic holds twice its usual share scores 2. The per-peak TF calls read this rather
+    than the score itself: under a strong prior (``train=budget``'s fixed alpha of 10) every topic
+    holds about an even share (1 / M) of every peak, so "more than an even share" says little, while a
+    binding signature holds several times its usual share of the peaks that carry its site
+    (``BENCHMARKS.md``, "Per-peak TF calls"). A topic whose usual score is 0 scores 0.
+
+    Args:
+        scores: ``[n_peaks, M]`` per-peak scores.
+        baseline: ``[M]`` each topic's usual score (the analysis: its mean over the training peaks);
+            None: its mean over these peaks.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    mean = scores.mean(axis=0, keepdims=True) if scores.shape[0] else np.ones((1, scores.shape[1]))
-    return np.divide(scores, mean, out=np.zeros_like(scores), where=mean > 0)
+    if baseline is None:
+        baseline = scores.mean(axis=0) if scores.shape[0] else np.ones(scores.shape[1])
+    baseline = np.broadcast_to(np.asarray(baseline, dtype=np.float64).reshape(1, -1), scores.shape)
+    return np.divide(scores, baseline, out=np.zeros_like(scores), where=baseline > 0)
 
 
 def tf_scores(scores: np.ndarray, strengths: dict[str, dict[str, float]], topic_names: list[str] | None = None,

@@ -10,6 +10,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bindvae import plotting
@@ -78,8 +79,9 @@ class AnalysisOptions:
             q-value below this, joins that topic's signature as a piece of the same long site
             (:func:`bindvae.analysis.signatures.namesakes`); 0: off.
         call_ratio: ours: a topic calls its TF in a peak (``peak_tfs.tsv``) only where its signature
-            score is at least this many times its mean over the analysed peaks
-            (:func:`bindvae.analysis.peaks.relative_scores`); 0 calls wherever the topic is assigned.
+            score is at least this many times its mean over the run's training peaks (the analysed
+            peaks' own when those cannot be read; :func:`bindvae.analysis.peaks.relative_scores`);
+            0 calls wherever the topic is assigned.
         split_motifs: ours: a topic whose 10-mers hold two unrelated sites also gets a motif of each,
             ``topic_NNNa`` and ``topic_NNNb`` (:func:`bindvae.analysis.motifs.split_motifs`), written and
             compared with the database beside its motif; listed, never used for names. False: one motif
@@ -200,8 +202,22 @@ def _rules_line(options: AnalysisOptions) -> str:
     r, t = options.rules, options.rules.titles
     return (f"Algorithm 1: q < {r.max_q}, effect size >= {r.min_effect}, at most {r.max_tfs_per_topic} TFs per "
             f"topic; motif similarity: q < {r.motif_max_q}, at most {r.max_tfs_per_topic}; composition: repeat share "
-            f">= {t.min_repeat_share}, fold < {t.min_fold}, |GC - corpus| >= {t.min_gc_shift} (top {t.n_top} k-mers); "
-            f"per-peak calls: signature score >= {options.call_ratio:g} x its mean over the peaks")
+            f">= {t.min_repeat_share}, fold < {t.min_fold}, |GC - corpus| >= {t.min_gc_shift} (top {t.n_top} k-mers)")
+
+
+def _usual_scores(model: Model, options: AnalysisOptions, scores: np.ndarray) -> tuple[np.ndarray, str]:
+    """Each topic's mean score over the training peaks, the per-peak calls' baseline, and where it came
+    from: the analysed peaks themselves when they are the training peaks, or when ``peaks=`` is given
+    and the training data cannot be read (then a peak set that is mostly one TF's raises its bar)."""
+    if not options.peaks:
+        return np.asarray(scores, dtype=np.float64).mean(axis=0), "the training peaks"
+    try:
+        train = training_peaks(model)
+    except InputError as err:
+        logger.warning("per-peak calls measured against the analysed peaks' own mean: %s", err)
+        return np.asarray(scores, dtype=np.float64).mean(axis=0), "the analysed peaks (training data not readable)"
+    usual = np.asarray(latent_scores(model, train.data, kind=options.kind), dtype=np.float64).mean(axis=0)
+    return usual, "the training peaks"
 
 
 def _compared_accessibility(compare: str) -> Path:
@@ -301,9 +317,11 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
 
     ids = peak_set.ids
     strengths = naming.assignment_strengths(mapping_table)
-    # A topic calls its TF where its signature holds at least call_ratio times its mean over these peaks.
-    calls = peaks.top_tfs_per_peak(peaks.relative_scores(signatures.signature_scores(scores, alike)), strengths,
-                                   ids, min_topic_score=options.call_ratio)
+    # A topic calls its TF where its signature holds at least call_ratio times its mean over the training peaks.
+    usual, usual_label = _usual_scores(model, options, scores)
+    relative = peaks.relative_scores(signatures.signature_scores(scores, alike),
+                                     signatures.signature_scores(usual[None, :], alike)[0])
+    calls = peaks.top_tfs_per_peak(relative, strengths, ids, min_topic_score=options.call_ratio)
     _write_tsv(calls, out / "peak_tfs.tsv")
     acc = peaks.accessibility(scores, mapping)
     _write_tsv(acc, out / "accessibility.tsv")
@@ -330,6 +348,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
              "latent score": options.kind, "motif database": source, "probes": probe_source,
              "peaks": peak_set.label, "site counts": sites_fact(site_stats),
              "naming rules": _rules_line(options),
+             "per-peak calls": f"signature score >= {options.call_ratio:g} x its mean over {usual_label}",
              "TFs mapped (Algorithm 1)": len(set(mapping_table.loc[mapping_table["assigned"], "tf"]))}
     files = [(name, what) for name, what in FILES if (out / name).is_file()]
     html = report.render_report(f"BindVAE analysis: {Path(run_dir).name}", facts, sections, figures, tables,

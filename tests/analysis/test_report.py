@@ -425,6 +425,19 @@ def test_analyze_without_peaks_scores_the_runs_training_sequences(tmp_path, refe
         "the run&#x27;s training data (fasta: train.fa, 60 sequences)" in (run / "analysis" / "report.html").read_text()
     )
     capsys.readouterr()
+    # A peak's calls are measured against the training peaks' mean, so they do not depend on which other
+    # peaks are analysed with it: the E-box block alone gets the calls it got among all 60.
+    ebox = tmp_path / "ebox.fa"
+    ebox.write_text("".join(f">train_{i}\n{s}\n" for i, s in enumerate(probes["sequence"][:60]) if i >= 40))
+    assert analyze.main([f"run_dir={run}", f"peaks={ebox}", *args]) == 0
+    alone = pd.read_csv(run / "analysis" / "peak_tfs.tsv", sep="\t", keep_default_na=False)
+    among_all = peak_tfs.iloc[40:].reset_index(drop=True)
+    names = ["peak", "tf_1", "tf_2", "tf_3", "topic_1", "topic_2", "topic_3"]
+    assert alone[names].astype(str).equals(among_all[names].astype(str))
+    for column in ["score_1", "score_2", "score_3"]:
+        np.testing.assert_allclose(pd.to_numeric(alone[column]), pd.to_numeric(among_all[column]), rtol=1e-5)
+    assert "over the training peaks" in (run / "analysis" / "report.html").read_text()
+    capsys.readouterr()
     # The training file is gone, or the run never saved one: one line naming the way out.
     fasta.unlink()
     assert analyze.main([f"run_dir={run}", *args]) == 2
