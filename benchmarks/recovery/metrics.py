@@ -116,7 +116,9 @@ def score_recovery(topic_motifs: list, peak_scores: np.ndarray, peak_names: list
 
     Args:
         topic_motifs: per topic in topic order, its motif or a list of motifs (its motif, which makes its
-            signature, then its parts, :func:`topic_motifs_from_scores`); a planted motif is matched by the best of all.
+            signature, then its parts, :func:`topic_motifs_from_scores`); a planted motif is matched to the
+            topic whose own motif matches it best, or, when none does at ``q < q_threshold``, to the best
+            of all, parts included.
         peak_scores: ``[n_peaks, M]`` per-peak topic proportions (rows sum to 1).
         peak_names: ``n_peaks`` names in the row order of ``peak_scores``.
         truth: the generator's truth table.
@@ -152,6 +154,7 @@ def score_recovery(topic_motifs: list, peak_scores: np.ndarray, peak_names: list
         raise ValueError(f"planted motifs {missing} are not in the comparison database")
     sets = [list(entry) if isinstance(entry, (list, tuple)) else [entry] for entry in topic_motifs]
     firsts = [motifs[0] for motifs in sets]
+    first_names = {motif.name for motif in firsts}
     by_name = {motif.name: motif for motifs in sets for motif in motifs}
     index = {motif.name: m for m, motifs in enumerate(sets) for motif in motifs}
     table = compare_motifs(list(by_name.values()), database)
@@ -174,6 +177,10 @@ def score_recovery(topic_motifs: list, peak_scores: np.ndarray, peak_names: list
                "matrix_id": group["matrix_id"].iloc[0]}
         if kind in ("motif", "pair"):
             hits = table[table["target"] == row["matrix_id"]].sort_values(["q_value", "p_value"], kind="stable")
+            # A topic's own motif first, as the analysis names topics (parts are listed, never names): a
+            # part is matched only when no used topic's motif matches at q < q_threshold.
+            whole = hits[hits["query"].isin(first_names) & (hits["q_value"] < q_threshold)]
+            hits = whole if len(whole) else hits
             motif = by_name[hits["query"].iloc[0]]
             topic = index[motif.name]
             row.update(q_value=float(hits["q_value"].iloc[0]), recovered=bool(hits["q_value"].iloc[0] < q_threshold))

@@ -147,6 +147,25 @@ def test_score_recovery_does_not_match_topics_no_peak_uses(small_set, database):
     assert every.set_index("feature").loc["CTCF", "topic"] == len(topics) - 1  # without the rule: the unused one
 
 
+def test_score_recovery_prefers_a_topics_own_motif_to_another_topics_part(small_set, database):
+    # CTCF's topic has a blurred copy of CTCF (still significant); a noise topic's second site is CTCF
+    # itself and matches better. The analysis names topics by their own motifs only, so the benchmark
+    # credits CTCF's topic; without a significant own motif the part would be matched (test above).
+    topics, scores = _oracle(small_set)
+    names = [m.alt_name for m in small_set.motifs.values()]
+    ctcf, noise = names.index("CTCF"), len(names)
+    sharp = topics[ctcf].pwm
+    topics[ctcf] = Motif(topics[ctcf].name, 0.7 * sharp + 0.075)
+    sets = [[motif] for motif in topics]
+    sets[noise] += [Motif(topics[noise].name + "a", topics[noise].pwm), Motif(topics[noise].name + "b", sharp)]
+    table = recovery.compare_motifs([m for group in sets for m in group], database)
+    hits = table[table["target"] == small_set.motifs["CTCF"].name].set_index("query")["q_value"]
+    assert hits[topics[noise].name + "b"] < hits[topics[ctcf].name] < 0.05  # the part matches better
+    row = recovery.score_recovery(sets, scores, small_set.names, small_set.truth, small_set.motifs,
+                                  database).set_index("feature").loc["CTCF"]
+    assert row["topic"] == ctcf and not row["part"] and row["recovered"] and row["auroc"] > 0.95
+
+
 def test_score_recovery_scores_a_motif_split_over_two_topics_by_their_signature(small_set, database):
     # CTCF's carriers give their score to CTCF's topic or to a second topic holding the same site, half
     # each: the topic alone ranks them near 0.75, its signature (the two together) near 1.
