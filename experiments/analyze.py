@@ -4,7 +4,7 @@
         [motif_ranking=encoder|decoder]
         [motif_db=jaspar|none|FILE.meme] [jaspar_release=JASPAR2024] [compare=OTHER_RUN_DIR]
         [kind=mean|concentration] [seed=0] [gold=TFS.txt] [pairs=jaspar|FILE.tsv] [n_15mers=1000000]
-        [bias_motifs=FILE.meme] [signature_q=0.05] [signature_piece_q=0.25] [call_ratio=1.5]
+        [bias_motifs=FILE.meme] [signature_q=0.05] [signature_piece_q=0.25] [signature_apart_q=0.25] [call_ratio=1.5]
         [split_motifs=true]
         [naming thresholds, below]
     python -m experiments.analyze sweep_dir=DIR [probes=TSV] [motif_db=...] [n_best=3] [max_topics_per_tf=3]
@@ -42,9 +42,10 @@ topic_flags.tsv (unused, low complexity, GC-/AT-rich background, background, cut
 
 signature_q= (ours): topics whose motifs match each other at this q-value are look-alikes, and so are
 topics that match a topic's best database motif at it (namesakes: the pieces of a long site), and
-topics whose own best database match is that motif too at q < signature_piece_q (0.25; 0: off); listed
-in topic_titles.tsv and the report; peak_tfs.tsv scores each topic together with them (a signature split
-over several topics). 0 scores every topic alone.
+topics whose own best database match is that motif too at q < signature_piece_q (0.25; 0: off),
+less look-alikes whose confident best database matches differ, unless one matches the other's best at
+q < signature_apart_q (0.25; 0: off); listed in topic_titles.tsv and the report; peak_tfs.tsv scores
+each topic together with them (a signature split over several topics). 0 scores every topic alone.
 
 call_ratio= (ours, default 1.5): peak_tfs.tsv calls a topic's TF in a peak only where the topic's
 signature score is at least this many times its mean over the run's training peaks (the analysed
@@ -141,6 +142,7 @@ def run(args: dict) -> int:
         bias_motifs=text(args["bias_motifs"]),
         signature_q=_number(args, "signature_q", float),
         signature_piece_q=_number(args, "signature_piece_q", float),
+        signature_apart_q=_number(args, "signature_apart_q", float),
         call_ratio=_number(args, "call_ratio", float),
         split_motifs=args["split_motifs"],
     )

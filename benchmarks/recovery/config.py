@@ -99,6 +99,9 @@ class RecoveryConfig:
             matches the topic's best database motif at ``signature_q``, and those whose own best
             database match is that motif too at ``signature_piece_q``; ours, as the analysis does).
         signature_piece_q: see ``signature_namesakes`` (0: that second rule off).
+        signature_apart_q: look-alikes whose best database matches differ, each at ``signature_q``, are
+            not joined unless one matches the other's best at this q-value
+            (:func:`bindvae.analysis.signatures.keep_apart`; ours, as the analysis does; 0: off).
         split_motifs: ours: a topic whose 10-mers hold two sites also gets a PWM of each
             (:func:`bindvae.analysis.motifs.split_motifs`), and a planted motif matches the best of a topic's
             motifs, for every method alike; false: one PWM per topic (the paper's).
@@ -121,6 +124,7 @@ class RecoveryConfig:
     signature_q: float = 0.05
     signature_namesakes: bool = True
     signature_piece_q: float = 0.25
+    signature_apart_q: float = 0.25
     split_motifs: bool = True
 
 
@@ -174,8 +178,9 @@ def config_from_dict(values: dict) -> RecoveryConfig:
         raise ConfigError("motif_ranking", f"unknown {config.motif_ranking!r}; encoder or decoder")
     if not 0.0 <= config.signature_q <= 1.0:
         raise ConfigError("signature_q", f"must be in [0, 1], got {config.signature_q}")
-    if not 0.0 <= config.signature_piece_q <= 1.0:
-        raise ConfigError("signature_piece_q", f"must be in [0, 1], got {config.signature_piece_q}")
+    for key in ("signature_piece_q", "signature_apart_q"):
+        if not 0.0 <= getattr(config, key) <= 1.0:
+            raise ConfigError(key, f"must be in [0, 1], got {getattr(config, key)}")
     if config.n_top < 10:
         raise ConfigError("n_top", f"must be >= 10, got {config.n_top}")
     if config.lda.passes < 1 or config.lda.batch_size < 1:

@@ -26,7 +26,7 @@ from bindvae.analysis.compare import compare_motifs
 from bindvae.analysis.flags import FlagRules
 from bindvae.analysis.motifs import build_pwm, decode_kmers, split_motifs
 from bindvae.analysis.peaks import topic_usage
-from bindvae.analysis.signatures import DEFAULT_PIECE_Q, signature_partners, signature_scores
+from bindvae.analysis.signatures import DEFAULT_APART_Q, DEFAULT_PIECE_Q, signature_partners, signature_scores
 from bindvae.data.synthetic import planted_labels
 from bindvae.motif import COMPOSITE_ID, Motif
 
@@ -111,7 +111,8 @@ def score_recovery(topic_motifs: list, peak_scores: np.ndarray, peak_names: list
                    planted: dict, database: list[Motif], q_threshold: float = 0.05,
                    min_used_fraction: float = FlagRules().min_used_fraction,
                    signature_q: float = 0.0, extra_scores: dict | None = None,
-                   namesakes: bool = True, piece_q: float = DEFAULT_PIECE_Q) -> pd.DataFrame:
+                   namesakes: bool = True, piece_q: float = DEFAULT_PIECE_Q,
+                   apart_q: float = DEFAULT_APART_Q) -> pd.DataFrame:
     """Which planted features a topic model recovered.
 
     Args:
@@ -133,6 +134,8 @@ def score_recovery(topic_motifs: list, peak_scores: np.ndarray, peak_names: list
             topic's best database motif, :func:`bindvae.analysis.signatures.namesakes`), as the analysis does.
         piece_q: namesakes also take the used topics whose own best database match (of their motif or
             its parts) is the topic's best too, at this q-value (0: off).
+        apart_q: with ``namesakes``, look-alikes that the database tells apart are dropped
+            (:func:`bindvae.analysis.signatures.keep_apart`, at this q-value; 0: off).
         extra_scores: ``{name: [n_peaks, M]}`` other per-peak scores of the same topics, names from
             :data:`EXTRA_SCORES` (``scan``: :func:`scan_topic_words`; ``counts``: :func:`topic_word_counts`;
             ``shares``: those counts as shares of each peak's k-mers, :func:`bindvae.infer.topic_shares`;
@@ -159,7 +162,7 @@ def score_recovery(topic_motifs: list, peak_scores: np.ndarray, peak_names: list
     index = {motif.name: m for m, motifs in enumerate(sets) for motif in motifs}
     table = compare_motifs(list(by_name.values()), database)
     used = topic_usage(peak_scores) >= min_used_fraction
-    alike = signature_partners(firsts, used, signature_q, table if namesakes else None, piece_q)
+    alike = signature_partners(firsts, used, signature_q, table if namesakes else None, piece_q, apart_q)
     signature = signature_scores(peak_scores, alike)
     extra_scores = dict(extra_scores or {})
     unknown = sorted(set(extra_scores) - set(EXTRA_SCORES))

@@ -110,6 +110,7 @@ def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) 
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold, signature_q=config.signature_q,
                                     namesakes=config.signature_namesakes, piece_q=config.signature_piece_q,
+                                    apart_q=config.signature_apart_q,
                                     extra_scores={"scan": latent_scores(model, X, kind="decoder"),
                                                   **recovery.counts_and_shares(latent_scores(model, X, kind="counts"),
                                                                                peak_scores),
@@ -177,6 +178,7 @@ def _run_lda(config: RecoveryConfig, train_X, val_X, X, dataset, database, probe
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold, signature_q=config.signature_q,
                                     namesakes=config.signature_namesakes, piece_q=config.signature_piece_q,
+                                    apart_q=config.signature_apart_q,
                                     extra_scores=extra)
     analysis_s = time.perf_counter() - start
     return MethodResult(table, recovery.summarize(table, config.q_threshold), perplexity, train_s, analysis_s,
@@ -208,6 +210,7 @@ def _run_gibbs_lda(config: RecoveryConfig, X, val_rows: np.ndarray, dataset, dat
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold, signature_q=config.signature_q,
                                     namesakes=config.signature_namesakes, piece_q=config.signature_piece_q,
+                                    apart_q=config.signature_apart_q,
                                     extra_scores={"scan": recovery.scan_topic_words(topic_word, X),
                                                   **recovery.counts_and_shares(
                                                       recovery.topic_word_counts(topic_word, peak_scores, X),

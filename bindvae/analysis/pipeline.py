@@ -78,6 +78,9 @@ class AnalysisOptions:
         signature_piece_q: ours: a topic whose best database match is another topic's best too, at a
             q-value below this, joins that topic's signature as a piece of the same long site
             (:func:`bindvae.analysis.signatures.namesakes`); 0: off.
+        signature_apart_q: ours: two look-alike topics whose best database matches differ (each at
+            ``signature_q``) stay apart unless one matches the other's best at a q-value below this
+            (:func:`bindvae.analysis.signatures.keep_apart`); 0: off.
         call_ratio: ours: a topic calls its TF in a peak (``peak_tfs.tsv``) only where its signature
             score is at least this many times its mean over the run's training peaks (the analysed
             peaks' own when those cannot be read; :func:`bindvae.analysis.peaks.relative_scores`);
@@ -106,6 +109,7 @@ class AnalysisOptions:
     bias_motifs: str | None = None
     signature_q: float = signatures.DEFAULT_MAX_Q
     signature_piece_q: float = signatures.DEFAULT_PIECE_Q
+    signature_apart_q: float = signatures.DEFAULT_APART_Q
     call_ratio: float = DEFAULT_CALL_RATIO  # (the field `peaks` hides the module here)
     split_motifs: bool = True
 
@@ -121,7 +125,7 @@ def check_options(options: AnalysisOptions) -> None:
                  ("min_repeat_share", rules.titles.min_repeat_share), ("min_gc_shift", rules.titles.min_gc_shift),
                  ("min_low_entropy_share", rules.flags.min_low_entropy_share), ("bias_max_q", rules.flags.bias_max_q),
                  ("min_used_fraction", rules.flags.min_used_fraction), ("signature_q", options.signature_q),
-                 ("signature_piece_q", options.signature_piece_q)]
+                 ("signature_piece_q", options.signature_piece_q), ("signature_apart_q", options.signature_apart_q)]
     for key, value in fractions:
         if not 0.0 <= value <= 1.0:
             raise ConfigError(key, f"must be in [0, 1], got {value}")
@@ -306,7 +310,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     if database and options.signature_q > 0:
         matches = named.comparison if by_decoder else compare_motifs(decoder_motifs, database)
     alike = signatures.signature_partners(decoder_motifs, usable, options.signature_q, matches,
-                                          options.signature_piece_q)
+                                          options.signature_piece_q, options.signature_apart_q)
     _write_tsv(named.titles.assign(lookalikes=signatures.lookalikes_column(names, alike)), out / "topic_titles.tsv")
     mapping = naming.assigned_tfs(mapping_table)
     tables = {}

@@ -8,13 +8,20 @@ adds the proportions of ``m`` and of its look-alikes: the used topics whose moti
 motif, Tomtom-style, at ``q < max_q`` in either direction, and, where a motif database is given, its
 namesakes: the used topics whose motif matches the database motif that ``m``'s motif matches best,
 both at ``q < max_q``, and the used topics whose own best database match (of their motif or either of
-its two parts, ties included) is also ``m``'s best, at ``q < piece_q`` (:data:`DEFAULT_PIECE_Q`, 0.25):
-a piece of a long site matches the whole site weakly, but matches it better than anything else.
+its two parts, near-ties included: :data:`BEST_TIE`) is also ``m``'s best, at ``q < piece_q``
+(:data:`DEFAULT_PIECE_Q`, 0.25): a piece of a long site matches the whole site weakly, but matches it
+better than anything else, or as well.
 Namesakes join the pieces of a long site that do not overlap enough to look like each other (the
 ends of CTCF's long site) but each match the whole site in the database. It is each topic's own
 neighbourhood, not a partition: a chain of weak resemblances (A like B, B like C) does not join A
 with C, nor do two topics that share only a lesser database match (a forkhead and an ETS topic that
 both match a composite FOX::ETS motif).
+
+Two look-alikes that the database tells apart are not joined (:func:`keep_apart`): where each of the
+two topics' best database match is at ``q < max_q`` and neither topic matches the other's best even as
+weakly as a piece would (``q < apart_q``, :data:`DEFAULT_APART_Q`), their motifs look alike only
+through a shared short word (a C/EBP topic, TTGCGCAAT, and an NRF1 topic, GCGCAGGCG, through GCGCA),
+and adding one's proportions to the other's ranks each TF's carriers worse.
 
 The motifs compared are the decoder's (each topic's most enriched 10-mers,
 ``topic_motifs(model, ranking="decoder")``): motifs built from probes through the encoder are blurrier and
@@ -39,6 +46,19 @@ DEFAULT_MAX_Q = 0.05
 # (0.10: to 0.92 on average, every planted motif in >= 5% of peaks at 0.9 x its limit on 4 of 8 seeds
 # against 5 at 0.25); four fresh seeds confirmed it.
 DEFAULT_PIECE_Q = 0.25
+# A topic's best database matches are those within this relative margin of its smallest q-value: a
+# short piece of a long site matches several similar database motifs about equally (a CTCF piece,
+# ACCTGGTGGC, at q 0.095 against ERF::FIGLA and 0.097 against CTCF), and which of them comes first
+# is chance. Measured in BENCHMARKS.md ("Near-ties among a piece's best matches"): 5% joined that
+# piece on one of 28 planted-set checkpoints and changed no other signature; 10% also joins the
+# two sites of a mixed topic (an NFKB1 part at q 0.0078, a CTCF part at 0.0084) and costs NFKB1.
+BEST_TIE = 0.05
+# Two look-alike topics each confidently matched to a database motif stay apart unless one matches the
+# other's best at a q-value below this (as weakly as a piece of it may). Measured in BENCHMARKS.md
+# ("Look-alikes the database tells apart"): on 28 planted-set checkpoints this left 21 look-alike pairs
+# apart, raising C/EBP, NRF1, TP53, NFKB1, FOXA1 or TEAD1 on 16 seeds and costing RUNX1 0.002 on one;
+# at 0.05 it also split CTCF's pieces that match an E-box motif best (CTCF down to 0.88 of its limit).
+DEFAULT_APART_Q = 0.25
 
 
 def lookalikes(motifs: list[Motif], used: np.ndarray | None = None, max_q: float = DEFAULT_MAX_Q) -> list[list[int]]:
@@ -113,19 +133,25 @@ def namesakes(matches: pd.DataFrame, names: list[str], used: np.ndarray | None =
     return out
 
 
-def best_matches(matches: pd.DataFrame, names: list[str]) -> dict[int, tuple[float, set[str]]]:
+def best_matches(matches: pd.DataFrame, names: list[str], tie: float = BEST_TIE) -> dict[int, tuple[float, set[str]]]:
     """Per topic with any match: its smallest q-value over its motif and its parts, and the database
-    motifs matched at that q-value (ties: within a relative 1e-9)."""
-    index = {name: i for i, name in enumerate(names)}
-    index.update({name + suffix: i for i, name in enumerate(names) for suffix in PART_SUFFIXES
-                  if name + suffix not in index})
+    motifs matched at that q-value or within a relative ``tie`` of it (:data:`BEST_TIE`)."""
+    index = _topic_index(names)
     topic = matches["query"].map(index)
     frame = matches.assign(topic=topic)[topic.notna()]
     out: dict[int, tuple[float, set[str]]] = {}
     for m, group in frame.groupby("topic"):
         q = float(group["q_value"].min())
-        out[int(m)] = (q, set(group.loc[group["q_value"] <= q * (1 + 1e-9), "target"]))
+        out[int(m)] = (q, set(group.loc[group["q_value"] <= q * (1 + tie) * (1 + 1e-12), "target"]))
     return out
+
+
+def _topic_index(names: list[str]) -> dict[str, int]:
+    """Topic index by motif name: each topic's name and its two parts' names."""
+    index = {name: i for i, name in enumerate(names)}
+    index.update({name + suffix: i for i, name in enumerate(names) for suffix in PART_SUFFIXES
+                  if name + suffix not in index})
+    return index
 
 
 def combine(*partners: list[list[int]]) -> list[list[int]]:
@@ -134,14 +160,52 @@ def combine(*partners: list[list[int]]) -> list[list[int]]:
 
 
 def signature_partners(motifs: list[Motif], used: np.ndarray | None = None, max_q: float = DEFAULT_MAX_Q,
-                       matches: pd.DataFrame | None = None, piece_q: float = DEFAULT_PIECE_Q) -> list[list[int]]:
+                       matches: pd.DataFrame | None = None, piece_q: float = DEFAULT_PIECE_Q,
+                       apart_q: float = DEFAULT_APART_Q) -> list[list[int]]:
     """Each topic's partners in its signature: its look-alikes and, given ``matches`` (the same motifs,
-    and their parts, against a database, every pair), its namesakes. Arguments as :func:`lookalikes`
-    and :func:`namesakes`."""
+    and their parts, against a database, every pair), less those the database tells apart
+    (:func:`keep_apart`, at ``apart_q``), and its namesakes. Arguments as :func:`lookalikes`,
+    :func:`namesakes` and :func:`keep_apart`."""
     alike = lookalikes(motifs, used, max_q)
     if matches is None:
         return alike
-    return combine(alike, namesakes(matches, [m.name for m in motifs], used, max_q, piece_q))
+    names = [m.name for m in motifs]
+    return combine(keep_apart(alike, matches, names, max_q, apart_q), namesakes(matches, names, used, max_q, piece_q))
+
+
+def keep_apart(alike: list[list[int]], matches: pd.DataFrame, names: list[str], max_q: float = DEFAULT_MAX_Q,
+               apart_q: float = DEFAULT_APART_Q) -> list[list[int]]:
+    """Look-alikes less the pairs that the database tells apart (module docstring): both topics' best
+    database matches (:func:`best_matches`, over each motif and its parts) at ``q < max_q``, and neither
+    topic matching any of the other's best at ``q < apart_q``.
+
+    Args:
+        alike: from :func:`lookalikes`.
+        matches: as :func:`namesakes`.
+        names: the topic names, topic order.
+        max_q: q-value of a confident best match.
+        apart_q: q-value below which a topic still matches the other's best; 0 turns this off (every
+            look-alike kept).
+
+    Returns:
+        ``alike`` with those pairs removed (both directions), sorted lists.
+    """
+    if apart_q <= 0 or matches is None or not len(matches):
+        return [list(others) for others in alike]
+    tops = best_matches(matches, names)
+    index = _topic_index(names)
+    weak = matches[matches["q_value"] < apart_q]
+    matched: dict[int, set[str]] = {}
+    for query, target in zip(weak["query"], weak["target"]):
+        if query in index:
+            matched.setdefault(index[query], set()).add(target)
+
+    def apart(m: int, j: int) -> bool:
+        if m not in tops or j not in tops or tops[m][0] >= max_q or tops[j][0] >= max_q:
+            return False
+        return not (tops[m][1] & matched.get(j, set())) and not (tops[j][1] & matched.get(m, set()))
+
+    return [sorted(j for j in others if not apart(m, j)) for m, others in enumerate(alike)]
 
 
 def motif_q_matrix(motifs: list[Motif]) -> np.ndarray:

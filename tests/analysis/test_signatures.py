@@ -86,6 +86,60 @@ def test_pieces_of_a_long_site_join_by_their_best_database_match():
     assert best[0] == (1e-3, {"D1", "D5"}) and best[3] == (0.2, {"D5"}) and best[2] == (0.1, {"D2"})
 
 
+def test_a_piece_joins_when_the_site_is_among_its_best_matches_within_the_tie():
+    # t1 is a piece of t0's site: its best database match is D9 (an unrelated motif) at q 0.095, and t0's
+    # best, D1, comes second at 0.097, within BEST_TIE (5%) of it: which comes first is chance, so t1
+    # joins t0. t2's D1 match is 10% behind its best (0.1 against 0.11): not a near-tie, not a piece.
+    import pandas as pd
+
+    table = pd.DataFrame({"query": ["t0", "t1", "t1", "t2", "t2"],
+                          "target": ["D1", "D9", "D1", "D8", "D1"],
+                          "p_value": [1e-4, 0.01, 0.011, 0.01, 0.012],
+                          "q_value": [1e-3, 0.095, 0.097, 0.1, 0.11]})
+    names = ["t0", "t1", "t2"]
+    assert signatures.namesakes(table, names) == [[1], [], []]
+    best = signatures.best_matches(table, names)
+    assert best[1] == (0.095, {"D9", "D1"}) and best[2] == (0.1, {"D8"})
+    assert signatures.best_matches(table, names, tie=0.0)[1] == (0.095, {"D9"})
+    assert signatures.best_matches(table, names, tie=0.1)[2] == (0.1, {"D8", "D1"})
+
+
+def test_lookalikes_that_the_database_tells_apart_stay_apart():
+    # t0 (C/EBP-like) and t1 (NRF1-like) look alike through a short shared word, but each matches its own
+    # database motif confidently (D1, D2) and neither matches the other's even weakly: apart. t2 and t0
+    # look alike and t2's best (D3) differs, but t2 matches D1 at 0.2 < apart_q: kept (a piece). t3's
+    # best is at 0.3, not confident: kept. With apart_q = 0 every look-alike is kept.
+    import pandas as pd
+
+    alike = [[1, 2, 3], [0], [0], [0]]
+    table = pd.DataFrame({"query": ["t0", "t1", "t1", "t2", "t2", "t3", "t0b"],
+                          "target": ["D1", "D2", "D1", "D3", "D1", "D4", "D2"],
+                          "p_value": [1e-4, 1e-5, 0.2, 1e-4, 0.01, 0.1, 0.3],
+                          "q_value": [0.01, 0.001, 0.6, 0.02, 0.2, 0.3, 0.7]})
+    names = ["t0", "t1", "t2", "t3"]
+    assert signatures.keep_apart(alike, table, names) == [[2, 3], [], [0], [0]]
+    assert signatures.keep_apart(alike, table, names, apart_q=0.0) == alike
+    assert signatures.keep_apart(alike, table, names, apart_q=0.1) == [[3], [], [], [0]]
+    # t0's part matching t1's best (D2) at 0.7 < apart_q 0.8 keeps the pair: parts count as the topic.
+    assert signatures.keep_apart(alike, table, names, apart_q=0.8) == alike
+
+
+
+def test_signature_partners_drop_lookalikes_the_database_tells_apart(monkeypatch):
+    # The look-alikes of the test above, through signature_partners: t0 and t1 apart at the default
+    # apart_q, joined again with apart_q=0 and without a database; t2 (t0's piece by database) stays.
+    import pandas as pd
+
+    names = ["t0", "t1", "t2", "t3"]
+    motifs = [Motif(n, np.full((4, 4), 0.25)) for n in names]
+    monkeypatch.setattr(signatures, "lookalikes", lambda motifs, used, max_q: [[1, 2, 3], [0], [0], [0]])
+    table = pd.DataFrame({"query": ["t0", "t1", "t2", "t2", "t3"], "target": ["D1", "D2", "D3", "D1", "D4"],
+                          "p_value": [1e-4, 1e-5, 1e-4, 0.01, 0.1], "q_value": [0.01, 0.001, 0.02, 0.2, 0.3]})
+    assert signatures.signature_partners(motifs, None, 0.05, table) == [[2, 3], [], [0], [0]]
+    assert signatures.signature_partners(motifs, None, 0.05, table, apart_q=0.0) == [[1, 2, 3], [0], [0], [0]]
+    assert signatures.signature_partners(motifs, None, 0.05) == [[1, 2, 3], [0], [0], [0]]
+
+
 def test_lookalikes_need_distinct_names(jaspar):
     with pytest.raises(ValueError, match="distinct names"):
         signatures.motif_q_matrix([Motif("t", jaspar[0].pwm), Motif("t", jaspar[1].pwm)])
