@@ -49,7 +49,7 @@ DEFAULT_PIECE_Q = 0.25
 # A topic's best database matches are those within this relative margin of its smallest q-value: a
 # short piece of a long site matches several similar database motifs about equally (a CTCF piece,
 # ACCTGGTGGC, at q 0.095 against ERF::FIGLA and 0.097 against CTCF), and which of them comes first
-# is chance. Measured in BENCHMARKS.md ("Near-ties among a piece's best matches"): 5% joined that
+# is chance. Measured in BENCHMARKS.md ("Look-alikes the database tells apart"): 5% joined that
 # piece on one of 28 planted-set checkpoints and changed no other signature; 10% also joins the
 # two sites of a mixed topic (an NFKB1 part at q 0.0078, a CTCF part at 0.0084) and costs NFKB1.
 BEST_TIE = 0.05
