@@ -4,7 +4,8 @@
         [motif_ranking=encoder|decoder]
         [motif_db=jaspar|none|FILE.meme] [jaspar_release=JASPAR2024] [compare=OTHER_RUN_DIR]
         [kind=mean|concentration] [seed=0] [gold=TFS.txt] [pairs=jaspar|FILE.tsv] [n_15mers=1000000]
-        [bias_motifs=FILE.meme] [signature_q=0.05] [signature_piece_q=0.25] [signature_apart_q=0.25] [call_ratio=1.5]
+        [bias_motifs=FILE.meme] [signature_q=0.05] [signature_piece_q=0.25] [signature_apart_q=0.25]
+        [call_score=density|shares|counts|mean|concentration] [call_ratio=2]
         [split_motifs=true]
         [naming thresholds, below]
     python -m experiments.analyze sweep_dir=DIR [probes=TSV] [motif_db=...] [n_best=3] [max_topics_per_tf=3]
@@ -47,10 +48,13 @@ less look-alikes whose confident best database matches differ, unless one matche
 q < signature_apart_q (0.25; 0: off); listed in topic_titles.tsv and the report; peak_tfs.tsv scores
 each topic together with them (a signature split over several topics). 0 scores every topic alone.
 
-call_ratio= (ours, default 1.5): peak_tfs.tsv calls a topic's TF in a peak only where the topic's
-signature score is at least this many times its mean over the run's training peaks (the analysed
-peaks' own when the training data cannot be read); score_i is that ratio times the assignment's
-effect size. 0 calls wherever an assigned topic scores anything.
+call_score= (ours, default density) and call_ratio= (ours, default 2): peak_tfs.tsv calls a topic's TF
+in a peak only where the topic's signature score is at least call_ratio times its mean over the run's
+training peaks (the analysed peaks' own when the training data cannot be read); score_i is that ratio
+times the assignment's effect size. The score is call_score, a latent_scores kind: density (each
+topic's expected k-mers as a fraction of all the peak's gapped 8-mers; features holding only the
+model's chosen k-mers are scored by shares) or shares, counts, mean, concentration. call_score=mean
+call_ratio=1.5 gives the calls before density. call_ratio=0 calls wherever an assigned topic scores anything.
 
 split_motifs= (ours, default true): a topic whose 10-mers hold two unrelated sites (a quarter or more
 of them fitting the best 10-mer poorly) also gets a motif of each, topic_NNNa and topic_NNNb, in
@@ -143,6 +147,7 @@ def run(args: dict) -> int:
         signature_q=_number(args, "signature_q", float),
         signature_piece_q=_number(args, "signature_piece_q", float),
         signature_apart_q=_number(args, "signature_apart_q", float),
+        call_score=text(args["call_score"]) or "",
         call_ratio=_number(args, "call_ratio", float),
         split_motifs=args["split_motifs"],
     )

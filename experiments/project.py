@@ -2,7 +2,8 @@
 accessible peaks by ChIP-seq overlap (Fig. 4c, e; Figs. S14, S17, S18).
 
     python -m experiments.project run_dir=R sets=CTCF:ctcf.fa,MAFK:mafk.fa [max_per_set=N] [seed=0]
-        [genome=g.fa] [span=200] [kind=mean|concentration|counts|shares|decoder] [umap=true|false] [n_neighbors=15]
+        [genome=g.fa] [span=200] [kind=mean|concentration|counts|shares|density|decoder] [umap=true|false]
+        [n_neighbors=15]
     python -m experiments.project run_dir=R peaks=atac.narrowPeak genome=g.fa chip=CTCF:ctcf.bed,NRF1:nrf1.bed
         [min_overlap=50] [span=200] [probes=TSV [tf_per_block=A,B,...]] [motif_db=jaspar|FILE.meme]
         [jaspar_release=JASPAR2024] [motif_ranking=encoder|decoder] [kind=mean|concentration]
@@ -13,9 +14,9 @@ accessible peaks by ChIP-seq overlap (Fig. 4c, e; Figs. S14, S17, S18).
     max_per_set=  draw at most N peaks per set (seeded; sets.tsv records it); default: every peak
     seed=         seed of that draw and of UMAP
     kind=         latent score: mean (topic proportions, default), concentration, counts (each topic's
-                  expected k-mer counts), shares (those counts as shares of the peak's k-mers) or
-                  decoder (a scan with each topic's k-mers); labelled
-                  sets (chip=) take mean or concentration
+                  expected k-mer counts), shares (those counts as shares of the peak's k-mers), density
+                  (those counts over all the peak's gapped 8-mers) or decoder (a scan with each topic's
+                  k-mers); labelled sets (chip=) take mean or concentration
     umap=         false skips the UMAP (umap_x/umap_y left empty, no umap.png)
     n_neighbors=  UMAP neighbourhood size
 

@@ -211,7 +211,6 @@ def test_latent_scores_shares_are_the_counts_over_the_rows_kmer_count(model, voc
     X = featurize(sequences, vocab)
     shares = latent_scores(model, X, kind="shares")
     counts, mean = latent_scores(model, X, kind="counts"), latent_scores(model, X, kind="mean")
-    np.testing.assert_array_equal(latent_scores(model, X), shares)  # the default
     n = np.asarray(X.sum(axis=1)).ravel()
     np.testing.assert_allclose(shares[:-1], counts[:-1] / n[:-1, None], rtol=1e-5)
     np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-5)
@@ -219,3 +218,37 @@ def test_latent_scores_shares_are_the_counts_over_the_rows_kmer_count(model, voc
     np.testing.assert_allclose(latent_scores(model, sequences, kind="shares"), shares, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(topic_shares(np.array([[1.0, 3.0], [0.0, 0.0]]), np.array([[0.9, 0.1], [0.3, 0.7]])),
                                [[0.25, 0.75], [0.3, 0.7]])
+
+
+def test_latent_scores_density_is_the_counts_over_all_the_rows_gapped_8mers(model, vocab):
+    # Density: each topic's expected counts over every gapped 8-mer of the row, chosen by the model or
+    # not. For a model that kept all k-mers it equals shares; for one that chose k-mers the denominator
+    # is the full count, which the sequence and the full-width CSR give alike, and a CSR of the chosen
+    # columns alone cannot give (a clear error). A row with no 8 bp window scores 0.
+    from bindvae.infer import has_kmer_totals, sequence_window_codes, topic_density, window_kmer_totals
+
+    rng = np.random.default_rng(3)
+    sequences = ["".join(rng.choice(list("ACGT"), int(n))) for n in rng.integers(20, 120, 12)]
+    sequences += ["CACGTGACGTCACGTG", "ACGT"]  # palindromic windows count fewer distinct variants; no window
+    full = featurize(sequences, vocab)
+    totals = np.asarray(full.sum(axis=1)).ravel()
+    np.testing.assert_array_equal(window_kmer_totals(model, sequence_window_codes(sequences)), totals)
+    assert totals[-2] < 16 * (len(sequences[-2]) - 7) and totals[-1] == 0
+    np.testing.assert_allclose(latent_scores(model, full, kind="density")[:-1],
+                               latent_scores(model, full, kind="shares")[:-1], rtol=1e-5)
+
+    chosen_vocab = vocab.subset(np.unique(full.indices)[::3])
+    chosen = random_model(chosen_vocab, seed=1)
+    density = latent_scores(chosen, sequences, kind="density")
+    np.testing.assert_array_equal(latent_scores(chosen, sequences), density)  # the default
+    counts = latent_scores(chosen, sequences, kind="counts")
+    np.testing.assert_allclose(density[:-1], counts[:-1] / totals[:-1, None], rtol=1e-5)
+    np.testing.assert_array_equal(density[-1], 0.0)
+    assert (density[:-1].sum(axis=1) < 0.5).all()  # a third of the row's k-mers at most are the model's
+    np.testing.assert_allclose(latent_scores(chosen, full, kind="density"), density, rtol=1e-4, atol=1e-7)
+    restricted = chosen_vocab.restrict(full)
+    assert has_kmer_totals(chosen, full) and not has_kmer_totals(chosen, restricted)
+    with pytest.raises(ValueError, match="kind='shares'"):
+        latent_scores(chosen, restricted, kind="density")
+    np.testing.assert_allclose(topic_density(np.array([[1.0, 3.0], [0.0, 0.0]]), np.array([8.0, 0.0])),
+                               [[0.125, 0.375], [0.0, 0.0]])

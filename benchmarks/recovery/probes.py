@@ -27,8 +27,9 @@ from benchmarks.recovery.metrics import auroc
 from bindvae.config import DataConfig, RunConfig, from_dict
 from bindvae.errors import ConfigError
 
-# latent_scores kinds: topic proportions, the Dirichlet concentration, expected k-mer counts, their shares, the scan
-SCORES = ("mean", "concentration", "counts", "shares", "decoder")
+# latent_scores kinds: topic proportions, the Dirichlet concentration, expected k-mer counts, their shares, their
+# density over all the probe's gapped 8-mers, the scan
+SCORES = ("mean", "concentration", "counts", "shares", "density", "decoder")
 
 
 @dataclasses.dataclass(frozen=True)

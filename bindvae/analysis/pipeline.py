@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from bindvae import plotting
 from bindvae.analysis import (
@@ -31,10 +32,10 @@ from bindvae.analysis import (
 )
 from bindvae.analysis.compare import compare_motifs
 from bindvae.analysis.peak_input import read_peaks, training_peaks
-from bindvae.analysis.peaks import DEFAULT_CALL_RATIO
+from bindvae.analysis.peaks import CALL_SCORES, DEFAULT_CALL_RATIO, DEFAULT_CALL_SCORE
 from bindvae.analysis.report_content import FILES, pair_logos, sites_fact, summary_rows, topic_sections
 from bindvae.errors import ConfigError, InputError
-from bindvae.infer import Model, latent_scores, load_model
+from bindvae.infer import Model, has_kmer_totals, latent_scores, load_model
 from bindvae.io import check_writable_dir, write_text_atomic
 from bindvae.motif import Motif, read_meme, write_meme
 from bindvae.tracking import read_metrics
@@ -81,6 +82,10 @@ class AnalysisOptions:
         signature_apart_q: ours: two look-alike topics whose best database matches differ (each at
             ``signature_q``) stay apart unless one matches the other's best at a q-value below this
             (:func:`bindvae.analysis.signatures.keep_apart`); 0: off.
+        call_score: ours: the per-peak score the TF calls read (a :func:`bindvae.infer.latent_scores`
+            kind): ``density`` (the default: each topic's expected k-mers as a fraction of all the peak's
+            gapped 8-mers; features that hold only a model's chosen k-mers fall back to ``shares``),
+            ``shares``, ``counts``, ``mean`` or ``concentration``.
         call_ratio: ours: a topic calls its TF in a peak (``peak_tfs.tsv``) only where its signature
             score is at least this many times its mean over the run's training peaks (the analysed
             peaks' own when those cannot be read; :func:`bindvae.analysis.peaks.relative_scores`);
@@ -110,6 +115,7 @@ class AnalysisOptions:
     signature_q: float = signatures.DEFAULT_MAX_Q
     signature_piece_q: float = signatures.DEFAULT_PIECE_Q
     signature_apart_q: float = signatures.DEFAULT_APART_Q
+    call_score: str = DEFAULT_CALL_SCORE
     call_ratio: float = DEFAULT_CALL_RATIO  # (the field `peaks` hides the module here)
     split_motifs: bool = True
 
@@ -133,6 +139,8 @@ def check_options(options: AnalysisOptions) -> None:
                        ("max_topics_per_tf", options.max_topics_per_tf), ("n_15mers", options.n_15mers)]:
         if value < 1:
             raise ConfigError(key, f"must be at least 1, got {value}")
+    if options.call_score not in CALL_SCORES:
+        raise ConfigError("call_score", f"must be one of {', '.join(CALL_SCORES)}, got {options.call_score!r}")
     if not options.call_ratio >= 0:
         raise ConfigError("call_ratio", f"must be at least 0, got {options.call_ratio}")
     if rules.titles.min_fold < 0:
@@ -209,18 +217,31 @@ def _rules_line(options: AnalysisOptions) -> str:
             f">= {t.min_repeat_share}, fold < {t.min_fold}, |GC - corpus| >= {t.min_gc_shift} (top {t.n_top} k-mers)")
 
 
-def _usual_scores(model: Model, options: AnalysisOptions, scores: np.ndarray) -> tuple[np.ndarray, str]:
-    """Each topic's mean score over the training peaks, the per-peak calls' baseline, and where it came
-    from: the analysed peaks themselves when they are the training peaks, or when ``peaks=`` is given
-    and the training data cannot be read (then a peak set that is mostly one TF's raises its bar)."""
+def _call_scores(model: Model, data, kind: str) -> tuple[np.ndarray, str]:
+    """The per-peak scores the TF calls read, and their kind: ``density`` needs every gapped 8-mer of a
+    peak, which features cut to the model's chosen k-mers no longer hold; those are scored by ``shares``."""
+    if kind == "density" and sp.issparse(data) and not has_kmer_totals(model, data):
+        logger.warning("per-peak calls by shares: the features hold only the model's chosen k-mers, not every "
+                       "gapped 8-mer that density divides by")
+        kind = "shares"
+    return np.asarray(latent_scores(model, data, kind=kind), dtype=np.float64), kind
+
+
+def _usual_scores(model: Model, options: AnalysisOptions, scores: np.ndarray, kind: str) -> tuple[np.ndarray, str]:
+    """Each topic's mean score (of ``kind``) over the training peaks, the per-peak calls' baseline, and
+    where it came from: the analysed peaks themselves when they are the training peaks, or when
+    ``peaks=`` is given and the training data cannot be read (then a peak set that is mostly one TF's
+    raises its bar)."""
     if not options.peaks:
         return np.asarray(scores, dtype=np.float64).mean(axis=0), "the training peaks"
     try:
         train = training_peaks(model)
+        if kind == "density" and sp.issparse(train.data) and not has_kmer_totals(model, train.data):
+            raise InputError(model.run_dir, "the training features hold only the chosen k-mers")
     except InputError as err:
         logger.warning("per-peak calls measured against the analysed peaks' own mean: %s", err)
         return np.asarray(scores, dtype=np.float64).mean(axis=0), "the analysed peaks (training data not readable)"
-    usual = np.asarray(latent_scores(model, train.data, kind=options.kind), dtype=np.float64).mean(axis=0)
+    usual = np.asarray(latent_scores(model, train.data, kind=kind), dtype=np.float64).mean(axis=0)
     return usual, "the training peaks"
 
 
@@ -322,8 +343,10 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
     ids = peak_set.ids
     strengths = naming.assignment_strengths(mapping_table)
     # A topic calls its TF where its signature holds at least call_ratio times its mean over the training peaks.
-    usual, usual_label = _usual_scores(model, options, scores)
-    relative = peaks.relative_scores(signatures.signature_scores(scores, alike),
+    call_scores, call_kind = ((scores, options.kind) if options.call_score == options.kind
+                              else _call_scores(model, peak_set.data, options.call_score))
+    usual, usual_label = _usual_scores(model, options, call_scores, call_kind)
+    relative = peaks.relative_scores(signatures.signature_scores(call_scores, alike),
                                      signatures.signature_scores(usual[None, :], alike)[0])
     calls = peaks.top_tfs_per_peak(relative, strengths, ids, min_topic_score=options.call_ratio)
     _write_tsv(calls, out / "peak_tfs.tsv")
@@ -352,7 +375,7 @@ def analyze_run(run_dir: str | os.PathLike, options: AnalysisOptions = AnalysisO
              "latent score": options.kind, "motif database": source, "probes": probe_source,
              "peaks": peak_set.label, "site counts": sites_fact(site_stats),
              "naming rules": _rules_line(options),
-             "per-peak calls": f"signature score >= {options.call_ratio:g} x its mean over {usual_label}",
+             "per-peak calls": f"signature score ({call_kind}) >= {options.call_ratio:g} x its mean over {usual_label}",
              "TFs mapped (Algorithm 1)": len(set(mapping_table.loc[mapping_table["assigned"], "tf"]))}
     files = [(name, what) for name, what in FILES if (out / name).is_file()]
     html = report.render_report(f"BindVAE analysis: {Path(run_dir).name}", facts, sections, figures, tables,

@@ -46,8 +46,9 @@ NAMING_NOTE = (
     "Repeat, background and AT-/GC-rich topics are titled by their composition and lose their probe "
     "assignments, unless a database match names them (then only probe TFs of the match's family stay). "
     "Per-peak TFs come from assigned topics only, one TF per topic (its strongest), scored by the peak's "
-    "topic score over its mean over the run's training peaks, times the effect size, where that ratio "
-    "reaches call_ratio (the topic's score is its signature's: the topic plus its look-alikes). "
+    "topic score (call_score: by default its density, the topic's expected k-mers as a fraction of all "
+    "the peak's gapped 8-mers) over its mean over the run's training peaks, times the effect size, where "
+    "that ratio reaches call_ratio (the topic's score is its signature's: the topic plus its look-alikes). "
     "Thresholds are listed above; topic_titles.tsv has every topic's measures.")
 TABLE_TFS = 10  # assigned TFs listed in a topic's Algorithm 1 table
 

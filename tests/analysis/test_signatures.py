@@ -170,7 +170,8 @@ def test_a_signature_split_over_two_topics_ranks_its_carriers_as_one_topic_would
 
 def test_analyze_lists_lookalikes_and_calls_peaks_with_the_whole_signature(tmp_path, reference_dir):
     # Topics 0 and 1 both hold the E-box (one signature split over two topics): each is the other's
-    # look-alike in topic_titles.tsv and the report, and an E-box peak's call carries both proportions.
+    # look-alike in topic_titles.tsv and the report, and an E-box peak's call carries both topics' scores
+    # (by default their densities; call_score=mean their proportions).
     # (min_fold=0: two identical topics are each other's "background" by the fold rule at M = 4.)
     import pandas as pd
 
@@ -196,20 +197,56 @@ def test_analyze_lists_lookalikes_and_calls_peaks_with_the_whole_signature(tmp_p
     assert titles.loc["topic_002", "lookalikes"] == "" and titles.loc["topic_003", "lookalikes"] == ""
     assert "same signature as topic_001" in (out / "report.html").read_text()
 
-    proportions = np.asarray(latent_scores(load_model(run_dir), probes["sequence"].tolist(), kind="mean"))
+    model = load_model(run_dir)
+    density = np.asarray(latent_scores(model, probes["sequence"].tolist(), kind="density"), dtype=np.float64)
+    proportions = np.asarray(latent_scores(model, probes["sequence"].tolist(), kind="mean"), dtype=np.float64)
     calls = pd.read_csv(out / "peak_tfs.tsv", sep="\t", keep_default_na=False)
     ebox = calls.index[40:60][calls.loc[40:59, "tf_1"] == "EBOX"]
     assert len(ebox) > 10
     mapping = pd.read_csv(out / "tf_mapping.tsv", sep="\t", comment="#")
     strength = mapping[(mapping["tf"] == "EBOX") & mapping["assigned"]].set_index("topic")["effect_size"]
-    signature = proportions[:, 0] + proportions[:, 1]  # topic 0 with its look-alike, over its mean over the peaks
+    signature = density[:, 0] + density[:, 1]  # topic 0 with its look-alike, over its mean over the peaks
     expected = signature[ebox] / signature.mean() * strength.max()
     np.testing.assert_allclose(calls.loc[ebox, "score_1"].astype(float), expected, rtol=1e-3)
+    # The default call_ratio: every call's topic holds at least twice its mean (score = ratio x strength).
+    strengths = mapping[mapping["assigned"]].set_index(["topic", "tf"])["effect_size"]
+    ratios = [float(row[f"score_{i}"]) / strengths[(row[f"topic_{i}"], row[f"tf_{i}"])]
+              for _, row in calls.iterrows() for i in (1, 2, 3) if row[f"tf_{i}"]]
+    assert len(ratios) > 40 and min(ratios) >= 2.0 - 1e-4 and min(ratios) < 2.5
+
+    assert analyze.main(args + ["call_score=mean", "call_ratio=1.5"]) == 0  # the calls before density
+    by_mean = pd.read_csv(out / "peak_tfs.tsv", sep="\t", keep_default_na=False)
+    signature = proportions[:, 0] + proportions[:, 1]
+    np.testing.assert_allclose(by_mean.loc[ebox, "score_1"].astype(float),
+                               signature[ebox] / signature.mean() * strength.max(), rtol=1e-3)
+    assert "signature score (mean) &gt;= 1.5 x" in (out / "report.html").read_text()
 
     assert analyze.main(args + ["signature_q=0"]) == 0  # off: each topic alone
     titles = pd.read_csv(out / "topic_titles.tsv", sep="\t", keep_default_na=False).set_index("topic")
     assert (titles["lookalikes"] == "").all()
     alone = pd.read_csv(out / "peak_tfs.tsv", sep="\t", keep_default_na=False)
     assert (alone.loc[ebox, "tf_1"] == "EBOX").all()
-    by_topic = [proportions[:, int(t[-3:])] / proportions[:, int(t[-3:])].mean() * w for t, w in strength.items()]
+    by_topic = [density[:, int(t[-3:])] / density[:, int(t[-3:])].mean() * w for t, w in strength.items()]
     np.testing.assert_allclose(alone.loc[ebox, "score_1"].astype(float), np.max(by_topic, axis=0)[ebox], rtol=1e-3)
+
+
+def test_calls_fall_back_to_shares_on_features_of_the_chosen_kmers_alone():
+    # Density divides by every gapped 8-mer of a peak: features cut to a model's chosen k-mers do not
+    # hold them, so the calls read shares there (and say so) rather than fail or divide by the wrong count.
+    from bindvae.analysis.pipeline import _call_scores
+    from bindvae.features.kmers import Vocabulary, featurize
+    from bindvae.infer import latent_scores
+    from tests.helpers.analysis import random_model
+
+    full_vocab = Vocabulary.gapped8()
+    rng = np.random.default_rng(0)
+    sequences = ["".join(rng.choice(list("ACGT"), 60)) for _ in range(8)]
+    full = featurize(sequences, full_vocab)
+    chosen_vocab = full_vocab.subset(np.unique(full.indices)[::2])
+    model = random_model(chosen_vocab)
+    scores, kind = _call_scores(model, full, "density")
+    assert kind == "density"
+    np.testing.assert_allclose(scores, latent_scores(model, sequences, kind="density"), rtol=1e-4, atol=1e-7)
+    scores, kind = _call_scores(model, chosen_vocab.restrict(full), "density")
+    assert kind == "shares"
+    np.testing.assert_allclose(scores, latent_scores(model, full, kind="shares"), rtol=1e-5)

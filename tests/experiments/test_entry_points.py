@@ -152,8 +152,11 @@ def test_demo_is_the_recovery_benchmarks_demo_preset_as_a_hydra_app(tmp_path, ca
 
 def test_the_analysis_config_states_the_library_naming_defaults_and_passes_each_threshold_on():
     from bindvae.analysis.evidence import NamingRules
+    from bindvae.analysis.pipeline import AnalysisOptions
 
     values = yaml.safe_load((REPO_ROOT / "conf" / "analyze.yaml").read_text())
     assert analyze._rules(values, NamingRules()) == NamingRules()
+    defaults = AnalysisOptions()  # what the demo and the library use without the CLI
+    assert (values["call_score"], values["call_ratio"]) == (defaults.call_score, defaults.call_ratio)
     rules = analyze._rules({**values, "site_max_p": 0.5, "min_site_ratio": 1.0, "min_fold": 3.0}, NamingRules())
     assert (rules.flags.site_max_p, rules.flags.min_site_ratio, rules.titles.min_fold) == (0.5, 1.0, 3.0)
