@@ -45,7 +45,8 @@ def _rarest_text(s: dict) -> str:
 
 
 _EXTRA_LABELS = {"scan": "the scan score (each topic's top k-mers counted; ours)",
-                 "counts": "expected k-mer counts (how many of the peak's k-mers each topic generated; ours)",
+                 "counts": ("expected k-mer counts (how many of the peak's k-mers each topic generated; on peaks "
+                            "of one width they rank as latent_scores' default, density; ours)"),
                  "shares": "those counts as shares of the peak's k-mers (one E-step, no prior; ours)",
                  "concentration": "the encoder's Dirichlet concentration (the reference's output; BindVAE only)"}
 
