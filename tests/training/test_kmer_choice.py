@@ -68,11 +68,16 @@ def test_a_loaded_model_scores_sequences_full_features_and_its_own_columns_alike
     full = Vocabulary.gapped8()
     model = load_model(workdir)
     assert len(model.vocabulary) == SIZE and model.vocabulary.parent == full
-    from_sequences = latent_scores(model, peaks)
-    from_full = latent_scores(model, X)
-    from_own = latent_scores(model, featurize(peaks, model.vocabulary))
-    np.testing.assert_allclose(from_sequences, from_full, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(from_own, from_full, rtol=1e-5, atol=1e-6)
+    own = featurize(peaks, model.vocabulary)
+    np.testing.assert_allclose(latent_scores(model, peaks), latent_scores(model, X), rtol=1e-5, atol=1e-7)  # density
+    for kind in ("shares", "mean"):
+        from_sequences = latent_scores(model, peaks, kind=kind)
+        from_full = latent_scores(model, X, kind=kind)
+        from_own = latent_scores(model, own, kind=kind)
+        np.testing.assert_allclose(from_sequences, from_full, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(from_own, from_full, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="kind='shares'"):  # density divides by every gapped 8-mer
+        latent_scores(model, own)
     decoder = latent_scores(model, X, kind="decoder")
     np.testing.assert_allclose(latent_scores(model, peaks, kind="decoder"), decoder, rtol=1e-5, atol=1e-5)
     assert load_model(workdir, features_fingerprint=full.fingerprint).vocabulary == model.vocabulary
