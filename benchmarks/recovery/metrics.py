@@ -88,17 +88,23 @@ def topic_word_counts(topic_word: np.ndarray, proportions: np.ndarray, counts) -
     return expected_topic_counts(counts, proportions, log_phi)
 
 
-def counts_and_shares(counts: np.ndarray, proportions: np.ndarray) -> dict:
-    """``{"counts": counts, "shares": ...}``: a model's expected k-mer counts per topic and those counts
-    as shares of each peak's k-mers (:func:`bindvae.infer.topic_shares`; rows sum to 1)."""
-    from bindvae.infer import topic_shares
+def counts_and_shares(counts: np.ndarray, proportions: np.ndarray, totals: np.ndarray | None = None) -> dict:
+    """``{"counts": counts, "shares": ..., "density": ...}``: a model's expected k-mer counts per topic,
+    those counts as shares of each peak's k-mers in the model's columns (:func:`bindvae.infer.topic_shares`;
+    rows sum to 1) and, given ``totals`` (each peak's count of all gapped 8-mers), over those
+    (:func:`bindvae.infer.topic_density`, ``latent_scores``' default)."""
+    from bindvae.infer import topic_density, topic_shares
 
-    return {"counts": counts, "shares": topic_shares(counts, proportions)}
+    out = {"counts": counts, "shares": topic_shares(counts, proportions)}
+    if totals is not None:
+        out["density"] = topic_density(counts, totals)
+    return out
 
 
 # Per-peak scores besides the proportions that every method is also measured with (ours): a scan with
-# each topic's most enriched k-mers, each topic's expected k-mer counts, and those counts as shares.
-EXTRA_SCORES = ("scan", "counts", "shares", "concentration")  # concentration: BindVAE's encoder output only
+# each topic's most enriched k-mers, each topic's expected k-mer counts, those counts as shares of the
+# peak's k-mers in the model's columns, and over all its gapped 8-mers (density).
+EXTRA_SCORES = ("scan", "counts", "shares", "density", "concentration")  # concentration: BindVAE's encoder output only
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:

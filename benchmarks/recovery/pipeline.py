@@ -99,7 +99,8 @@ def _train_bindvae(config: RecoveryConfig, train_X, val_X, fingerprint: str, wor
     return result, time.perf_counter() - start
 
 
-def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) -> tuple[pd.DataFrame, float]:
+def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database,
+                   totals: np.ndarray | None = None) -> tuple[pd.DataFrame, float]:
     from bindvae.analysis.topics import topic_motif_sets
     from bindvae.infer import latent_scores, load_model
 
@@ -113,7 +114,7 @@ def _score_bindvae(config: RecoveryConfig, workdir: Path, X, dataset, database) 
                                     apart_q=config.signature_apart_q,
                                     extra_scores={"scan": latent_scores(model, X, kind="decoder"),
                                                   **recovery.counts_and_shares(latent_scores(model, X, kind="counts"),
-                                                                               peak_scores),
+                                                                               peak_scores, totals),
                                                   "concentration": latent_scores(model, X, kind="concentration")})
     table.attrs["pair_probes"] = _pair_by_probes(model, dataset, config.seed)
     return table, time.perf_counter() - start
@@ -161,7 +162,8 @@ class _KmerProbes:
         return self._value
 
 
-def _run_lda(config: RecoveryConfig, train_X, val_X, X, dataset, database, probes: _KmerProbes) -> MethodResult:
+def _run_lda(config: RecoveryConfig, train_X, val_X, X, dataset, database, probes: _KmerProbes,
+             totals: np.ndarray | None = None) -> MethodResult:
     start = time.perf_counter()
     lda = peers.fit_lda(train_X, config.run.model.num_topics, config.run.train.seed, config.lda.passes,
                            config.lda.batch_size, config.lda.n_jobs)
@@ -174,7 +176,8 @@ def _run_lda(config: RecoveryConfig, train_X, val_X, X, dataset, database, probe
                                                  split=config.split_motifs)
     peak_scores = peers.transform_in_chunks(lda.transform, X)
     extra = {"scan": recovery.scan_topic_words(lda.components_, X),
-             **recovery.counts_and_shares(recovery.topic_word_counts(lda.components_, peak_scores, X), peak_scores)}
+             **recovery.counts_and_shares(recovery.topic_word_counts(lda.components_, peak_scores, X), peak_scores,
+                                          totals)}
     table = recovery.score_recovery(motifs, peak_scores, dataset.names, dataset.truth, dataset.motifs, database,
                                     config.q_threshold, signature_q=config.signature_q,
                                     namesakes=config.signature_namesakes, piece_q=config.signature_piece_q,
@@ -186,7 +189,7 @@ def _run_lda(config: RecoveryConfig, train_X, val_X, X, dataset, database, probe
 
 
 def _run_gibbs_lda(config: RecoveryConfig, X, val_rows: np.ndarray, dataset, database, probes: _KmerProbes,
-                   budget_s: float) -> MethodResult:
+                   budget_s: float, totals: np.ndarray | None = None) -> MethodResult:
     """The tomotopy peer: trained on the same rows as BindVAE within its wall time, scored like the others.
 
     Training rows get their sampled topic proportions, held-out rows tomotopy's ``infer``, and the
@@ -214,7 +217,7 @@ def _run_gibbs_lda(config: RecoveryConfig, X, val_rows: np.ndarray, dataset, dat
                                     extra_scores={"scan": recovery.scan_topic_words(topic_word, X),
                                                   **recovery.counts_and_shares(
                                                       recovery.topic_word_counts(topic_word, peak_scores, X),
-                                                      peak_scores)})
+                                                      peak_scores, totals)})
     analysis_s = time.perf_counter() - start
     return MethodResult(table, recovery.summarize(table, config.q_threshold), perplexity, fitted.seconds,
                         analysis_s, fitted.iterations, "sweeps")
@@ -267,6 +270,7 @@ def run_recovery(config: RecoveryConfig, out_dir: str | Path, metric_logger=None
     dataset, fasta = load_planted_set(config, out_dir)
     vocabulary = Vocabulary.gapped8()
     X = featurize(dataset.sequences, vocabulary)
+    totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()  # every gapped 8-mer of a peak: density's denominator
     train_X, val_X, val_rows = split_train_val(X, config.run.train.val_fraction, config.run.train.seed)
     database = _database(config, list(dataset.motifs.values()))
     logger.info("recovery benchmark %s: %d peaks (%d train / %d val) from %s", config.name, X.shape[0],
@@ -278,7 +282,7 @@ def run_recovery(config: RecoveryConfig, out_dir: str | Path, metric_logger=None
     trained_on = DataConfig(source="fasta", path=str(Path(fasta).resolve()))
     config = dataclasses.replace(config, run=dataclasses.replace(config.run, data=trained_on))
     fitted, train_s = _train_bindvae(config, train_X, val_X, vocabulary.fingerprint, workdir, metric_logger)
-    table, analysis_s = _score_bindvae(config, workdir, X, dataset, database)
+    table, analysis_s = _score_bindvae(config, workdir, X, dataset, database, totals)
     methods = {"BindVAE": MethodResult(table, recovery.summarize(table, config.q_threshold),
                                        float(fitted.val_metrics.get("val_perplexity", float("nan"))),
                                        train_s, analysis_s, config.run.train.steps, "steps")}
@@ -289,9 +293,9 @@ def run_recovery(config: RecoveryConfig, out_dir: str | Path, metric_logger=None
         X, train_X, val_X = (chosen.restrict(m) for m in (X, train_X, val_X))
     probes = _KmerProbes(vocabulary=chosen)
     if config.lda.enabled:
-        methods["LDA"] = _run_lda(config, train_X, val_X, X, dataset, database, probes)
+        methods["LDA"] = _run_lda(config, train_X, val_X, X, dataset, database, probes, totals)
     if config.gibbs_lda.enabled:
-        methods["Gibbs LDA"] = _run_gibbs_lda(config, X, val_rows, dataset, database, probes, train_s)
+        methods["Gibbs LDA"] = _run_gibbs_lda(config, X, val_rows, dataset, database, probes, train_s, totals)
     all_kmers = featurize(dataset.sequences, vocabulary) if chosen is not None else X
     yardsticks = compute_yardsticks(config, all_kmers, dataset) if config.yardsticks.enabled else pd.DataFrame()
     if not yardsticks.empty:

@@ -45,9 +45,10 @@ def _rarest_text(s: dict) -> str:
 
 
 _EXTRA_LABELS = {"scan": "the scan score (each topic's top k-mers counted; ours)",
-                 "counts": ("expected k-mer counts (how many of the peak's k-mers each topic generated; on peaks "
-                            "of one width they rank as latent_scores' default, density; ours)"),
+                 "counts": "expected k-mer counts (how many of the peak's k-mers each topic generated; ours)",
                  "shares": "those counts as shares of the peak's k-mers (one E-step, no prior; ours)",
+                 "density": ("those counts over all the peak's gapped 8-mers, chosen or not (latent_scores' "
+                             "default; ours)"),
                  "concentration": "the encoder's Dirichlet concentration (the reference's output; BindVAE only)"}
 
 

@@ -221,10 +221,12 @@ def test_score_recovery_joins_the_two_ends_of_a_long_site_through_the_database(s
 def _peer_scores(kind: str, topic_word: np.ndarray, proportions: np.ndarray, X) -> np.ndarray:
     if kind == "decoder":
         return recovery.scan_topic_words(topic_word, X)
-    return recovery.counts_and_shares(recovery.topic_word_counts(topic_word, proportions, X), proportions)[kind]
+    totals = np.asarray(X.sum(axis=1)).ravel()
+    return recovery.counts_and_shares(recovery.topic_word_counts(topic_word, proportions, X), proportions,
+                                      totals)[kind]
 
 
-@pytest.mark.parametrize("kind", ["decoder", "counts", "shares"])
+@pytest.mark.parametrize("kind", ["decoder", "counts", "shares", "density"])
 def test_peers_scores_from_a_topic_word_matrix_are_bindvaes(small_set, kind):
     # The peers are scored as BindVAE's latent_scores(kind=...) scores: the scan, or the expected counts,
     # from the same topic-word distributions (and proportions) give the same numbers; a topic of the
