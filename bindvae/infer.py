@@ -390,7 +390,7 @@ def latent_scores(model: Model, X, kind: str = "density", batch_size: int = 4096
         kind: ``"density"`` (ours, the default: :func:`topic_density`, each topic's expected k-mers
             as a fraction of all the sequence's gapped 8-mers, chosen by the model or not; what the
             analysis's per-peak TF calls read; needs sequences or the full gapped 8-mer counts;
-            measured in BENCHMARKS.md, "Per-peak TF calls by density": on 28 seeds of the planted set
+            measured in BENCHMARKS.md, "Each topic's density in a peak": on 28 seeds of the planted set
             it ranks every motif in >= 5% of peaks at 0.9 x its supervised limit on 28 against 22 for
             ``"shares"``, and gives each family of the 100 real 20 bp probes its own topic on 9 of 20
             seeds against 16), ``"shares"`` (ours: :func:`topic_shares`, each topic's share of the
@@ -460,9 +460,9 @@ def topic_density(expected_counts: np.ndarray, totals: np.ndarray) -> np.ndarray
     ``expected_counts`` (:func:`expected_topic_counts`) divided by ``totals``, every gapped 8-mer the
     sequence holds, whether the model chose it or not (:func:`window_kmer_totals`). Unlike
     :func:`topic_shares` the denominator does not grow with the sites a peak carries: a binding site
-    adds dozens of the k-mers a model chooses (they are chosen for varying across peaks), so a peak
-    with a second site lowers the first site's share but not its density. For a model that kept every
-    k-mer the two are the same. A row with no k-mers scores 0.
+    adds dozens of the k-mers a model chooses (they are chosen for varying across peaks), only some of
+    them explained by the site's topics, and a share is divided by all of them. For a model that kept
+    every k-mer the two are the same. A row with no k-mers scores 0.
     """
     expected = np.asarray(expected_counts, dtype=np.float64)
     totals = np.asarray(totals, dtype=np.float64).reshape(-1, 1)

@@ -27,7 +27,7 @@ def topic_usage(proportions: np.ndarray) -> np.ndarray:
 
 # The per-peak TF calls read each topic's density (``latent_scores(kind="density")``: its expected k-mers
 # as a fraction of all the peak's gapped 8-mers) and call where it reaches DEFAULT_CALL_RATIO times its
-# mean over the training peaks. Measured in BENCHMARKS.md, "Per-peak TF calls by density": on 28 seeds
+# mean over the training peaks. Measured in BENCHMARKS.md, "Each topic's density in a peak": on 28 seeds
 # of the recovery preset they are right more often and find more carriers, at as many calls per peak,
 # than proportions at 1.5 (before).
 CALL_SCORES = ("density", "shares", "counts", "mean", "concentration")

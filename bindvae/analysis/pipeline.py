@@ -217,10 +217,15 @@ def _rules_line(options: AnalysisOptions) -> str:
             f">= {t.min_repeat_share}, fold < {t.min_fold}, |GC - corpus| >= {t.min_gc_shift} (top {t.n_top} k-mers)")
 
 
+def _lacks_totals(model: Model, data, kind: str) -> bool:
+    """Whether ``kind`` is density and ``data`` are features cut to the model's chosen k-mers, which no
+    longer hold every gapped 8-mer of a peak that density divides by."""
+    return kind == "density" and sp.issparse(data) and not has_kmer_totals(model, data)
+
+
 def _call_scores(model: Model, data, kind: str) -> tuple[np.ndarray, str]:
-    """The per-peak scores the TF calls read, and their kind: ``density`` needs every gapped 8-mer of a
-    peak, which features cut to the model's chosen k-mers no longer hold; those are scored by ``shares``."""
-    if kind == "density" and sp.issparse(data) and not has_kmer_totals(model, data):
+    """The per-peak scores the TF calls read, and their kind (``shares`` where density cannot be had)."""
+    if _lacks_totals(model, data, kind):
         logger.warning("per-peak calls by shares: the features hold only the model's chosen k-mers, not every "
                        "gapped 8-mer that density divides by")
         kind = "shares"
@@ -236,7 +241,7 @@ def _usual_scores(model: Model, options: AnalysisOptions, scores: np.ndarray, ki
         return np.asarray(scores, dtype=np.float64).mean(axis=0), "the training peaks"
     try:
         train = training_peaks(model)
-        if kind == "density" and sp.issparse(train.data) and not has_kmer_totals(model, train.data):
+        if _lacks_totals(model, train.data, kind):
             raise InputError(model.run_dir, "the training features hold only the chosen k-mers")
     except InputError as err:
         logger.warning("per-peak calls measured against the analysed peaks' own mean: %s", err)
